@@ -1,0 +1,1 @@
+"""What learns from traffic: event store, Label Studio sync, rankings → preference pairs."""

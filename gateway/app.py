@@ -1,0 +1,134 @@
+"""The app factory: one settings tree in, one Litestar app out. Resources live in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from litestar import Litestar, Request, Response
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.types import Message, Scope
+
+from gateway.auth import KeyRing, Tenant
+from gateway.context import request_id_from
+from gateway.embedded_llm import EmbeddedLLM
+from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, RouteNotFound, encode_error
+from gateway.metrics import GatewayMetrics
+from gateway.middleware import REQUEST_ID_HEADER, request_observer
+from gateway.proxy import Proxy
+from gateway.routes import inference, models, operations
+from gateway.settings import Settings
+from gateway.upstream import UpstreamPool, build_client
+
+log = logging.getLogger("hhh.app")
+
+
+def _error_response(error: GatewayError) -> Response[bytes]:
+    return Response(content=encode_error(error), status_code=error.status_code, media_type="application/json")
+
+
+def _on_gateway_error(_: Request[Any, Any, Any], exc: GatewayError) -> Response[bytes]:
+    return _error_response(exc)
+
+
+def _on_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    if exc.status_code == 413:
+        return _error_response(BodyTooLarge("The request body is larger than this gateway accepts."))
+    if exc.status_code in (404, 405):
+        return _error_response(RouteNotFound(str(exc.detail), exc.status_code))
+    if exc.status_code == 400:
+        return _error_response(InvalidRequest(str(exc.detail)))
+    error = GatewayError(str(exc.detail))
+    error.status_code = exc.status_code
+    return _error_response(error)
+
+
+def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    # The one place a bug surfaces: logged with its trace for operators, never shown to clients.
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _error_response(GatewayError("The gateway failed to process the request; it has been logged."))
+
+
+async def _add_request_id_everywhere(message: Message, scope: Scope) -> None:
+    """Unrouted requests (404s) skip route middleware; they still get an x-request-id."""
+    if message["type"] == "http.response.start":
+        headers = message.setdefault("headers", [])
+        if not any(key == REQUEST_ID_HEADER for key, _ in headers):
+            headers.append((REQUEST_ID_HEADER, request_id_from(None).encode()))  # type: ignore[union-attr]
+
+
+def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTransport | None = None) -> Litestar:
+    """Build the gateway. ``upstream_transport`` is the seam that lets unit tests fake upstreams."""
+    metrics = GatewayMetrics()
+    keyring = KeyRing(settings.auth)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            upstreams = list(settings.upstreams)
+            if not upstreams:
+                embedded = EmbeddedLLM(
+                    settings.embedded_llm, Path(settings.data_dir).expanduser(), settings.server.startup_timeout_s
+                )
+                await stack.enter_async_context(embedded)
+                upstreams = [embedded.upstream_settings()]
+            client = await stack.enter_async_context(
+                build_client(
+                    settings.server.upstream_max_connections,
+                    settings.server.upstream_max_keepalive,
+                    upstream_transport,
+                )
+            )
+            pool = UpstreamPool(upstreams, client, metrics)
+            await pool.discover()
+            app.state.proxy = Proxy(pool, metrics)
+            if keyring.is_open:
+                log.warning("=" * 72)
+                log.warning("NO API KEYS CONFIGURED: this gateway is OPEN to anyone who can reach it.")
+                log.warning("Add auth.keys to the config (`hhh keys new --tenant NAME` makes one).")
+                log.warning("=" * 72)
+            log.info("upstreams: %s", ", ".join(f"{u.name} → {u.url}" for u in upstreams))
+            yield
+
+    def provide_proxy(state: State) -> Proxy:
+        proxy: Proxy = state.proxy
+        return proxy
+
+    def provide_tenant(request: Request[Any, Any, Any]) -> Tenant:
+        return keyring.authenticate(request.headers.get("authorization"))
+
+    return Litestar(
+        route_handlers=[
+            inference.chat_completions,
+            inference.completions,
+            inference.embeddings,
+            models.list_models,
+            models.retrieve_model,
+            operations.health,
+            operations.ready,
+            operations.metrics,
+        ],
+        lifespan=[lifespan],
+        dependencies={
+            "proxy": Provide(provide_proxy, sync_to_thread=False),
+            "tenant": Provide(provide_tenant, sync_to_thread=False),
+            "gateway_metrics": Provide(lambda: metrics, sync_to_thread=False, use_cache=True),
+        },
+        middleware=[request_observer(metrics)],
+        exception_handlers={
+            GatewayError: _on_gateway_error,
+            HTTPException: _on_http_exception,
+            Exception: _on_unexpected,
+        },
+        before_send=[_add_request_id_everywhere],
+        request_max_body_size=settings.server.max_body_bytes,
+        openapi_config=None,
+        logging_config=None,  # the CLI configures logging once, for the whole process
+        debug=False,
+    )

@@ -1,0 +1,120 @@
+"""The ``hhh`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import msgspec
+
+from gateway import __version__
+from gateway.settings import ConfigError, Settings, load_settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _settings_for(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    server = settings.server
+    overrides = {
+        "host": args.host if getattr(args, "host", None) else server.host,
+        "port": args.port if getattr(args, "port", None) else server.port,
+        "log_level": getattr(args, "log_level", None) or server.log_level,
+    }
+    return msgspec.structs.replace(settings, server=msgspec.structs.replace(server, **overrides))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    settings = _settings_for(args)
+    _configure_logging(settings.server.log_level)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_config=None,
+        access_log=settings.server.access_log,
+        loop="auto",
+        http="auto",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _keys_new(args: argparse.Namespace) -> int:
+    from gateway.auth import new_key
+
+    key, digest = new_key()
+    print(f"API key for tenant {args.tenant!r} (shown once; give it to the client):\n  {key}\n")
+    print("Add this to the config file under auth.keys:")
+    print(f"  - tenant: {args.tenant}\n    sha256: {digest}")
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    settings = _settings_for(args)
+    masked = msgspec.to_builtins(settings)
+    for upstream in masked["upstreams"]:
+        if upstream.get("api_key"):
+            upstream["api_key"] = "***"
+    print(msgspec.json.format(msgspec.json.encode(masked), indent=2).decode())
+    print("\nconfig OK", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hhh", description="HHH Gateway: an OpenAI-compatible gateway with guardrails and human feedback."
+    )
+    parser.add_argument("--version", action="version", version=f"hhh-gateway {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    config_help = "YAML settings file (default: $HHH_CONFIG, else built-in defaults)"
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway",
+        description="Run the gateway. With no upstream configured (no config file upstreams and no "
+        "HHH_UPSTREAM_URL), it starts an embedded llama.cpp server with a tiny model and proxies to it.",
+    )
+    serve.add_argument("--host", help="address to listen on (default: server.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: server.port, 8080)")
+    serve.add_argument("--config", type=Path, default=os.environ.get("HHH_CONFIG"), help=config_help)
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity")
+    serve.set_defaults(handler=_serve)
+
+    keys = commands.add_parser("keys", help="manage gateway API keys").add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION"
+    )
+    keys_new = keys.add_parser("new", help="make a new API key and print its hash for the config")
+    keys_new.add_argument("--tenant", required=True, help="the tenant this key belongs to")
+    keys_new.set_defaults(handler=_keys_new)
+
+    config = commands.add_parser("config", help="inspect configuration").add_subparsers(
+        dest="config_command", required=True, metavar="ACTION"
+    )
+    check = config.add_parser("check", help="validate a config file and print the resolved settings")
+    check.add_argument("--config", type=Path, default=os.environ.get("HHH_CONFIG"), help=config_help)
+    check.set_defaults(handler=_config_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ConfigError as exc:
+        print(f"hhh: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return code

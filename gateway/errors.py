@@ -1,0 +1,145 @@
+"""Errors as values in OpenAI's envelope.
+
+Every failure a client can see is one of these, rendered as
+``{"error": {"message", "type", "param", "code"}}`` with the matching HTTP status::
+
+    GatewayError                      (500 server_error: the catch-all, never with a traceback)
+     ├── InvalidRequest               400 invalid_request_error, names the offending ``param``
+     │    └── BodyTooLarge            413
+     ├── AuthenticationFailed         401 invalid_api_key
+     ├── ModelNotFound                404 model_not_found
+     ├── RouteNotFound                404 / 405, for paths the gateway does not serve
+     └── UpstreamError
+          ├── UpstreamUnreachable     502 (connect refused, DNS, reset before a response)
+          ├── UpstreamTimeout         504
+          ├── UpstreamStreamBroken    a stream that failed after it began: sent as a final error event
+          └── UpstreamStatus          the upstream's own 4xx/5xx, its envelope kept or re-wrapped
+
+Handlers raise these; one exception handler renders them (see ``gateway.app``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class ErrorBody(msgspec.Struct, omit_defaults=False):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | int | None = None
+
+
+class ErrorEnvelope(msgspec.Struct):
+    error: ErrorBody
+
+
+class GatewayError(Exception):
+    status_code = 500
+    error_type = "server_error"
+    default_code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}
+        }
+
+
+class InvalidRequest(GatewayError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class BodyTooLarge(InvalidRequest):
+    status_code = 413
+    default_code = "request_too_large"
+
+
+class AuthenticationFailed(GatewayError):
+    status_code = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class ModelNotFound(GatewayError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    default_code = "model_not_found"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"The model '{model}' does not exist or is not served by this gateway.", param="model")
+
+
+class RouteNotFound(GatewayError):
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message, code="not_found" if status_code == 404 else "method_not_allowed")
+        self.status_code = status_code
+
+
+class UpstreamError(GatewayError):
+    error_type = "upstream_error"
+
+
+class UpstreamUnreachable(UpstreamError):
+    status_code = 502
+    default_code = "upstream_unreachable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    default_code = "upstream_timeout"
+
+
+class UpstreamStreamBroken(UpstreamError):
+    status_code = 502
+    default_code = "upstream_stream_broken"
+
+
+class UpstreamStatus(UpstreamError):
+    """The upstream answered with an error status; its body is kept when it already is an envelope."""
+
+    def __init__(self, status_code: int, body: bytes) -> None:
+        self.status_code = status_code
+        self._upstream_envelope = _as_envelope(body)
+        message = (
+            self._upstream_envelope["error"].get("message") or ""
+            if self._upstream_envelope
+            else body.decode("utf-8", "replace")[:2000].strip()
+        )
+        super().__init__(message or f"The upstream answered with HTTP {status_code}.", code=status_code)
+
+    def envelope(self) -> dict[str, Any]:
+        return self._upstream_envelope or super().envelope()
+
+
+def _as_envelope(body: bytes) -> dict[str, Any] | None:
+    """The upstream body if it is already OpenAI's envelope, else None."""
+    try:
+        decoded = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    if isinstance(decoded, dict) and isinstance(decoded.get("error"), dict) and "message" in decoded["error"]:
+        error = decoded["error"]
+        return {
+            "error": {
+                "message": str(error.get("message")),
+                "type": error.get("type") or "upstream_error",
+                "param": error.get("param"),
+                "code": error.get("code"),
+            }
+        }
+    return None
+
+
+def encode_error(error: GatewayError) -> bytes:
+    return msgspec.json.encode(error.envelope())

@@ -1,0 +1,109 @@
+"""OpenAI wire types the gateway checks before it forwards a request.
+
+Only the fields the gateway reads or must type-check are declared. The request is forwarded from the
+client's own JSON, so every other field (``tools``, ``response_format``, ``logprobs``, ``seed``, …)
+reaches the upstream untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+
+from gateway.errors import InvalidRequest
+
+
+class StreamOptions(msgspec.Struct):
+    include_usage: bool | None = None
+
+
+class ChatMessage(msgspec.Struct):
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class _Sampling(msgspec.Struct):
+    model: str
+    stream: bool = False
+    n: int | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    user: str | None = None
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[ChatMessage] = []
+    max_completion_tokens: int | None = None
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | list[str] | list[int] | list[list[int]] | None = None
+
+
+class EmbeddingRequest(msgspec.Struct):
+    model: str
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: str | None = None
+    dimensions: int | None = None
+
+
+RequestT = TypeVar("RequestT", bound=msgspec.Struct)
+
+
+def decode_json_object(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        raise InvalidRequest("The request body is empty; expected a JSON object.")
+    try:
+        decoded = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(decoded, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return decoded
+
+
+def check(raw: dict[str, Any], request_type: type[RequestT]) -> RequestT:
+    """Type-check ``raw`` against ``request_type``; errors name the parameter, as OpenAI's do."""
+    try:
+        return msgspec.convert(raw, request_type)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).rpartition(" - at `")
+        param = where.rstrip("`").removeprefix("$").removeprefix(".") or None
+        if not message:
+            message, param = str(exc), None
+        if message.startswith("Object missing required field"):
+            field = message.rpartition("`")[0].rpartition("`")[2]
+            param = f"{param}.{field}" if param else field
+            raise InvalidRequest(f"Missing required parameter: '{param}'.", param=param) from None
+        raise InvalidRequest(f"Invalid value for '{param}': {message}." if param else message, param=param) from None
+
+
+def check_chat(raw: dict[str, Any]) -> ChatCompletionRequest:
+    request = check(raw, ChatCompletionRequest)
+    if not request.messages:
+        raise InvalidRequest("'messages' must be a non-empty array.", param="messages")
+    _check_counts(request)
+    return request
+
+
+def check_completion(raw: dict[str, Any]) -> CompletionRequest:
+    request = check(raw, CompletionRequest)
+    if request.prompt is None:
+        raise InvalidRequest("Missing required parameter: 'prompt'.", param="prompt")
+    _check_counts(request)
+    return request
+
+
+def _check_counts(request: _Sampling) -> None:
+    if request.n is not None and request.n < 1:
+        raise InvalidRequest("'n' must be at least 1.", param="n")
+    if request.max_tokens is not None and request.max_tokens < 1:
+        raise InvalidRequest("'max_tokens' must be at least 1.", param="max_tokens")

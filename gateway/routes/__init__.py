@@ -1,0 +1,1 @@
+"""HTTP handlers: each parses, calls a service, and maps the result. Nothing else."""

@@ -1,0 +1,68 @@
+"""The OpenAI inference endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, post
+
+from gateway.auth import Tenant
+from gateway.context import context_of
+from gateway.protocol import check, check_chat, check_completion, decode_json_object, EmbeddingRequest
+from gateway.proxy import ForwardCall, Proxy
+
+
+def _text_length(content: Any) -> int:
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):
+        return sum(len(part.get("text") or "") for part in content if isinstance(part, dict))
+    return 0
+
+
+@post("/v1/chat/completions", status_code=200)
+async def chat_completions(request: Request[Any, Any, Any], proxy: Proxy, tenant: Tenant) -> Response[Any]:
+    body = await request.body()
+    raw = decode_json_object(body)
+    chat = check_chat(raw)
+    include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+    call = ForwardCall(
+        path="/chat/completions",
+        model=chat.model,
+        raw=raw,
+        body=body,
+        stream=chat.stream,
+        n=chat.n or 1,
+        include_usage=include_usage,
+        prompt_chars=sum(_text_length(m.content) for m in chat.messages),
+    )
+    return await proxy.forward(context_of(request.scope), call)
+
+
+@post("/v1/completions", status_code=200)
+async def completions(request: Request[Any, Any, Any], proxy: Proxy, tenant: Tenant) -> Response[Any]:
+    body = await request.body()
+    raw = decode_json_object(body)
+    completion = check_completion(raw)
+    include_usage = bool(completion.stream_options and completion.stream_options.include_usage)
+    prompt = completion.prompt
+    call = ForwardCall(
+        path="/completions",
+        model=completion.model,
+        raw=raw,
+        body=body,
+        stream=completion.stream,
+        n=completion.n or 1,
+        include_usage=include_usage,
+        prompt_chars=len(prompt) if isinstance(prompt, str) else len(str(prompt)),
+    )
+    return await proxy.forward(context_of(request.scope), call)
+
+
+@post("/v1/embeddings", status_code=200)
+async def embeddings(request: Request[Any, Any, Any], proxy: Proxy, tenant: Tenant) -> Response[Any]:
+    body = await request.body()
+    raw = decode_json_object(body)
+    embedding = check(raw, EmbeddingRequest)
+    call = ForwardCall(path="/embeddings", model=embedding.model, raw=raw, body=body)
+    return await proxy.forward(context_of(request.scope), call)

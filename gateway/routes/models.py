@@ -1,0 +1,22 @@
+"""GET /v1/models: the union of what every upstream serves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import get
+
+from gateway.auth import Tenant
+from gateway.proxy import Proxy
+
+
+@get("/v1/models")
+async def list_models(proxy: Proxy, tenant: Tenant) -> dict[str, Any]:
+    return {"object": "list", "data": proxy.pool.model_cards()}
+
+
+@get("/v1/models/{model_id:path}")
+async def retrieve_model(model_id: str, proxy: Proxy, tenant: Tenant) -> dict[str, Any]:
+    model = model_id.lstrip("/")
+    await proxy.pool.route(model)  # raises model_not_found
+    return next(card for card in proxy.pool.model_cards() if card["id"] == model)

