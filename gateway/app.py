@@ -58,15 +58,16 @@ def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[
 async def _add_request_id_everywhere(message: Message, scope: Scope) -> None:
     """Unrouted requests (404s) skip route middleware; they still get an x-request-id."""
     if message["type"] == "http.response.start":
-        headers = message.setdefault("headers", [])
+        headers = list(message.get("headers", ()))
         if not any(key == REQUEST_ID_HEADER for key, _ in headers):
-            headers.append((REQUEST_ID_HEADER, request_id_from(None).encode()))  # type: ignore[union-attr]
+            message["headers"] = [*headers, (REQUEST_ID_HEADER, request_id_from(None).encode())]
 
 
 def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTransport | None = None) -> Litestar:
     """Build the gateway. ``upstream_transport`` is the seam that lets unit tests fake upstreams."""
     metrics = GatewayMetrics()
     keyring = KeyRing(settings.auth)
+    data_dir = Path(settings.data_dir).expanduser()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -74,7 +75,9 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
             upstreams = list(settings.upstreams)
             if not upstreams:
                 embedded = EmbeddedLLM(
-                    settings.embedded_llm, Path(settings.data_dir).expanduser(), settings.server.startup_timeout_s
+                    settings.embedded_llm,
+                    data_dir,
+                    settings.server.startup_timeout_s,
                 )
                 await stack.enter_async_context(embedded)
                 upstreams = [embedded.upstream_settings()]

@@ -17,7 +17,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S", stream=sys.stderr)
+    logging.basicConfig(
+        level=level.upper(), format=LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S", stream=sys.stderr
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
@@ -76,7 +78,8 @@ def _config_check(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="hhh", description="HHH Gateway: an OpenAI-compatible gateway with guardrails and human feedback."
+        prog="hhh",
+        description="HHH Gateway: an OpenAI-compatible gateway with guardrails and human feedback.",
     )
     parser.add_argument("--version", action="version", version=f"hhh-gateway {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

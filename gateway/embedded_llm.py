@@ -81,6 +81,9 @@ class EmbeddedLLM:
             "--host", "127.0.0.1",
             "--port", str(self.port),
             "--n_ctx", str(self.settings.n_ctx),
+            # By default a new request cuts the running one short with a premature [DONE]; the
+            # gateway sends concurrent requests (n fan-out), which must queue instead.
+            "--interrupt_requests", "False",
         ]  # fmt: skip
         log.info("embedded LLM: starting llama.cpp with %s (log: %s)", model.name, self.log_file)
         with self.log_file.open("ab") as sink:
@@ -94,7 +97,10 @@ class EmbeddedLLM:
             await self._stop()
             raise
         log.info(
-            "embedded LLM: %s ready at %s in %.1f s", self.settings.alias, self.base_url, time.monotonic() - started
+            "embedded LLM: %s ready at %s in %.1f s",
+            self.settings.alias,
+            self.base_url,
+            time.monotonic() - started,
         )
         return self
 
@@ -113,7 +119,9 @@ class EmbeddedLLM:
                 except httpx.HTTPError:
                     pass  # not listening yet
                 await asyncio.sleep(0.2)
-        raise EmbeddedLLMError(f"embedded LLM not ready after {self.startup_timeout_s:.0f} s; see {self.log_file}")
+        raise EmbeddedLLMError(
+            f"embedded LLM not ready after {self.startup_timeout_s:.0f} s; see {self.log_file}"
+        )
 
     async def _stop(self) -> None:
         process, self._process = self._process, None

@@ -49,7 +49,12 @@ class GatewayError(Exception):
 
     def envelope(self) -> dict[str, Any]:
         return {
-            "error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
         }
 
 
@@ -75,7 +80,9 @@ class ModelNotFound(GatewayError):
     default_code = "model_not_found"
 
     def __init__(self, model: str) -> None:
-        super().__init__(f"The model '{model}' does not exist or is not served by this gateway.", param="model")
+        super().__init__(
+            f"The model '{model}' does not exist or is not served by this gateway.", param="model"
+        )
 
 
 class RouteNotFound(GatewayError):

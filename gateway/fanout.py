@@ -25,8 +25,8 @@ def _add_usage(total: dict[str, Any], usage: dict[str, Any] | None) -> None:
 def merge_completions(bodies: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Several one-choice completions → one completion with every choice.
 
-    >>> a = {"id": "x", "choices": [{"index": 0, "text": "a"}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
-    >>> b = {"id": "y", "choices": [{"index": 0, "text": "b"}], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}
+    >>> a = {"id": "x", "choices": [{"index": 0}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
+    >>> b = {"id": "y", "choices": [{"index": 0}], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}
     >>> merged = merge_completions([a, b])
     >>> [c["index"] for c in merged["choices"]], merged["usage"]["completion_tokens"], merged["id"]
     ([0, 1], 3, 'x')
@@ -62,7 +62,7 @@ async def merge_streams(streams: Sequence[AsyncIterator[Chunk]]) -> AsyncIterato
         try:
             async for chunk in stream:
                 await queue.put((index, chunk))
-        except Exception as exc:  # handed to the consumer, which re-raises it
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
             await queue.put((index, exc))
         else:
             await queue.put((index, _END))

@@ -6,6 +6,7 @@ streamed or not, and it runs on every request, so it should cost microseconds.
 
 from __future__ import annotations
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.context import STATE_KEY, RequestContext, request_id_from
@@ -30,11 +31,11 @@ def request_observer(metrics: GatewayMetrics) -> type:
             self.app = app
 
         async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
+            if scope["type"] != ScopeType.HTTP:
                 await self.app(scope, receive, send)
                 return
             context = RequestContext(request_id_from(_header(scope, REQUEST_ID_HEADER)))
-            scope.setdefault("state", {})[STATE_KEY] = context  # type: ignore[typeddict-item]
+            scope.setdefault("state", {})[STATE_KEY] = context
             route = scope["path"]
 
             async def observed_send(message: Message) -> None:

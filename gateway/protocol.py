@@ -45,12 +45,13 @@ class ChatCompletionRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str] | list[int] | list[list[int]] | None = None
+    # str, or a list of str, of token ids, or of token-id lists (checked in check_completion).
+    prompt: str | list[Any] | None = None
 
 
 class EmbeddingRequest(msgspec.Struct):
     model: str
-    input: str | list[str] | list[int] | list[list[int]]
+    input: str | list[Any]  # as CompletionRequest.prompt
     encoding_format: str | None = None
     dimensions: int | None = None
 
@@ -83,7 +84,31 @@ def check(raw: dict[str, Any], request_type: type[RequestT]) -> RequestT:
             field = message.rpartition("`")[0].rpartition("`")[2]
             param = f"{param}.{field}" if param else field
             raise InvalidRequest(f"Missing required parameter: '{param}'.", param=param) from None
-        raise InvalidRequest(f"Invalid value for '{param}': {message}." if param else message, param=param) from None
+        raise InvalidRequest(
+            f"Invalid value for '{param}': {message}." if param else message, param=param
+        ) from None
+
+
+def _check_text_or_tokens(value: str | list[Any], param: str) -> None:
+    """OpenAI accepts a string, or a list of strings, of token ids, or of token-id lists."""
+    if isinstance(value, str):
+        return
+    kinds = {type(item) for item in value}
+    if kinds <= {str} or kinds <= {int}:
+        return
+    if kinds <= {list} and all(isinstance(token, int) for item in value for token in item):
+        return
+    raise InvalidRequest(
+        f"Invalid value for '{param}': expected a string, or an array of strings, of token ids, "
+        "or of token-id arrays.",
+        param=param,
+    )
+
+
+def check_embedding(raw: dict[str, Any]) -> EmbeddingRequest:
+    request = check(raw, EmbeddingRequest)
+    _check_text_or_tokens(request.input, "input")
+    return request
 
 
 def check_chat(raw: dict[str, Any]) -> ChatCompletionRequest:
@@ -98,6 +123,7 @@ def check_completion(raw: dict[str, Any]) -> CompletionRequest:
     request = check(raw, CompletionRequest)
     if request.prompt is None:
         raise InvalidRequest("Missing required parameter: 'prompt'.", param="prompt")
+    _check_text_or_tokens(request.prompt, "prompt")
     _check_counts(request)
     return request
 

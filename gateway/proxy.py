@@ -25,7 +25,7 @@ from gateway.streaming import (
     sse_payloads,
     upstream_lines,
 )
-from gateway.upstream import Upstream, UpstreamPool
+from gateway.upstream import Upstream, UpstreamPool, UpstreamResponse
 
 log = logging.getLogger("hhh.proxy")
 
@@ -60,23 +60,30 @@ class Proxy:
     async def _json(
         self, context: RequestContext, upstream: Upstream, call: ForwardCall, bodies: list[bytes]
     ) -> Response[Any]:
+        answers = await self._post_all(context, upstream, call.path, bodies)
+        if call.n == 1:
+            return Response(answers[0].content, media_type=answers[0].content_type, status_code=200)
+        decoded = [msgspec.json.decode(answer.content) for answer in answers]
+        missing = call.n - sum(len(body.get("choices") or ()) for body in decoded)
+        if missing > 0:
+            log.warning("upstream %s ignores n; the gateway asks it n times from now on", upstream.name)
+            upstream.supports_n = False
+            single = msgspec.json.encode({**call.raw, "n": 1})
+            extra = await self._post_all(context, upstream, call.path, [single] * missing)
+            decoded += [msgspec.json.decode(answer.content) for answer in extra]
+        content = msgspec.json.encode(decoded[0] if len(decoded) == 1 else merge_completions(decoded))
+        return Response(content, media_type=answers[0].content_type, status_code=200)
+
+    async def _post_all(
+        self, context: RequestContext, upstream: Upstream, path: str, bodies: list[bytes]
+    ) -> list[UpstreamResponse]:
         started = time.perf_counter()
         try:
-            answers = await asyncio.gather(
-                *(self.pool.post(upstream, call.path, body, context.request_id) for body in bodies)
+            return await asyncio.gather(
+                *(self.pool.post(upstream, path, body, context.request_id) for body in bodies)
             )
         finally:
             context.upstream_seconds += time.perf_counter() - started
-        bodies_in = [msgspec.json.decode(a.content) for a in answers] if call.n > 1 else []
-        if len(answers) == 1 and call.n > 1 and len(bodies_in[0].get("choices") or ()) < call.n:
-            log.warning("upstream %s ignores n; the gateway will ask it n times instead", upstream.name)
-            upstream.supports_n = False
-            return await self.forward(context, call)
-        if len(answers) == 1:
-            content = answers[0].content
-        else:
-            content = msgspec.json.encode(merge_completions(bodies_in))
-        return Response(content=content, media_type=answers[0].content_type, status_code=answers[0].status_code)
 
     async def _stream(
         self, context: RequestContext, upstream: Upstream, call: ForwardCall, bodies: list[bytes]

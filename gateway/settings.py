@@ -148,8 +148,12 @@ def _apply_environment(settings: Settings, environ: dict[str, str]) -> Settings:
     if not url:
         return settings
     if settings.upstreams:
-        raise ConfigError("HHH_UPSTREAM_URL: set, but the config file already lists upstreams; use one or the other")
-    upstream = UpstreamSettings(name="default", url=url.rstrip("/"), api_key=environ.get("HHH_UPSTREAM_API_KEY"))
+        raise ConfigError(
+            "HHH_UPSTREAM_URL: set, but the config file already lists upstreams; use one or the other"
+        )
+    upstream = UpstreamSettings(
+        name="default", url=url.rstrip("/"), api_key=environ.get("HHH_UPSTREAM_API_KEY")
+    )
     return msgspec.structs.replace(settings, upstreams=[upstream])
 
 

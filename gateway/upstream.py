@@ -52,7 +52,9 @@ class UpstreamResponse(msgspec.Struct):
 class UpstreamPool:
     """Every configured upstream behind one ``httpx.AsyncClient``."""
 
-    def __init__(self, upstreams: Iterable[UpstreamSettings], client: httpx.AsyncClient, metrics: GatewayMetrics):
+    def __init__(
+        self, upstreams: Iterable[UpstreamSettings], client: httpx.AsyncClient, metrics: GatewayMetrics
+    ):
         self.upstreams = [Upstream(settings) for settings in upstreams]
         self._client = client
         self._metrics = metrics
@@ -61,9 +63,10 @@ class UpstreamPool:
         self._reindex()
 
     def _reindex(self) -> None:
-        # The first upstream to list a model serves it, so the config order decides any overlap.
+        # A model listed in the config beats one an upstream reported itself; among equals, the first
+        # upstream in the config wins.
         by_model: dict[str, Upstream] = {}
-        for upstream in self.upstreams:
+        for upstream in sorted(self.upstreams, key=lambda u: u.discovers_models):
             for model in sorted(upstream.models):
                 by_model.setdefault(model, upstream)
         self._by_model = by_model
@@ -125,7 +128,10 @@ class UpstreamPool:
         started = time.perf_counter()
         try:
             response = await self._client.post(
-                upstream.base_url + path, content=body, headers=upstream.headers(request_id), timeout=upstream.timeout
+                upstream.base_url + path,
+                content=body,
+                headers=upstream.headers(request_id),
+                timeout=upstream.timeout,
             )
         except httpx.HTTPError as exc:
             raise self.transport_error(upstream, exc) from None
@@ -138,10 +144,16 @@ class UpstreamPool:
             response.status_code, response.content, response.headers.get("content-type", "application/json")
         )
 
-    async def open_stream(self, upstream: Upstream, path: str, body: bytes, request_id: str) -> httpx.Response:
+    async def open_stream(
+        self, upstream: Upstream, path: str, body: bytes, request_id: str
+    ) -> httpx.Response:
         """Start a streaming call and return once the headers are in; the caller must ``aclose()`` it."""
         request = self._client.build_request(
-            "POST", upstream.base_url + path, content=body, headers=upstream.headers(request_id), timeout=upstream.timeout
+            "POST",
+            upstream.base_url + path,
+            content=body,
+            headers=upstream.headers(request_id),
+            timeout=upstream.timeout,
         )
         started = time.perf_counter()
         try:
@@ -161,17 +173,25 @@ class UpstreamPool:
             raise UpstreamStatus(response.status_code, content)
         return response
 
-    def transport_error(self, upstream: Upstream, exc: httpx.HTTPError) -> UpstreamTimeout | UpstreamUnreachable:
+    def transport_error(
+        self, upstream: Upstream, exc: httpx.HTTPError
+    ) -> UpstreamTimeout | UpstreamUnreachable:
         if isinstance(exc, httpx.TimeoutException):
             self._metrics.upstream_errors.labels(upstream.name, "timeout").inc()
             log.warning("upstream %s timed out: %s", upstream.name, type(exc).__name__)
-            return UpstreamTimeout(f"The upstream '{upstream.name}' did not answer in time ({type(exc).__name__}).")
+            return UpstreamTimeout(
+                f"The upstream '{upstream.name}' did not answer in time ({type(exc).__name__})."
+            )
         self._metrics.upstream_errors.labels(upstream.name, "unreachable").inc()
         log.warning("upstream %s unreachable: %s: %s", upstream.name, type(exc).__name__, exc)
-        return UpstreamUnreachable(f"The upstream '{upstream.name}' could not be reached ({type(exc).__name__}).")
+        return UpstreamUnreachable(
+            f"The upstream '{upstream.name}' could not be reached ({type(exc).__name__})."
+        )
 
 
-def build_client(max_connections: int, max_keepalive: int, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+def build_client(
+    max_connections: int, max_keepalive: int, transport: httpx.AsyncBaseTransport | None
+) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_keepalive),
         timeout=httpx.Timeout(30.0, connect=5.0),

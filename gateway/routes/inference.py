@@ -8,7 +8,7 @@ from litestar import Request, Response, post
 
 from gateway.auth import Tenant
 from gateway.context import context_of
-from gateway.protocol import check, check_chat, check_completion, decode_json_object, EmbeddingRequest
+from gateway.protocol import check_chat, check_completion, check_embedding, decode_json_object
 from gateway.proxy import ForwardCall, Proxy
 
 
@@ -63,6 +63,6 @@ async def completions(request: Request[Any, Any, Any], proxy: Proxy, tenant: Ten
 async def embeddings(request: Request[Any, Any, Any], proxy: Proxy, tenant: Tenant) -> Response[Any]:
     body = await request.body()
     raw = decode_json_object(body)
-    embedding = check(raw, EmbeddingRequest)
+    embedding = check_embedding(raw)
     call = ForwardCall(path="/embeddings", model=embedding.model, raw=raw, body=body)
     return await proxy.forward(context_of(request.scope), call)

@@ -1,0 +1,103 @@
+"""A fake OpenAI-compatible upstream for unit tests, behind httpx.MockTransport (no sockets).
+
+Its behaviour is chosen by the request's model name, so one fake serves every case.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+MODELS = ["fake-model", "fake-no-n", "plain-503", "enveloped-429", "broken-stream", "unterminated-stream",
+          "unreachable", "timeout", "llama-like"]  # fmt: skip
+
+
+def completion(text: str, index: int = 0, model: str = "fake-model") -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1,
+        "model": model,
+        "choices": [
+            {"index": index, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+    }
+
+
+def chunk(delta: dict[str, Any], index: int = 0, finish: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "fake-model",
+        "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def sse(payload: dict[str, Any] | str) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload)
+    return f"data: {data}\n\n".encode()
+
+
+class FakeUpstream:
+    """Records what it received; answers by model name."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.bodies: list[dict[str, Any]] = []
+        self.stream_closed = False
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if request.method == "GET" and request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"object": "list", "data": [{"id": m} for m in MODELS]})
+        body = json.loads(await request.aread())
+        self.bodies.append(body)
+        model = body.get("model")
+        if model == "unreachable":
+            raise httpx.ConnectError("connection refused", request=request)
+        if model == "timeout":
+            raise httpx.ReadTimeout("timed out", request=request)
+        if model == "plain-503":
+            return httpx.Response(503, text="upstream overloaded, try later")
+        if model == "enveloped-429":
+            error = {"message": "Rate limit reached", "type": "requests", "param": None, "code": "rate_limit"}
+            return httpx.Response(429, json={"error": error})
+        if request.url.path.endswith("/embeddings"):
+            return httpx.Response(
+                200, json={"object": "list", "data": [{"embedding": [0.1, 0.2], "index": 0}]}
+            )
+        if body.get("stream"):
+            return httpx.Response(
+                200, headers={"content-type": "text/event-stream"}, content=self._stream(model, body)
+            )
+        n = body.get("n") or 1
+        if model in ("fake-no-n", "llama-like"):
+            return httpx.Response(200, json=completion("only one", model=model))
+        answer = completion("Hello from the fake.", model=model)
+        answer["choices"] = [{**answer["choices"][0], "index": i} for i in range(n)]
+        return httpx.Response(200, json=answer)
+
+    async def _stream(self, model: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        try:
+            yield sse(chunk({"role": "assistant"}))
+            for word in ["Hello", " from", " the", " fake."]:
+                yield sse(chunk({"content": word}))
+            if model == "broken-stream":
+                raise httpx.ReadError("connection reset by peer")
+            if model == "unterminated-stream":
+                return
+            yield sse(chunk({}, finish="stop"))
+            if (body.get("stream_options") or {}).get("include_usage") and model != "llama-like":
+                usage = {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}
+                yield sse({**chunk({}), "choices": [], "usage": usage})
+            yield sse("[DONE]")
+        finally:
+            self.stream_closed = True

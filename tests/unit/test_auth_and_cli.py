@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.auth import KeyRing, hash_key, new_key
+from gateway.cli import main
+from gateway.errors import AuthenticationFailed
+from gateway.settings import ApiKey, AuthSettings
+
+
+def test_keys_map_to_tenants_by_hash() -> None:
+    key, digest = new_key()
+    assert digest == hash_key(key)
+    ring = KeyRing(AuthSettings(keys=[ApiKey(tenant="acme", sha256=digest)]))
+    assert ring.authenticate(f"Bearer {key}").name == "acme"
+    assert ring.authenticate(f"bearer   {key}").name == "acme"
+    for header in (None, "", "Bearer", f"Token {key}", "Bearer nope"):
+        with pytest.raises(AuthenticationFailed):
+            ring.authenticate(header)
+
+
+def test_no_keys_means_open() -> None:
+    ring = KeyRing(AuthSettings())
+    assert ring.is_open
+    assert ring.authenticate(None).name == "anonymous"
+
+
+def test_cli_help_and_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    assert "serve" in capsys.readouterr().out
+    assert main(["keys", "new", "--tenant", "acme"]) == 0
+    out = capsys.readouterr().out
+    key = out.split("\n")[1].strip()
+    assert f"sha256: {hash_key(key)}" in out
+
+
+def test_cli_config_errors_name_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("server:\n  port: high\n")
+    assert main(["config", "check", "--config", str(config)]) == 2
+    assert "server.port" in capsys.readouterr().err
+
+
+def test_cli_config_check_masks_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "ok.yaml"
+    config.write_text("upstreams:\n  - {name: a, url: 'http://x/v1', api_key: sk-secret}\n")
+    assert main(["config", "check", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "sk-secret" not in out
+    assert '"api_key": "***"' in out

@@ -1,0 +1,79 @@
+"""Settings: YAML + environment, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.settings import ConfigError, load_settings, settings_from_mapping
+
+
+def test_defaults_need_no_file() -> None:
+    settings = load_settings(None, environ={})
+    assert settings.upstreams == []
+    assert settings.server.port == 8080
+
+
+def test_env_configures_a_single_upstream() -> None:
+    env = {"HHH_UPSTREAM_URL": "http://llm:8000/v1/", "HHH_UPSTREAM_API_KEY": "sk-x"}
+    (upstream,) = load_settings(None, environ=env).upstreams
+    assert upstream.url == "http://llm:8000/v1"
+    assert upstream.api_key == "sk-x"
+    assert upstream.models == []  # discovered from the upstream
+
+
+def test_yaml_with_env_references(tmp_path: Path) -> None:
+    config = tmp_path / "hhh.yaml"
+    config.write_text(
+        "server: {port: 9000}\n"
+        "upstreams:\n"
+        "  - name: openai\n"
+        "    url: https://api.openai.com/v1\n"
+        "    api_key: ${OPENAI_KEY}\n"
+        "    models: [gpt-4o-mini]\n"
+        "    timeouts: {read: 60}\n"
+    )
+    settings = load_settings(config, environ={"OPENAI_KEY": "sk-live"})
+    assert settings.server.port == 9000
+    assert settings.upstreams[0].api_key == "sk-live"
+    assert settings.upstreams[0].timeouts.read == 60
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"server": {"port": "eighty"}}, "server.port"),
+        ({"server": {"prot": 1}}, "server"),  # unknown key: msgspec names the object and the field
+        ({"upstreams": [{"name": "a"}]}, "upstreams[0]"),
+        ({"upstreams": [{"name": "a", "url": "ftp://x"}]}, "upstreams[0].url"),
+        ({"upstreams": [{"name": "a", "url": "http://x"}, {"name": "a", "url": "http://y"}]}, "upstreams"),
+        ({"auth": {"keys": [{"tenant": "t", "sha256": "short"}]}}, "auth.keys[0].sha256"),
+        ({"upstreams": [{"name": "a", "url": "http://x", "api_key": "${NOPE}"}]}, "upstreams[0].api_key"),
+    ],
+)
+def test_errors_name_the_key(raw: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping(raw, environ={})
+    assert str(caught.value).startswith(key), str(caught.value)
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="prot"):
+        settings_from_mapping({"server": {"prot": 1}}, environ={})
+
+
+def test_file_problems_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.yaml", environ={})
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("server: [")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(broken, environ={})
+
+
+def test_env_upstream_and_file_upstreams_conflict() -> None:
+    with pytest.raises(ConfigError, match="HHH_UPSTREAM_URL"):
+        settings_from_mapping(
+            {"upstreams": [{"name": "a", "url": "http://x"}]}, environ={"HHH_UPSTREAM_URL": "http://y"}
+        )
