@@ -14,6 +14,7 @@ import msgspec
 from gateway.errors import ModelNotFound, UpstreamStatus, UpstreamTimeout, UpstreamUnreachable
 from gateway.metrics import GatewayMetrics
 from gateway.settings import UpstreamSettings
+from gateway.transport import AiohttpTransport
 
 log = logging.getLogger("hhh.upstream")
 
@@ -192,9 +193,11 @@ class UpstreamPool:
 def build_client(
     max_connections: int, max_keepalive: int, transport: httpx.AsyncBaseTransport | None
 ) -> httpx.AsyncClient:
+    """The one pooled client for every upstream. ``transport`` replaces the network in unit tests."""
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_keepalive)
     return httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_keepalive),
+        limits=limits,
         timeout=httpx.Timeout(30.0, connect=5.0),
-        transport=transport,
+        transport=transport or AiohttpTransport(limits),
         follow_redirects=False,
     )

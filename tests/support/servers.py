@@ -140,10 +140,11 @@ def _make_handler(state: StubState) -> type[BaseHTTPRequestHandler]:
             self.send_header("content-type", "text/event-stream")
             self.send_header("transfer-encoding", "chunked")
             self.end_headers()
-            if model == "stub-broken-stream":
-                self._event(_chunk("partial "))
-                self._event(_chunk("answer"))
-                self.connection.shutdown(socket.SHUT_RDWR)  # dies mid-body: no terminating chunk
+            if model == "stub-broken-stream":  # sends over time, then dies mid-body: no terminating chunk
+                for word in ("partial ", "answer"):
+                    self._event(_chunk(word))
+                    time.sleep(0.05)
+                self.connection.shutdown(socket.SHUT_RDWR)
                 return
             try:  # stub-slow-stream: one chunk every 50 ms, for up to 20 s
                 for _ in range(400):

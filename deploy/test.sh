@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, types, unit and integration tests (real llama.cpp, real sockets).
+# Benchmarks are separate: see tests/benchmarks/README.md.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+"$ROOT/deploy/bootstrap.sh"
+bin="${HHH_VENV:-$ROOT/.venv}/bin"
+
+echo "== ruff"
+"$bin/ruff" check .
+"$bin/ruff" format --check .
+echo "== mypy"
+"$bin/mypy"
+echo "== pytest"
+exec "$bin/pytest" "$@"

@@ -1,0 +1,87 @@
+"""A fast OpenAI-compatible stub upstream for benchmarks: fixed answers, no model.
+
+Run it as its own process (``python -m tests.benchmarks.fast_stub --port P``) so it never competes with
+the load generator for a GIL. ``disable_nagle_algorithm`` matters: without it every keep-alive response
+stalls about 40 ms, because headers and body leave in two writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+COMPLETION = json.dumps(
+    {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "stub-model",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "A short answer."}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
+    }
+).encode()
+MODELS = json.dumps({"object": "list", "data": [{"id": "stub-model", "object": "model"}]}).encode()
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    payload = {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "stub-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(payload)}\n\n".encode()
+
+
+STREAM = (
+    _chunk({"role": "assistant"})
+    + b"".join(_chunk({"content": word}) for word in ["A", " short", " streamed", " answer", "."])
+    + _chunk({}, "stop")
+    + b"data: [DONE]\n\n"
+)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+    def _send(self, body: bytes, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._send(MODELS, "application/json")
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        if b'"stream": true' in body or b'"stream":true' in body:
+            self._send(STREAM, "text/event-stream")
+        else:
+            self._send(COMPLETION, "application/json")
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    Server(("127.0.0.1", args.port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""The gateway's added latency and throughput, side by side with calling the stub directly and with
+LiteLLM's proxy in front of the same stub, all in one run.
+
+    python -m tests.benchmarks.proxy_overhead [--duration 10] [--concurrency 1 16 64] [--no-litellm]
+
+Needs ``wrk`` (Debian: ``apt-get install wrk``). LiteLLM is installed on first use into its own virtual
+environment under ``.bench/`` (about 740 MB), so its pins never touch the gateway's.
+The table goes to stdout and to ``tests/benchmarks/results/proxy_overhead.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from gateway.embedded_llm import free_port
+from tests.support.servers import stop, wait_until_up
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "tests" / "benchmarks" / "results" / "proxy_overhead.md"
+LITELLM_VENV = ROOT / ".bench" / "litellm-venv"
+LITELLM_KEY = "sk-bench-master-key"
+BODY = '{"model":"stub-model","messages":[{"role":"user","content":"Say something short."}],"max_tokens":16}'
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    api_key: str | None = None
+
+
+@dataclass
+class Measurement:
+    target: str
+    concurrency: int
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+@contextmanager
+def process(command: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(command, stdout=sink, stderr=sink, stdin=subprocess.DEVNULL, env=env, cwd=ROOT)
+    try:
+        yield proc
+    finally:
+        stop(proc)
+
+
+def start_stub(stack: ExitStack, logs: Path) -> Target:
+    port = free_port()
+    proc = stack.enter_context(
+        process([sys.executable, "-m", "tests.benchmarks.fast_stub", "--port", str(port)], logs / "stub.log")
+    )
+    wait_until_up(f"http://127.0.0.1:{port}/v1/models", proc)
+    return Target("direct (stub)", f"http://127.0.0.1:{port}/v1/chat/completions")
+
+
+def start_gateway(stack: ExitStack, logs: Path, stub_base: str) -> Target:
+    port = free_port()
+    env = {**os.environ, "HHH_UPSTREAM_URL": stub_base}
+    command = [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--log-level", "warning"]
+    proc = stack.enter_context(process(command, logs / "gateway.log", env))
+    wait_until_up(f"http://127.0.0.1:{port}/health", proc)
+    return Target("hhh-gateway", f"http://127.0.0.1:{port}/v1/chat/completions")
+
+
+def ensure_litellm() -> Path:
+    binary = LITELLM_VENV / "bin" / "litellm"
+    if not binary.exists():
+        print("installing LiteLLM into .bench/litellm-venv (once; about 740 MB)...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True)
+    return binary
+
+
+def start_litellm(stack: ExitStack, logs: Path, stub_base: str) -> Target:
+    binary = ensure_litellm()
+    port = free_port()
+    config = logs / "litellm.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: stub-model\n"
+        f"    litellm_params: {{model: openai/stub-model, api_base: '{stub_base}', api_key: x}}\n"
+        "general_settings: {master_key: os.environ/LITELLM_MASTER_KEY}\n"
+    )
+    env = {
+        **os.environ,
+        "LITELLM_MASTER_KEY": LITELLM_KEY,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_LOG": "ERROR",
+        "DISABLE_ADMIN_UI": "True",
+    }
+    env.pop("DATABASE_URL", None)
+    command = [str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
+    proc = stack.enter_context(process(command, logs / "litellm.log", env))
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # ready means a real completion goes through
+        if proc.poll() is not None:
+            raise RuntimeError(f"LiteLLM exited; see {logs / 'litellm.log'}")
+        try:
+            response = httpx.post(url, content=BODY, headers={"authorization": f"Bearer {LITELLM_KEY}"}, timeout=5)
+            if response.status_code == 200:
+                return Target("LiteLLM proxy", url, LITELLM_KEY)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("LiteLLM did not answer a completion in 120 s")
+
+
+def wrk_script(target: Target, directory: Path) -> Path:
+    lines = ['wrk.method = "POST"', f"wrk.body = '{BODY}'", 'wrk.headers["Content-Type"] = "application/json"']
+    if target.api_key:
+        lines.append(f'wrk.headers["Authorization"] = "Bearer {target.api_key}"')
+    path = directory / f"{re.sub(r'[^a-z]', '', target.name.lower())}.lua"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(target: Target, concurrency: int, seconds: int, script: Path) -> Measurement:
+    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(script), target.url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    percentiles = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+(\S+)$", output, re.MULTILINE))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    errors_match = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    errors = int(errors_match.group(1)) if errors_match else 0
+    errors += sum(int(n) for n in socket_errors.groups()) if socket_errors else 0
+    return Measurement(target.name, concurrency, rps, _ms(percentiles["50"]), _ms(percentiles["99"]), errors)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        found = re.search(r"model name\s+:\s+(.+)", cpuinfo.read_text())
+        cpu = found.group(1) if found else cpu
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
+
+
+def table(results: list[Measurement]) -> str:
+    direct = {m.concurrency: m for m in results if m.target.startswith("direct")}
+    litellm = {m.concurrency: m for m in results if m.target.startswith("LiteLLM")}
+    rows = [
+        "| target | concurrency | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | × LiteLLM req/s | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in results:
+        base = direct[m.concurrency]
+        added = "" if m is base else f"{m.p50_ms - base.p50_ms:+.2f} | {m.p99_ms - base.p99_ms:+.2f}"
+        ratio = f"{m.requests_per_s / litellm[m.concurrency].requests_per_s:.1f}×" if m.concurrency in litellm else ""
+        rows.append(
+            f"| {m.target} | {m.concurrency} | {m.requests_per_s:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | "
+            f"{added or ' | '} | {ratio if not m.target.startswith('direct') else ''} | {m.errors} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (default 10)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM comparison")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
+
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="hhh-bench-") as scratch:
+        logs = Path(scratch)
+        direct = start_stub(stack, logs)
+        stub_base = direct.url.removesuffix("/chat/completions")
+        targets = [direct, start_gateway(stack, logs, stub_base)]
+        if not args.no_litellm:
+            targets.append(start_litellm(stack, logs, stub_base))
+        results: list[Measurement] = []
+        for concurrency in args.concurrency:
+            for target in targets:
+                script = wrk_script(target, logs)
+                run_wrk(target, concurrency, 2, script)  # warm-up: connections, caches, JIT-free but lazy imports
+                result = run_wrk(target, concurrency, args.duration, script)
+                print(f"{result.target:>14}  c={concurrency:<3} {result.requests_per_s:8.0f} req/s  "
+                      f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}", flush=True)  # fmt: skip
+                results.append(result)
+
+    report = (
+        f"Measured {time.strftime('%Y-%m-%d')} on {machine()}; wrk, 1 thread, {args.duration} s per cell, "
+        "load generator, stub and proxy on the same machine.\n\n" + table(results) + "\n"
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(report)
+    print("\n" + report)
+
+
+if __name__ == "__main__":
+    main()

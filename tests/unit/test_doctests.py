@@ -1,0 +1,17 @@
+"""The examples in docstrings are tests too."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES_WITH_EXAMPLES = ["gateway.fanout"]
+
+
+@pytest.mark.parametrize("name", MODULES_WITH_EXAMPLES)
+def test_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0
+    assert result.failed == 0
