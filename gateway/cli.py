@@ -61,7 +61,7 @@ def _keys_new(args: argparse.Namespace) -> int:
     key, digest = new_key()
     print(f"API key for tenant {args.tenant!r} (shown once; give it to the client):\n  {key}\n")
     print("Add this to the config file under auth.keys:")
-    print(f"  - tenant: {args.tenant}\n    sha256: {digest}")
+    print(f"  - tenant: {args.tenant}\n    sha256: \"{digest}\"")
     return 0
 
 

@@ -19,7 +19,11 @@ COMPLETION = json.dumps(
         "created": 1,
         "model": "stub-model",
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": "A short answer."}, "finish_reason": "stop"}
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "A short answer."},
+                "finish_reason": "stop",
+            }
         ],
         "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
     }

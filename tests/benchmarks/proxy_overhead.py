@@ -54,9 +54,13 @@ class Measurement:
 
 
 @contextmanager
-def process(command: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    command: list[str], log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as sink:
-        proc = subprocess.Popen(command, stdout=sink, stderr=sink, stdin=subprocess.DEVNULL, env=env, cwd=ROOT)
+        proc = subprocess.Popen(
+            command, stdout=sink, stderr=sink, stdin=subprocess.DEVNULL, env=env, cwd=ROOT
+        )
     try:
         yield proc
     finally:
@@ -108,7 +112,17 @@ def start_litellm(stack: ExitStack, logs: Path, stub_base: str) -> Target:
         "DISABLE_ADMIN_UI": "True",
     }
     env.pop("DATABASE_URL", None)
-    command = [str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
+    command = [
+        str(binary),
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
     proc = stack.enter_context(process(command, logs / "litellm.log", env))
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     deadline = time.monotonic() + 120
@@ -116,7 +130,9 @@ def start_litellm(stack: ExitStack, logs: Path, stub_base: str) -> Target:
         if proc.poll() is not None:
             raise RuntimeError(f"LiteLLM exited; see {logs / 'litellm.log'}")
         try:
-            response = httpx.post(url, content=BODY, headers={"authorization": f"Bearer {LITELLM_KEY}"}, timeout=5)
+            response = httpx.post(
+                url, content=BODY, headers={"authorization": f"Bearer {LITELLM_KEY}"}, timeout=5
+            )
             if response.status_code == 200:
                 return Target("LiteLLM proxy", url, LITELLM_KEY)
         except httpx.HTTPError:
@@ -126,7 +142,11 @@ def start_litellm(stack: ExitStack, logs: Path, stub_base: str) -> Target:
 
 
 def wrk_script(target: Target, directory: Path) -> Path:
-    lines = ['wrk.method = "POST"', f"wrk.body = '{BODY}'", 'wrk.headers["Content-Type"] = "application/json"']
+    lines = [
+        'wrk.method = "POST"',
+        f"wrk.body = '{BODY}'",
+        'wrk.headers["Content-Type"] = "application/json"',
+    ]
     if target.api_key:
         lines.append(f'wrk.headers["Authorization"] = "Bearer {target.api_key}"')
     path = directory / f"{re.sub(r'[^a-z]', '', target.name.lower())}.lua"
@@ -142,7 +162,9 @@ def _ms(value: str) -> float:
 def run_wrk(target: Target, concurrency: int, seconds: int, script: Path) -> Measurement:
     command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(script), target.url]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    percentiles = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+(\S+)$", output, re.MULTILINE))
+    percentiles = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+(\S+)\s*$", output, re.MULTILINE))
+    if set(percentiles) != {"50", "99"}:
+        raise RuntimeError(f"could not read wrk's output for {target.name}:\n{output}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     errors_match = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
@@ -164,22 +186,29 @@ def table(results: list[Measurement]) -> str:
     direct = {m.concurrency: m for m in results if m.target.startswith("direct")}
     litellm = {m.concurrency: m for m in results if m.target.startswith("LiteLLM")}
     rows = [
-        "| target | concurrency | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | × LiteLLM req/s | errors |",
+        "| target | concurrency | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms "
+        "| req/s vs LiteLLM | errors |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m in results:
         base = direct[m.concurrency]
         added = "" if m is base else f"{m.p50_ms - base.p50_ms:+.2f} | {m.p99_ms - base.p99_ms:+.2f}"
-        ratio = f"{m.requests_per_s / litellm[m.concurrency].requests_per_s:.1f}×" if m.concurrency in litellm else ""
+        ratio = (
+            f"{m.requests_per_s / litellm[m.concurrency].requests_per_s:.1f}x"
+            if m.concurrency in litellm
+            else ""
+        )
         rows.append(
             f"| {m.target} | {m.concurrency} | {m.requests_per_s:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | "
-            f"{added or ' | '} | {ratio if not m.target.startswith('direct') else ''} | {m.errors} |"
+            f"{added or ' | '} | {ratio if m.target == 'hhh-gateway' else ''} | {m.errors} |"
         )
     return "\n".join(rows)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (default 10)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM comparison")
@@ -198,10 +227,15 @@ def main() -> None:
         for concurrency in args.concurrency:
             for target in targets:
                 script = wrk_script(target, logs)
-                run_wrk(target, concurrency, 2, script)  # warm-up: connections, caches, JIT-free but lazy imports
+                run_wrk(
+                    target, concurrency, 2, script
+                )  # warm-up: connections, caches, JIT-free but lazy imports
                 result = run_wrk(target, concurrency, args.duration, script)
-                print(f"{result.target:>14}  c={concurrency:<3} {result.requests_per_s:8.0f} req/s  "
-                      f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}", flush=True)  # fmt: skip
+                print(
+                    f"{result.target:>14}  c={concurrency:<3} {result.requests_per_s:8.0f} req/s  "
+                    f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}",
+                    flush=True,
+                )
                 results.append(result)
 
     report = (

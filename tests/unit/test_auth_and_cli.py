@@ -35,7 +35,7 @@ def test_cli_help_and_keys(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["keys", "new", "--tenant", "acme"]) == 0
     out = capsys.readouterr().out
     key = out.split("\n")[1].strip()
-    assert f"sha256: {hash_key(key)}" in out
+    assert f"sha256: \"{hash_key(key)}\"" in out
 
 
 def test_cli_config_errors_name_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

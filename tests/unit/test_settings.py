@@ -77,3 +77,10 @@ def test_env_upstream_and_file_upstreams_conflict() -> None:
         settings_from_mapping(
             {"upstreams": [{"name": "a", "url": "http://x"}]}, environ={"HHH_UPSTREAM_URL": "http://y"}
         )
+
+
+def test_the_shipped_example_config_is_valid() -> None:
+    example = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "gateway.yaml"
+    settings = load_settings(example, environ={"OPENAI_API_KEY": "sk-test"})
+    assert [u.name for u in settings.upstreams] == ["local", "openai"]
+    assert settings.upstreams[1].api_key == "sk-test"
