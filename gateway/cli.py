@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 
 from gateway import __version__
+from gateway.embedded_llm import EmbeddedLLMError
 from gateway.settings import ConfigError, Settings, load_settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -38,9 +39,12 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.embedded_llm import check_embedded_llm
 
     settings = _settings_for(args)
     _configure_logging(settings.server.log_level)
+    if not settings.upstreams:
+        check_embedded_llm(settings.embedded_llm)  # fail before the server starts, without a traceback
     app = create_app(settings)
     uvicorn.run(
         app,
@@ -61,7 +65,7 @@ def _keys_new(args: argparse.Namespace) -> int:
     key, digest = new_key()
     print(f"API key for tenant {args.tenant!r} (shown once; give it to the client):\n  {key}\n")
     print("Add this to the config file under auth.keys:")
-    print(f"  - tenant: {args.tenant}\n    sha256: \"{digest}\"")
+    print(f'  - tenant: {args.tenant}\n    sha256: "{digest}"')
     return 0
 
 
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except ConfigError as exc:
+    except (ConfigError, EmbeddedLLMError) as exc:
         print(f"hhh: configuration error: {exc}", file=sys.stderr)
         return 2
     return code

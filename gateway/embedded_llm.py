@@ -40,6 +40,19 @@ def default_model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
 
 
+def check_embedded_llm(settings: EmbeddedLLMSettings) -> Path:
+    """The model file to serve, or an error that says what to install or set."""
+    model = Path(settings.model_path).expanduser() if settings.model_path else default_model_path()
+    if not model.is_file():
+        raise EmbeddedLLMError(f"embedded_llm.model_path: no such file: {model}")
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise EmbeddedLLMError(
+            "embedded_llm: llama-cpp-python is not installed (pip install 'hhh-gateway[embedded]'), "
+            "or set HHH_UPSTREAM_URL to use your own LLM server"
+        )
+    return model
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -66,13 +79,7 @@ class EmbeddedLLM:
         )
 
     async def __aenter__(self) -> EmbeddedLLM:
-        model = Path(self.settings.model_path) if self.settings.model_path else default_model_path()
-        if not model.is_file():
-            raise EmbeddedLLMError(f"embedded_llm.model_path: no such file: {model}")
-        if importlib.util.find_spec("llama_cpp") is None:
-            raise EmbeddedLLMError(
-                "embedded_llm: llama-cpp-python is not installed (pip install 'hhh-gateway[embedded]')"
-            )
+        model = check_embedded_llm(self.settings)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         command = [
             sys.executable, "-m", "llama_cpp.server",

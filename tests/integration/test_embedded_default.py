@@ -32,7 +32,9 @@ def test_embedded_llm_answers_and_stops_with_the_gateway(tmp_path: Path) -> None
         assert len(completion.choices) == 2
         assert all(choice.message.content for choice in completion.choices)
         gateway_pid = next(
-            p.pid for p in psutil.process_iter(["cmdline"]) if str(config) in " ".join(p.info["cmdline"] or [])
+            p.pid
+            for p in psutil.process_iter(["cmdline"])
+            if str(config) in " ".join(p.info["cmdline"] or [])
         )
         children = _llama_children(gateway_pid)
         assert len(children) == 1

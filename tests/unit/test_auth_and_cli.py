@@ -35,7 +35,7 @@ def test_cli_help_and_keys(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["keys", "new", "--tenant", "acme"]) == 0
     out = capsys.readouterr().out
     key = out.split("\n")[1].strip()
-    assert f"sha256: \"{hash_key(key)}\"" in out
+    assert f'sha256: "{hash_key(key)}"' in out
 
 
 def test_cli_config_errors_name_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -52,3 +52,13 @@ def test_cli_config_check_masks_secrets(tmp_path: Path, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert "sk-secret" not in out
     assert '"api_key": "***"' in out
+
+
+def test_serve_with_a_missing_embedded_model_fails_cleanly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HHH_UPSTREAM_URL", raising=False)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"embedded_llm: {{model_path: {tmp_path / 'missing.gguf'}}}\n")
+    assert main(["serve", "--config", str(config)]) == 2
+    assert "embedded_llm.model_path: no such file" in capsys.readouterr().err
