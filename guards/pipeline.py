@@ -1,0 +1,138 @@
+"""Running a stage's rules over a batch of texts, and deciding what happens to each text.
+
+Rules of a stage run concurrently, each under its own time-out. Per text and rule the decision is one
+of ``pass``, ``flag``, ``annotate``, ``redact``, ``block`` or ``error``; per text the most severe wins,
+and every redaction of every rule is applied in one pass over the original text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+
+import msgspec
+
+from guards.metrics import GuardMetrics
+from guards.policy import Action, FailMode, Rule
+from guards.protocol import Guard
+from guards.redaction import apply_spans
+from guards.verdict import Span, Stage, Verdict
+
+log = logging.getLogger("hhh.guards")
+
+UNAVAILABLE = "guard_unavailable"
+
+
+class RuleResult(msgspec.Struct):
+    guard: str
+    action: str
+    decisions: list[str]  # per text
+    verdicts: list[Verdict | None]  # per text; None when the guard failed
+    error: str | None = None
+
+
+class TextOutcome(msgspec.Struct):
+    text: str  # after redaction
+    decision: str  # the most severe decision of any rule
+    annotate: bool = False  # some rule asked for the disclaimer (whatever else happened)
+    blocked_by: str | None = None
+    block_categories: list[str] = []
+
+
+class StageOutcome(msgspec.Struct):
+    texts: list[TextOutcome]
+    results: list[RuleResult]
+
+    @property
+    def blocked(self) -> TextOutcome | None:
+        return next((t for t in self.texts if t.decision == "block"), None)
+
+
+_DECISION_ORDER = {"pass": 0, "error": 1, "flag": 2, "annotate": 3, "redact": 4, "block": 5}
+
+
+def _decide(rule: Rule, verdict: Verdict) -> str:
+    if verdict.allowed:
+        return "pass"
+    if rule.action is Action.REDACT:
+        flagged = [span for span in verdict.spans if span.label in verdict.categories]
+        # Redaction needs something to replace; a guard that only scores (toxicity) blocks instead.
+        can_rewrite = bool(flagged) and all(span.replacement is not None for span in flagged)
+        return "redact" if can_rewrite else "block"
+    return rule.action.value
+
+
+class GuardEngine:
+    def __init__(self, guards: Mapping[str, Guard], metrics: GuardMetrics | None = None) -> None:
+        self.guards = dict(guards)
+        self._metrics = metrics
+
+    async def start(self) -> None:
+        for guard in self.guards.values():
+            started = time.perf_counter()
+            await guard.start()
+            log.info("guard %s ready in %.1f s", guard.name, time.perf_counter() - started)
+
+    async def close(self) -> None:
+        for guard in self.guards.values():
+            await guard.close()
+
+    async def run(self, stage: Stage, rules: Sequence[Rule], texts: Sequence[str]) -> StageOutcome:
+        if not rules or not texts:
+            return StageOutcome([TextOutcome(text, "pass") for text in texts], [])
+        results = await asyncio.gather(*(self._run_rule(stage, rule, texts) for rule in rules))
+        outcomes = [self._combine(index, text, rules, results) for index, text in enumerate(texts)]
+        return StageOutcome(outcomes, list(results))
+
+    async def _run_rule(self, stage: Stage, rule: Rule, texts: Sequence[str]) -> RuleResult:
+        guard = self.guards[rule.guard]
+        thresholds = {**guard.default_thresholds, **rule.thresholds}
+        started = time.perf_counter()
+        try:
+            verdicts = await asyncio.wait_for(guard.judge(texts, thresholds), rule.timeout_ms / 1000)
+        except Exception as exc:  # noqa: BLE001 - a failing guard gets the rule's fail mode, never a 500
+            kind = "timeout" if isinstance(exc, TimeoutError) else "error"
+            message = f"{kind}: {exc}" if str(exc) else kind
+            log.warning("guard %s failed on %s (%s); failing %s", rule.guard, stage, message, rule.on_error)
+            if self._metrics is not None:
+                self._metrics.errors.labels(rule.guard, stage, kind, rule.on_error).inc()
+            decision = "block" if rule.on_error is FailMode.CLOSED else "error"
+            self._count(rule.guard, stage, [decision] * len(texts), [None] * len(texts))
+            return RuleResult(rule.guard, rule.action, [decision] * len(texts), [None] * len(texts), message)
+        if self._metrics is not None:
+            self._metrics.guard_latency.labels(rule.guard, stage).observe(time.perf_counter() - started)
+        decisions = [_decide(rule, verdict) for verdict in verdicts]
+        self._count(rule.guard, stage, decisions, list(verdicts))
+        return RuleResult(rule.guard, rule.action, decisions, list(verdicts))
+
+    def _count(self, guard: str, stage: Stage, decisions: list[str], verdicts: list[Verdict | None]) -> None:
+        if self._metrics is None:
+            return
+        for decision, verdict in zip(decisions, verdicts, strict=True):
+            self._metrics.decisions.labels(guard, stage, decision).inc()
+            if decision == "block":
+                for category in (verdict.categories if verdict else None) or [UNAVAILABLE]:
+                    self._metrics.blocks.labels(guard, stage, category).inc()
+
+    @staticmethod
+    def _combine(index: int, text: str, rules: Sequence[Rule], results: Sequence[RuleResult]) -> TextOutcome:
+        decision = "pass"
+        blocked_by: str | None = None
+        categories: list[str] = []
+        spans: list[Span] = []
+        for rule, result in zip(rules, results, strict=True):
+            current = result.decisions[index]
+            verdict = result.verdicts[index]
+            if current == "redact" and verdict is not None:
+                spans += [s for s in verdict.spans if s.label in verdict.categories]
+            if _DECISION_ORDER[current] > _DECISION_ORDER[decision]:
+                decision = current
+                if current == "block":
+                    blocked_by = rule.guard
+                    categories = list(verdict.categories) if verdict else [UNAVAILABLE]
+        annotate = any(result.decisions[index] == "annotate" for result in results)
+        if decision == "block":
+            return TextOutcome(text, decision, annotate, blocked_by, categories)
+        return TextOutcome(apply_spans(text, spans) if spans else text, decision, annotate)

@@ -1,0 +1,244 @@
+"""Policy as data: which guards run at which stage, with what thresholds, action and fail mode.
+
+Resolution for a request, most specific first: ``tenants.<tenant>.models.<model>``,
+``tenants.<tenant>.default``, ``models.<model>``, ``default``. A policy found is used whole (no
+merging), so what applies is always one readable block of YAML.
+
+A client may tighten its policy per request (``"guardrails": {...}`` in the body) but never loosen it:
+see ``tighten``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+from guards.verdict import Stage
+
+
+class PolicyError(ValueError):
+    """A policy is wrong; the message starts with the key (or request parameter) at fault."""
+
+
+class Action(StrEnum):
+    FLAG = "flag"  # report only
+    ANNOTATE = "annotate"  # report, and append the policy's disclaimer to the answer
+    REDACT = "redact"  # replace the offending spans; a guard that cannot rewrite blocks instead
+    BLOCK = "block"  # refuse: 400 on input, a content_filter choice on output
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+
+_SEVERITY = {Action.FLAG: 0, Action.ANNOTATE: 1, Action.REDACT: 2, Action.BLOCK: 3}
+
+
+class FailMode(StrEnum):
+    OPEN = "open"  # a guard that errs or times out lets the text through (reported)
+    CLOSED = "closed"  # ... or refuses it
+
+
+class StreamMode(StrEnum):
+    BUFFER = "buffer"  # nothing reaches the client before its window passed
+    STREAM_FIRST = "stream_first"  # text goes out at once; a violation stops the choice within a window
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class Rule(_Strict):
+    guard: str
+    action: Action = Action.BLOCK
+    # Per category; categories left out use the guard's defaults.
+    thresholds: dict[str, float] = {}
+    timeout_ms: int = 2000
+    on_error: FailMode = FailMode.CLOSED
+
+
+class StreamPolicy(_Strict):
+    mode: StreamMode = StreamMode.BUFFER
+    # A window ends at a sentence end once it holds min_chars, or at max_chars.
+    min_chars: int = 24
+    max_chars: int = 400
+    # Characters of context carried from one window into the next, so what crosses a boundary is seen
+    # whole; it bounds what a forced cut (no sentence end) can split.
+    overlap_chars: int = 64
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_chars <= self.max_chars:
+            raise ValueError("stream.min_chars must be positive and at most stream.max_chars")
+        if not 0 <= self.overlap_chars < self.max_chars:
+            raise ValueError("stream.overlap_chars must be below stream.max_chars")
+
+
+DEFAULT_DISCLAIMER = (
+    "\n\n[Note from the gateway: automated checks flagged parts of this answer; verify before relying on it.]"
+)
+DEFAULT_REFUSAL = "This answer was withheld by the gateway's {guard} guard ({categories})."
+
+
+class Policy(_Strict):
+    input: list[Rule] = []
+    output: list[Rule] = []
+    stream: StreamPolicy = msgspec.field(default_factory=StreamPolicy)
+    disclaimer: str = DEFAULT_DISCLAIMER
+    refusal: str = DEFAULT_REFUSAL
+
+    def rules(self, stage: Stage) -> list[Rule]:
+        return self.input if stage is Stage.INPUT else self.output
+
+
+class TenantPolicies(_Strict):
+    default: Policy | None = None
+    models: dict[str, Policy] = {}
+
+
+class GuardSpec(_Strict):
+    type: str
+    config: dict[str, Any] = {}
+
+
+def default_guards() -> dict[str, GuardSpec]:
+    return {"toxicity": GuardSpec(type="toxicity"), "pii": GuardSpec(type="pii")}
+
+
+def default_policy() -> Policy:
+    """Protected out of the box: toxicity blocks both ways; PII is redacted both ways."""
+    return Policy(
+        input=[Rule(guard="toxicity", action=Action.BLOCK), Rule(guard="pii", action=Action.REDACT)],
+        output=[Rule(guard="toxicity", action=Action.BLOCK), Rule(guard="pii", action=Action.REDACT)],
+    )
+
+
+class PolicyBook(_Strict):
+    default: Policy = msgspec.field(default_factory=default_policy)
+    models: dict[str, Policy] = {}
+    tenants: dict[str, TenantPolicies] = {}
+
+    def resolve(self, tenant: str, model: str) -> tuple[str, Policy]:
+        """The policy for this tenant and model, with a name that says where it came from."""
+        scoped = self.tenants.get(tenant)
+        if scoped is not None:
+            if model in scoped.models:
+                return f"tenants.{tenant}.models.{model}", scoped.models[model]
+            if scoped.default is not None:
+                return f"tenants.{tenant}.default", scoped.default
+        if model in self.models:
+            return f"models.{model}", self.models[model]
+        return "default", self.default
+
+    def named_policies(self) -> list[tuple[str, Policy]]:
+        found = [("policies.default", self.default)]
+        found += [(f"policies.models.{m}", p) for m, p in self.models.items()]
+        for tenant, scoped in self.tenants.items():
+            if scoped.default is not None:
+                found.append((f"policies.tenants.{tenant}.default", scoped.default))
+            found += [(f"policies.tenants.{tenant}.models.{m}", p) for m, p in scoped.models.items()]
+        return found
+
+
+def check_references(book: PolicyBook, guards: dict[str, GuardSpec], categories: dict[str, set[str]]) -> None:
+    """Every rule names a configured guard that serves its stage, and known threshold categories."""
+    for where, policy in book.named_policies():
+        for stage in Stage:
+            for index, rule in enumerate(policy.rules(stage)):
+                key = f"{where}.{stage.value}[{index}]"
+                if rule.guard not in guards:
+                    known = ", ".join(sorted(guards)) or "none"
+                    raise PolicyError(f"{key}.guard: no guard named {rule.guard!r} (configured: {known})")
+                unknown = set(rule.thresholds) - categories.get(rule.guard, set())
+                if unknown:
+                    raise PolicyError(
+                        f"{key}.thresholds: unknown categor{'ies' if len(unknown) > 1 else 'y'} "
+                        f"{', '.join(sorted(unknown))} for guard {rule.guard!r}"
+                    )
+                for category, value in rule.thresholds.items():
+                    if not 0.0 <= value <= 1.0:
+                        raise PolicyError(f"{key}.thresholds.{category}: must be between 0 and 1")
+
+
+# --- per-request tightening ---------------------------------------------------------------------
+
+
+class RequestRule(_Strict):
+    guard: str
+    action: Action | None = None
+    thresholds: dict[str, float] = {}
+    on_error: FailMode | None = None
+
+
+class RequestStream(_Strict):
+    mode: StreamMode | None = None
+
+
+class RequestGuardrails(_Strict):
+    """What a client may send as ``"guardrails"`` in a request body: only ever stricter."""
+
+    input: list[RequestRule] = []
+    output: list[RequestRule] = []
+    stream: RequestStream | None = None
+
+
+def parse_request_guardrails(raw: Any) -> RequestGuardrails:
+    try:
+        return msgspec.convert(raw, RequestGuardrails)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).rpartition(" - at `")
+        path = where.rstrip("`").removeprefix("$").removeprefix(".")
+        raise PolicyError(f"guardrails{'.' + path if path else ''}: {message or exc}") from None
+
+
+def tighten(
+    policy: Policy,
+    asked: RequestGuardrails,
+    guards: dict[str, GuardSpec],
+    defaults: dict[str, dict[str, float]],
+) -> Policy:
+    """``policy`` made stricter by what the request asked; a request that would loosen it is refused.
+
+    Stricter means: a lower threshold, a more severe action, fail closed, an extra guard, buffer mode.
+    """
+    stages = {}
+    for stage in Stage:
+        rules = {rule.guard: rule for rule in policy.rules(stage)}
+        for index, ask in enumerate(asked.input if stage is Stage.INPUT else asked.output):
+            key = f"guardrails.{stage.value}[{index}]"
+            if ask.guard not in guards:
+                raise PolicyError(f"{key}.guard: no guard named {ask.guard!r}")
+            current = rules.get(ask.guard)
+            rules[ask.guard] = _tighter_rule(current, ask, defaults.get(ask.guard, {}), key)
+        stages[stage] = list(rules.values())
+    stream = policy.stream
+    if asked.stream is not None and asked.stream.mode is not None and asked.stream.mode != stream.mode:
+        if asked.stream.mode is StreamMode.STREAM_FIRST:
+            raise PolicyError("guardrails.stream.mode: cannot loosen 'buffer' to 'stream_first'")
+        stream = msgspec.structs.replace(stream, mode=asked.stream.mode)
+    return msgspec.structs.replace(
+        policy, input=stages[Stage.INPUT], output=stages[Stage.OUTPUT], stream=stream
+    )
+
+
+def _tighter_rule(current: Rule | None, ask: RequestRule, defaults: dict[str, float], key: str) -> Rule:
+    if current is None:
+        current = Rule(guard=ask.guard, action=ask.action or Action.BLOCK)
+    action = current.action
+    if ask.action is not None:
+        if ask.action.severity < current.action.severity:
+            raise PolicyError(f"{key}.action: cannot loosen {current.action.value!r} to {ask.action.value!r}")
+        action = ask.action
+    thresholds = dict(current.thresholds)
+    for category, value in ask.thresholds.items():
+        effective = current.thresholds.get(category, defaults.get(category, 1.0))
+        if value > effective:
+            raise PolicyError(f"{key}.thresholds.{category}: cannot raise {effective} to {value}")
+        thresholds[category] = value
+    on_error = current.on_error
+    if ask.on_error is not None:
+        if ask.on_error is FailMode.OPEN and current.on_error is FailMode.CLOSED:
+            raise PolicyError(f"{key}.on_error: cannot loosen 'closed' to 'open'")
+        on_error = ask.on_error
+    return msgspec.structs.replace(current, action=action, thresholds=thresholds, on_error=on_error)

@@ -1,0 +1,43 @@
+"""What a guard says about one text: plain data, shared with the gateway (reports) and feedback (events)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import msgspec
+
+
+class Stage(StrEnum):
+    INPUT = "input"
+    OUTPUT = "output"
+
+
+class Span(msgspec.Struct, frozen=True):
+    """A labelled character range of the judged text. ``replacement`` is what redaction puts there."""
+
+    start: int
+    end: int
+    label: str
+    score: float = 1.0
+    replacement: str | None = None
+
+
+class Evidence(msgspec.Struct, frozen=True):
+    """Why a guard decided: a matched source, an unsupported sentence, a detector's note."""
+
+    kind: str
+    detail: str
+    source: str | None = None
+
+
+class Verdict(msgspec.Struct):
+    guard: str
+    allowed: bool
+    scores: dict[str, float] = {}
+    # Categories whose score reached their threshold: the reasons ``allowed`` is false.
+    categories: list[str] = []
+    spans: list[Span] = []
+    # The text with every span replaced, when the guard can make it safe rather than only refuse it.
+    rewritten: str | None = None
+    evidence: list[Evidence] = []
+    latency_ms: float = 0.0
