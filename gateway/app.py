@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -16,15 +16,23 @@ from litestar.exceptions import HTTPException
 from litestar.types import Message, Scope
 
 from gateway.auth import KeyRing, Tenant
+from gateway.completion_service import CompletionService
 from gateway.context import request_id_from
 from gateway.embedded_llm import EmbeddedLLM
 from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, RouteNotFound, encode_error
+from gateway.guardrails import Guardrails
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import REQUEST_ID_HEADER, request_observer
 from gateway.proxy import Proxy
-from gateway.routes import inference, models, operations
+from gateway.routes import inference, models, moderations, operations
 from gateway.settings import Settings
 from gateway.upstream import UpstreamPool, build_client
+from guards.metrics import GuardMetrics
+from guards.pipeline import GuardEngine
+from guards.policy import check_references
+from guards.protocol import Guard
+from guards.registry import GuardResources, build_guards
+from guards.runner import RunnerPool
 
 log = logging.getLogger("hhh.app")
 
@@ -63,11 +71,29 @@ async def _add_request_id_everywhere(message: Message, scope: Scope) -> None:
             message["headers"] = [*headers, (REQUEST_ID_HEADER, request_id_from(None).encode())]
 
 
-def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTransport | None = None) -> Litestar:
-    """Build the gateway. ``upstream_transport`` is the seam that lets unit tests fake upstreams."""
+def create_app(
+    settings: Settings,
+    *,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+    guards: Mapping[str, Guard] | None = None,
+) -> Litestar:
+    """Build the gateway. ``upstream_transport`` and ``guards`` are seams for unit tests (fake upstreams,
+    fake guards); configuration errors raise here, before anything starts."""
     metrics = GatewayMetrics()
     keyring = KeyRing(settings.auth)
     data_dir = Path(settings.data_dir).expanduser()
+    runners = RunnerPool(GuardMetrics(metrics.registry))
+    if guards is None:
+        guards = build_guards(settings.guards, GuardResources(runners, runners.metrics, data_dir))
+    check_references(
+        settings.policies, settings.guards, {name: set(g.categories) for name, g in guards.items()}
+    )
+    used = {
+        rule.guard
+        for _, policy in settings.policies.named_policies()
+        for rule in policy.input + policy.output
+    }
+    engine = GuardEngine({name: g for name, g in guards.items() if name in used}, runners.metrics)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -88,9 +114,16 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
                     upstream_transport,
                 )
             )
+            stack.push_async_callback(runners.close)
+            stack.push_async_callback(engine.close)
+            await engine.start()
             pool = UpstreamPool(upstreams, client, metrics)
             await pool.discover()
-            app.state.proxy = Proxy(pool, metrics)
+            proxy = Proxy(pool, metrics)
+            guardrails = Guardrails(engine, settings.policies, settings.guards)
+            app.state.proxy = proxy
+            app.state.guardrails = guardrails
+            app.state.completions = CompletionService(proxy, guardrails)
             if keyring.is_open:
                 log.warning("=" * 72)
                 log.warning("NO API KEYS CONFIGURED: this gateway is OPEN to anyone who can reach it.")
@@ -103,13 +136,22 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
         proxy: Proxy = state.proxy
         return proxy
 
+    def provide_guardrails(state: State) -> Guardrails:
+        guardrails: Guardrails = state.guardrails
+        return guardrails
+
+    def provide_completions(state: State) -> CompletionService:
+        completions: CompletionService = state.completions
+        return completions
+
     def provide_tenant(request: Request[Any, Any, Any]) -> Tenant:
         return keyring.authenticate(request.headers.get("authorization"))
 
     return Litestar(
         route_handlers=[
             inference.chat_completions,
-            inference.completions,
+            inference.legacy_completions,
+            moderations.moderations,
             inference.embeddings,
             models.list_models,
             models.retrieve_model,
@@ -120,6 +162,8 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
         lifespan=[lifespan],
         dependencies={
             "proxy": Provide(provide_proxy, sync_to_thread=False),
+            "guardrails": Provide(provide_guardrails, sync_to_thread=False),
+            "completions": Provide(provide_completions, sync_to_thread=False),
             "tenant": Provide(provide_tenant, sync_to_thread=False),
             "gateway_metrics": Provide(lambda: metrics, sync_to_thread=False, use_cache=True),
         },

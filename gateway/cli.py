@@ -13,6 +13,7 @@ import msgspec
 from gateway import __version__
 from gateway.embedded_llm import EmbeddedLLMError
 from gateway.settings import ConfigError, Settings, load_settings
+from guards.policy import PolicyError
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (ConfigError, EmbeddedLLMError) as exc:
+    except (ConfigError, PolicyError, EmbeddedLLMError) as exc:
         print(f"hhh: configuration error: {exc}", file=sys.stderr)
         return 2
     return code

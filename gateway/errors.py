@@ -6,7 +6,9 @@ Every failure a client can see is one of these, rendered as
     GatewayError                      (500 server_error: the catch-all, never with a traceback)
      ├── InvalidRequest               400 invalid_request_error, names the offending ``param``
      │    └── BodyTooLarge            413
+     │    └── ContentFiltered     400 content_filter: an input guard blocked the request
      ├── AuthenticationFailed         401 invalid_api_key
+     ├── GuardUnavailable             503 guard_unavailable: a guard failed and its policy fails closed
      ├── ModelNotFound                404 model_not_found
      ├── RouteNotFound                404 / 405, for paths the gateway does not serve
      └── UpstreamError
@@ -66,6 +68,24 @@ class InvalidRequest(GatewayError):
 class BodyTooLarge(InvalidRequest):
     status_code = 413
     default_code = "request_too_large"
+
+
+class ContentFiltered(InvalidRequest):
+    default_code = "content_filter"
+
+    def __init__(self, message: str, *, param: str | None, guardrails: dict[str, Any]) -> None:
+        super().__init__(message, param=param)
+        self.guardrails = guardrails
+
+    def envelope(self) -> dict[str, Any]:
+        envelope = super().envelope()
+        envelope["error"]["guardrails"] = self.guardrails  # which guard decided, and why
+        return envelope
+
+
+class GuardUnavailable(GatewayError):
+    status_code = 503
+    default_code = "guard_unavailable"
 
 
 class AuthenticationFailed(GatewayError):

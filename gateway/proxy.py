@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
@@ -17,6 +18,7 @@ from gateway.context import RequestContext
 from gateway.fanout import merge_completions, merge_streams
 from gateway.metrics import GatewayMetrics
 from gateway.streaming import (
+    Chunk,
     UsageTally,
     closing,
     decode_chunks,
@@ -43,26 +45,41 @@ class ForwardCall(msgspec.Struct, kw_only=True):
     prompt_chars: int = 0
 
 
+class UpstreamAnswer(msgspec.Struct):
+    content: bytes
+    content_type: str
+
+
+class UpstreamStream(msgspec.Struct):
+    """Chunks from one upstream stream (or n merged); ``responses`` must be closed when done."""
+
+    chunks: AsyncIterator[Chunk]
+    responses: list[httpx.Response]
+
+
 class Proxy:
     def __init__(self, pool: UpstreamPool, metrics: GatewayMetrics) -> None:
         self.pool = pool
         self.metrics = metrics
 
     async def forward(self, context: RequestContext, call: ForwardCall) -> Response[Any]:
+        """Forward with nothing in between: the answer as the upstream gave it."""
+        if call.stream:
+            return self.sse_response(await self.stream(context, call))
+        return json_response(await self.complete(context, call))
+
+    async def _prepare(self, context: RequestContext, call: ForwardCall) -> tuple[Upstream, list[bytes]]:
         upstream = await self.pool.route(call.model)
         context.model = call.model
         copies = call.n if call.n > 1 and not upstream.supports_n else 1
         bodies = [call.body] if copies == 1 else [msgspec.json.encode({**call.raw, "n": 1})] * copies
-        if call.stream:
-            return await self._stream(context, upstream, call, bodies)
-        return await self._json(context, upstream, call, bodies)
+        return upstream, bodies
 
-    async def _json(
-        self, context: RequestContext, upstream: Upstream, call: ForwardCall, bodies: list[bytes]
-    ) -> Response[Any]:
+    async def complete(self, context: RequestContext, call: ForwardCall) -> UpstreamAnswer:
+        upstream, bodies = await self._prepare(context, call)
         answers = await self._post_all(context, upstream, call.path, bodies)
         if call.n == 1:
-            return Response(answers[0].content, media_type=answers[0].content_type, status_code=200)
+            return UpstreamAnswer(answers[0].content, answers[0].content_type)
         decoded = [msgspec.json.decode(answer.content) for answer in answers]
         missing = call.n - sum(len(body.get("choices") or ()) for body in decoded)
         if missing > 0:
@@ -72,7 +89,7 @@ class Proxy:
             extra = await self._post_all(context, upstream, call.path, [single] * missing)
             decoded += [msgspec.json.decode(answer.content) for answer in extra]
         content = msgspec.json.encode(decoded[0] if len(decoded) == 1 else merge_completions(decoded))
-        return Response(content, media_type=answers[0].content_type, status_code=200)
+        return UpstreamAnswer(content, answers[0].content_type)
 
     async def _post_all(
         self, context: RequestContext, upstream: Upstream, path: str, bodies: list[bytes]
@@ -85,9 +102,8 @@ class Proxy:
         finally:
             context.upstream_seconds += time.perf_counter() - started
 
-    async def _stream(
-        self, context: RequestContext, upstream: Upstream, call: ForwardCall, bodies: list[bytes]
-    ) -> Response[Any]:
+    async def stream(self, context: RequestContext, call: ForwardCall) -> UpstreamStream:
+        upstream, bodies = await self._prepare(context, call)
         started = time.perf_counter()
         opened = await asyncio.gather(
             *(self.pool.open_stream(upstream, call.path, body, context.request_id) for body in bodies),
@@ -106,5 +122,12 @@ class Proxy:
         chunks = streams[0] if len(streams) == 1 else merge_streams(streams)
         if call.include_usage and not upstream.settings.supports_stream_usage:
             chunks = ensure_usage(chunks, UsageTally(call.prompt_chars))
-        frames = closing(encode_sse(chunks), responses, self.metrics.stream_cancellations.inc)
-        return Stream(frames, media_type="text/event-stream", headers=SSE_HEADERS)
+        return UpstreamStream(chunks, responses)
+
+    def sse_response(self, stream: UpstreamStream, headers: dict[str, str] | None = None) -> Response[Any]:
+        frames = closing(encode_sse(stream.chunks), stream.responses, self.metrics.stream_cancellations.inc)
+        return Stream(frames, media_type="text/event-stream", headers={**SSE_HEADERS, **(headers or {})})
+
+
+def json_response(answer: UpstreamAnswer, headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(answer.content, media_type=answer.content_type, status_code=200, headers=headers)

@@ -16,6 +16,8 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
+from guards.policy import GuardSpec, PolicyBook, default_guards
+
 
 class ConfigError(ValueError):
     """A configuration value is missing or wrong; the message names the key."""
@@ -90,6 +92,9 @@ class Settings(_Strict):
     upstreams: list[UpstreamSettings] = []
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     embedded_llm: EmbeddedLLMSettings = msgspec.field(default_factory=EmbeddedLLMSettings)
+    # Guard instances by name; policies refer to them. The defaults: toxicity and PII.
+    guards: dict[str, GuardSpec] = msgspec.field(default_factory=default_guards)
+    policies: PolicyBook = msgspec.field(default_factory=PolicyBook)
 
     def __post_init__(self) -> None:
         names = [u.name for u in self.upstreams]

@@ -49,8 +49,27 @@ class StageOutcome(msgspec.Struct):
     def blocked(self) -> TextOutcome | None:
         return next((t for t in self.texts if t.decision == "block"), None)
 
+    def redaction_spans(self, index: int) -> list[Span]:
+        return _redaction_spans(index, self.results)
+
+
+def _redaction_spans(index: int, results: Sequence[RuleResult]) -> list[Span]:
+    spans: list[Span] = []
+    for result in results:
+        verdict = result.verdicts[index]
+        if result.decisions[index] == "redact" and verdict is not None:
+            spans += [s for s in verdict.spans if s.label in verdict.categories]
+    return spans
+
 
 _DECISION_ORDER = {"pass": 0, "error": 1, "flag": 2, "annotate": 3, "redact": 4, "block": 5}
+
+
+def most_severe(decisions: Sequence[str]) -> str:
+    """>>> most_severe(["pass", "redact", "flag"])
+    'redact'
+    """
+    return max(decisions, key=_DECISION_ORDER.__getitem__, default="pass")
 
 
 def _decide(rule: Rule, verdict: Verdict) -> str:
@@ -121,12 +140,9 @@ class GuardEngine:
         decision = "pass"
         blocked_by: str | None = None
         categories: list[str] = []
-        spans: list[Span] = []
         for rule, result in zip(rules, results, strict=True):
             current = result.decisions[index]
             verdict = result.verdicts[index]
-            if current == "redact" and verdict is not None:
-                spans += [s for s in verdict.spans if s.label in verdict.categories]
             if _DECISION_ORDER[current] > _DECISION_ORDER[decision]:
                 decision = current
                 if current == "block":
@@ -135,4 +151,5 @@ class GuardEngine:
         annotate = any(result.decisions[index] == "annotate" for result in results)
         if decision == "block":
             return TextOutcome(text, decision, annotate, blocked_by, categories)
+        spans = _redaction_spans(index, results)
         return TextOutcome(apply_spans(text, spans) if spans else text, decision, annotate)

@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Request, Response, post
 
 from gateway.auth import Tenant
+from gateway.completion_service import CompletionService
 from gateway.context import context_of
 from gateway.protocol import check_chat, check_completion, check_embedding, decode_json_object
 from gateway.proxy import ForwardCall, Proxy
@@ -21,7 +22,9 @@ def _text_length(content: Any) -> int:
 
 
 @post("/v1/chat/completions", status_code=200)
-async def chat_completions(request: Request[Any, Any, Any], proxy: Proxy, tenant: Tenant) -> Response[Any]:
+async def chat_completions(
+    request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant
+) -> Response[Any]:
     body = await request.body()
     raw = decode_json_object(body)
     chat = check_chat(raw)
@@ -36,11 +39,13 @@ async def chat_completions(request: Request[Any, Any, Any], proxy: Proxy, tenant
         include_usage=include_usage,
         prompt_chars=sum(_text_length(m.content) for m in chat.messages),
     )
-    return await proxy.forward(context_of(request.scope), call)
+    return await completions.chat(context_of(request.scope), tenant, call)
 
 
 @post("/v1/completions", status_code=200)
-async def completions(request: Request[Any, Any, Any], proxy: Proxy, tenant: Tenant) -> Response[Any]:
+async def legacy_completions(
+    request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant
+) -> Response[Any]:
     body = await request.body()
     raw = decode_json_object(body)
     completion = check_completion(raw)
@@ -56,7 +61,7 @@ async def completions(request: Request[Any, Any, Any], proxy: Proxy, tenant: Ten
         include_usage=include_usage,
         prompt_chars=len(prompt) if isinstance(prompt, str) else len(str(prompt)),
     )
-    return await proxy.forward(context_of(request.scope), call)
+    return await completions.text(context_of(request.scope), tenant, call)
 
 
 @post("/v1/embeddings", status_code=200)

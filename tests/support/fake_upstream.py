@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 MODELS = ["fake-model", "fake-no-n", "plain-503", "enveloped-429", "broken-stream", "unterminated-stream",
-          "unreachable", "timeout", "llama-like"]  # fmt: skip
+          "unreachable", "timeout", "llama-like", "echo"]  # fmt: skip
 
 
 def completion(text: str, index: int = 0, model: str = "fake-model") -> dict[str, Any]:
@@ -36,6 +36,11 @@ def chunk(delta: dict[str, Any], index: int = 0, finish: str | None = None) -> d
         "model": "fake-model",
         "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
     }
+
+
+def text_chunk(text: str, index: int, finish: str | None) -> dict[str, Any]:
+    choice = {"index": index, "text": text, "finish_reason": finish}
+    return {"id": "cmpl-echo", "object": "text_completion", "model": "echo", "choices": [choice]}
 
 
 def sse(payload: dict[str, Any] | str) -> bytes:
@@ -74,6 +79,8 @@ class FakeUpstream:
             return httpx.Response(
                 200, json={"object": "list", "data": [{"embedding": [0.1, 0.2], "index": 0}]}
             )
+        if model == "echo":
+            return self._echo(body)
         if body.get("stream"):
             return httpx.Response(
                 200, headers={"content-type": "text/event-stream"}, content=self._stream(model, body)
@@ -84,6 +91,41 @@ class FakeUpstream:
         answer = completion("Hello from the fake.", model=model)
         answer["choices"] = [{**answer["choices"][0], "index": i} for i in range(n)]
         return httpx.Response(200, json=answer)
+
+    def _echo(self, body: dict[str, Any]) -> httpx.Response:
+        """Answers with the last message's text (chat) or the prompt (legacy), n times; streamed in
+        three-character chunks, so guards see words split across chunks."""
+        chat = "messages" in body
+        text = body["messages"][-1]["content"] if chat else body["prompt"]
+        n = body.get("n") or 1
+        if not body.get("stream"):
+            if chat:
+                answer = completion(text, model="echo")
+                answer["choices"] = [{**answer["choices"][0], "index": i} for i in range(n)]
+            else:
+                choices = [{"index": i, "text": text, "finish_reason": "stop"} for i in range(n)]
+                answer = {"id": "cmpl-echo", "object": "text_completion", "model": "echo", "choices": choices}
+            return httpx.Response(200, json=answer)
+
+        async def frames() -> AsyncIterator[bytes]:
+            for i in range(n):
+                if chat:
+                    yield sse(chunk({"role": "assistant"}, index=i))
+            for start in range(0, len(text), 3):
+                for i in range(n):
+                    piece = text[start : start + 3]
+                    if chat:
+                        yield sse(chunk({"content": piece}, index=i))
+                    else:
+                        yield sse(text_chunk(piece, i, None))
+            for i in range(n):
+                if chat:
+                    yield sse(chunk({}, index=i, finish="stop"))
+                else:
+                    yield sse(text_chunk("", i, "stop"))
+            yield sse("[DONE]")
+
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=frames())
 
     async def _stream(self, model: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
         try:

@@ -8,6 +8,7 @@ from litestar.testing import AsyncTestClient
 from gateway.app import create_app
 from gateway.auth import hash_key
 from gateway.settings import ApiKey, AuthSettings, ServerSettings, Settings, UpstreamSettings
+from guards.policy import Policy, PolicyBook
 from tests.support.fake_upstream import FakeUpstream
 
 GATEWAY_KEY = "hhh-test-key"
@@ -21,7 +22,10 @@ def fake_upstream() -> FakeUpstream:
 
 @pytest.fixture
 def settings() -> Settings:
+    """The proxy with no guards: the guard paths have their own fixtures (test_guarded_*)."""
     return Settings(
+        guards={},
+        policies=PolicyBook(default=Policy()),
         server=ServerSettings(max_body_bytes=64 * 1024),
         upstreams=[
             UpstreamSettings(name="fake", url="http://fake.test/v1", api_key=UPSTREAM_SECRET),
@@ -41,7 +45,7 @@ def settings() -> Settings:
 
 @pytest.fixture
 async def client(settings: Settings, fake_upstream: FakeUpstream) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
-    app = create_app(settings, upstream_transport=fake_upstream.transport())
+    app = create_app(settings, upstream_transport=fake_upstream.transport(), guards={})
     async with AsyncTestClient(app) as test_client:
         test_client.headers["authorization"] = f"Bearer {GATEWAY_KEY}"
         yield test_client

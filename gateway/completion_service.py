@@ -1,0 +1,116 @@
+"""A completion request's whole path: policy → input guards → upstream → output guards → response."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from litestar import Response
+
+from gateway.auth import Tenant
+from gateway.context import RequestContext
+from gateway.errors import InvalidRequest
+from gateway.guardrails import Guardrails, ResolvedPolicy, summary_header
+from gateway.proxy import ForwardCall, Proxy, UpstreamStream, json_response
+from gateway.stream_guard import StreamGuard
+from gateway.text_slots import (
+    Slot,
+    chat_choice_slots,
+    chat_request_slots,
+    is_token_prompt,
+    prompt_slots,
+    text_choice_slots,
+)
+
+GUARDRAILS_HEADER = "x-hhh-guardrails"
+
+
+def _refuse_chat(choice: dict[str, Any], refusal: str) -> None:
+    message = choice.setdefault("message", {})
+    message.update({"content": None, "refusal": refusal})
+    message.pop("tool_calls", None)
+    choice["finish_reason"] = "content_filter"
+
+
+def _refuse_text(choice: dict[str, Any], refusal: str) -> None:
+    choice["text"] = ""
+    choice["finish_reason"] = "content_filter"
+
+
+class _Kind(msgspec.Struct, frozen=True):
+    text_field: str
+    request_slots: Callable[[dict[str, Any]], list[Slot]]
+    choice_slots: Callable[[dict[str, Any]], list[Slot]]
+    refuse: Callable[[dict[str, Any], str], None]
+
+
+CHAT = _Kind("chat", chat_request_slots, chat_choice_slots, _refuse_chat)
+TEXT = _Kind("text", prompt_slots, text_choice_slots, _refuse_text)
+
+
+class CompletionService:
+    def __init__(self, proxy: Proxy, guardrails: Guardrails) -> None:
+        self.proxy = proxy
+        self.guardrails = guardrails
+
+    async def chat(self, context: RequestContext, tenant: Tenant, call: ForwardCall) -> Response[Any]:
+        return await self._complete(context, tenant, call, CHAT)
+
+    async def text(self, context: RequestContext, tenant: Tenant, call: ForwardCall) -> Response[Any]:
+        return await self._complete(context, tenant, call, TEXT)
+
+    async def _complete(
+        self, context: RequestContext, tenant: Tenant, call: ForwardCall, kind: _Kind
+    ) -> Response[Any]:
+        raw = call.raw
+        resolved = self.guardrails.resolve(tenant.name, call.model, raw)
+        if not resolved.policy.input and not resolved.policy.output and not resolved.tightened:
+            return await self.proxy.forward(context, call)  # nothing to guard: the plain relay
+        report: dict[str, Any] = {"policy": resolved.name}
+        changed = resolved.tightened  # its "guardrails" field was removed from the body
+        if resolved.policy.input:
+            if kind is TEXT and is_token_prompt(raw):
+                raise InvalidRequest(
+                    "Token-id prompts cannot be checked by this gateway's input guards; send text.",
+                    param="prompt",
+                )
+            report["input"] = await self.guardrails.check_input(resolved, kind.request_slots(raw))
+            changed = changed or report["input"]["decision"] == "redact"
+        if changed:  # the upstream sees the redacted request, never the original
+            call = msgspec.structs.replace(call, raw=raw, body=msgspec.json.encode(raw))
+        if call.stream:
+            return await self._stream(context, call, kind, resolved, report)
+        return await self._whole(context, call, kind, resolved, report)
+
+    async def _whole(
+        self,
+        context: RequestContext,
+        call: ForwardCall,
+        kind: _Kind,
+        resolved: ResolvedPolicy,
+        report: dict[str, Any],
+    ) -> Response[Any]:
+        answer = await self.proxy.complete(context, call)
+        body = msgspec.json.decode(answer.content)
+        choices = body.get("choices") or []
+        report["output"] = await self.guardrails.check_choices(
+            resolved, choices, kind.choice_slots, kind.refuse
+        )
+        body["guardrails"] = report
+        answer = msgspec.structs.replace(answer, content=msgspec.json.encode(body))
+        return json_response(answer, headers={GUARDRAILS_HEADER: summary_header(report)})
+
+    async def _stream(
+        self,
+        context: RequestContext,
+        call: ForwardCall,
+        kind: _Kind,
+        resolved: ResolvedPolicy,
+        report: dict[str, Any],
+    ) -> Response[Any]:
+        stream = await self.proxy.stream(context, call)
+        guard = StreamGuard(self.guardrails, resolved, kind.text_field)
+        guard.report.update({k: v for k, v in report.items() if k != "output"})
+        guarded = UpstreamStream(guard.run(stream.chunks), stream.responses)
+        return self.proxy.sse_response(guarded, headers={GUARDRAILS_HEADER: summary_header(report)})

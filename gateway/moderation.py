@@ -1,0 +1,98 @@
+"""OpenAI's moderation shape, answered by the gateway's own input guards (a check-only API)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+
+from gateway.errors import InvalidRequest
+from gateway.guardrails import Guardrails, stage_report
+from guards.pipeline import StageOutcome
+from guards.verdict import Stage
+
+# OpenAI's categories, each answered by the guard categories that mean the same thing.
+OPENAI_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "harassment": ("insult", "toxicity", "severe_toxicity"),
+    "harassment/threatening": ("threat",),
+    "hate": ("identity_attack",),
+    "hate/threatening": (),
+    "illicit": (),
+    "illicit/violent": (),
+    "self-harm": (),
+    "self-harm/intent": (),
+    "self-harm/instructions": (),
+    "sexual": ("sexual_explicit",),
+    "sexual/minors": (),
+    "violence": ("threat",),
+    "violence/graphic": (),
+}
+
+
+def moderation_inputs(raw: Any) -> list[str]:
+    value = raw.get("input") if isinstance(raw, dict) else None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value:
+        texts = []
+        for index, item in enumerate(value):
+            if isinstance(item, str):
+                texts.append(item)
+            elif isinstance(item, dict) and item.get("type") == "text" and isinstance(item.get("text"), str):
+                texts.append(item["text"])
+            elif isinstance(item, dict) and item.get("type") == "image_url":
+                raise InvalidRequest("This gateway's guards moderate text only.", param=f"input[{index}]")
+            else:
+                raise InvalidRequest("Each input must be a string or a text part.", param=f"input[{index}]")
+        return texts
+    raise InvalidRequest("'input' must be a non-empty string or array.", param="input")
+
+
+def _result(outcome: StageOutcome, index: int, where: str) -> dict[str, Any]:
+    """OpenAI's categories first; then every guard's own, as ``<guard>/<category>``."""
+    scores: dict[str, float] = {}
+    flagged: set[str] = set()
+    plain_scores: dict[str, float] = {}
+    plain_flagged: set[str] = set()
+    for result in outcome.results:
+        verdict = result.verdicts[index]
+        if verdict is None:
+            continue
+        for category, score in verdict.scores.items():
+            scores[f"{result.guard}/{category}"] = round(score, 6)
+            plain_scores[category] = max(score, plain_scores.get(category, 0.0))
+        flagged.update(f"{result.guard}/{c}" for c in verdict.categories)
+        plain_flagged.update(verdict.categories)
+    categories: dict[str, bool] = {}
+    category_scores: dict[str, float] = {}
+    for name, sources in OPENAI_CATEGORIES.items():
+        categories[name] = any(source in plain_flagged for source in sources)
+        category_scores[name] = round(max((plain_scores.get(s, 0.0) for s in sources), default=0.0), 6)
+    categories.update({name: name in flagged for name in scores})
+    category_scores.update(scores)
+    single = StageOutcome([outcome.texts[index]], [_one(r, index) for r in outcome.results])
+    return {
+        "flagged": bool(flagged) or outcome.texts[index].decision == "block",
+        "categories": categories,
+        "category_scores": category_scores,
+        "guardrails": stage_report(single, [where]),
+    }
+
+
+def _one(result: Any, index: int) -> Any:
+    return msgspec.structs.replace(
+        result, decisions=[result.decisions[index]], verdicts=[result.verdicts[index]]
+    )
+
+
+async def moderate(guardrails: Guardrails, tenant: str, raw: dict[str, Any]) -> dict[str, Any]:
+    texts = moderation_inputs(raw)
+    model = str(raw["model"]) if isinstance(raw.get("model"), str) else "hhh-guards"
+    resolved = guardrails.resolve(tenant, model, raw)
+    outcome = await guardrails.engine.run(Stage.INPUT, resolved.policy.input, texts)
+    return {
+        "id": f"modr-{uuid.uuid4().hex}",
+        "model": model,
+        "results": [_result(outcome, i, f"input[{i}]") for i in range(len(texts))],
+    }

@@ -1,0 +1,19 @@
+"""POST /v1/moderations: OpenAI's moderation API, backed by the tenant's input guards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, post
+
+from gateway.auth import Tenant
+from gateway.guardrails import Guardrails
+from gateway.moderation import moderate
+from gateway.protocol import decode_json_object
+
+
+@post("/v1/moderations", status_code=200)
+async def moderations(
+    request: Request[Any, Any, Any], guardrails: Guardrails, tenant: Tenant
+) -> dict[str, Any]:
+    return await moderate(guardrails, tenant.name, decode_json_object(await request.body()))

@@ -1,0 +1,103 @@
+"""Deterministic guards for fast unit tests of the guard paths (the real ones have their own tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+import msgspec
+
+from guards.verdict import Span, Stage, Verdict
+
+
+class _NoConfig(msgspec.Struct):
+    pass
+
+
+class WordGuard:
+    """Flags texts containing a trigger word, as the category ``toxicity``; can be made slow or broken."""
+
+    kind: ClassVar[str] = "fake-words"
+    stages: ClassVar[frozenset[Stage]] = frozenset(Stage)
+    config_type: ClassVar[type[msgspec.Struct]] = _NoConfig
+    default_thresholds: ClassVar[Mapping[str, float]] = {"toxicity": 0.5}
+
+    def __init__(self, name: str = "toxicity", trigger: str = "BADWORD") -> None:
+        self._name = name
+        self.trigger = trigger
+        self.calls: list[list[str]] = []
+        self.delay_s = 0.0
+        self.fail = False
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def categories(self) -> Sequence[str]:
+        return ["toxicity"]
+
+    async def start(self) -> None:
+        pass
+
+    async def judge(self, texts: Sequence[str], thresholds: Mapping[str, float]) -> list[Verdict]:
+        self.calls.append(list(texts))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.fail:
+            raise RuntimeError("model crashed")
+        verdicts = []
+        for text in texts:
+            score = 0.99 if self.trigger in text else 0.01
+            flagged = ["toxicity"] if score >= thresholds.get("toxicity", 0.5) else []
+            verdicts.append(Verdict(self._name, not flagged, {"toxicity": score}, flagged))
+        return verdicts
+
+    async def close(self) -> None:
+        pass
+
+
+_EMAIL = re.compile(r"[\w.]+@[\w.]+\.\w+")
+
+
+class EmailGuard:
+    """Finds e-mail addresses as spans with a ``<EMAIL_ADDRESS>`` replacement (a PII stand-in)."""
+
+    kind: ClassVar[str] = "fake-pii"
+    stages: ClassVar[frozenset[Stage]] = frozenset(Stage)
+    config_type: ClassVar[type[msgspec.Struct]] = _NoConfig
+    default_thresholds: ClassVar[Mapping[str, float]] = {"EMAIL_ADDRESS": 0.5}
+
+    def __init__(self, name: str = "pii") -> None:
+        self._name = name
+        self.calls: list[list[str]] = []
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def categories(self) -> Sequence[str]:
+        return ["EMAIL_ADDRESS"]
+
+    async def start(self) -> None:
+        pass
+
+    async def judge(self, texts: Sequence[str], thresholds: Mapping[str, float]) -> list[Verdict]:
+        self.calls.append(list(texts))
+        verdicts = []
+        for text in texts:
+            spans = [
+                Span(m.start(), m.end(), "EMAIL_ADDRESS", 1.0, "<EMAIL_ADDRESS>")
+                for m in _EMAIL.finditer(text)
+            ]
+            flagged = ["EMAIL_ADDRESS"] if spans else []
+            verdicts.append(
+                Verdict(self._name, not flagged, {"EMAIL_ADDRESS": 1.0 if spans else 0.0}, flagged, spans)
+            )
+        return verdicts
+
+    async def close(self) -> None:
+        pass
