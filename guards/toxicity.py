@@ -34,8 +34,12 @@ DETOXIFY_CATEGORIES = (
 
 
 class CascadeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Which classic scores are sure enough to skip detoxify. The classic tier is confidently wrong on
+    veiled hostility (many toxic texts score under 0.15 in our labelled set), so by default only the
+    clearly toxic skip the model; raise ``clear_below`` to trade recall for throughput."""
+
     enabled: bool = True
-    clear_below: float = 0.15
+    clear_below: float = 0.0
     flag_above: float = 0.95
 
 
@@ -108,7 +112,8 @@ class ToxicityGuard:
         latency = (time.perf_counter() - started) * 1000
         verdicts = []
         for text_scores, tier in zip(scores, tiers, strict=True):
-            flagged = [c for c, s in text_scores.items() if s >= thresholds.get(c, 0.5)]
+            # Only toxicity categories flag; the unbiased model's identity-mention scores are context.
+            flagged = [c for c, s in text_scores.items() if c in thresholds and s >= thresholds[c]]
             verdicts.append(
                 Verdict(
                     guard=self._name,

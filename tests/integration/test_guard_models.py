@@ -1,0 +1,146 @@
+"""The real guards on real models: the classic toxicity tier, detoxify checkpoints in detoxify's own
+format (tiny, random weights, real architectures), and presidio on spaCy's small English pipeline."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from guards.pii import EntityAction, PiiConfig, PiiGuard
+from guards.registry import GuardResources
+from guards.runner import RunnerPool
+from guards.toxicity import CascadeConfig, DetoxifyConfig, ToxicityConfig, ToxicityGuard
+from tests.support.detoxify_checkpoints import build_checkpoint
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def resources(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[GuardResources]:
+    pool = RunnerPool()
+    yield GuardResources(pool, None, tmp_path_factory.mktemp("guards"))
+    await pool.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def classic(resources: GuardResources) -> ToxicityGuard:
+    guard = ToxicityGuard("toxicity", ToxicityConfig(), resources)
+    await guard.start()
+    return guard
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def pii(resources: GuardResources) -> PiiGuard:
+    redact, mask, block = EntityAction.REDACT, EntityAction.MASK, EntityAction.BLOCK
+    config = PiiConfig(entities={
+        "PERSON": redact, "EMAIL_ADDRESS": redact, "PHONE_NUMBER": redact, "CREDIT_CARD": mask,
+        "US_SSN": block, "IBAN_CODE": mask, "IP_ADDRESS": redact,
+    })  # fmt: skip
+    guard = PiiGuard("pii", config, resources)
+    await guard.start()
+    return guard
+
+
+# --- toxicity ----------------------------------------------------------------------------------
+
+
+async def test_classic_tier_quality_on_the_labelled_set(classic: ToxicityGuard) -> None:
+    rows = [json.loads(line) for line in (DATA / "toxicity_labelled.jsonl").read_text().splitlines()]
+    assert len(rows) >= 200
+    verdicts = await classic.judge([r["text"] for r in rows], classic.default_thresholds)
+    predicted = [not v.allowed for v in verdicts]
+    truth = [bool(r["toxic"]) for r in rows]
+    tp = sum(p and t for p, t in zip(predicted, truth, strict=True))
+    fp = sum(p and not t for p, t in zip(predicted, truth, strict=True))
+    fn = sum(t and not p for p, t in zip(predicted, truth, strict=True))
+    precision, recall = tp / (tp + fp), tp / (tp + fn)
+    print(f"classic toxicity tier: precision {precision:.3f}, recall {recall:.3f} on {len(rows)} texts")
+    # Measured 0.907 / 0.408 (README). Floors a little under, so a regression fails.
+    assert precision >= 0.85
+    assert recall >= 0.38
+    by_kind = Counter(r["kind"] for r, p in zip(rows, predicted, strict=True) if p == r["toxic"])
+    assert by_kind["profanity"] == 20  # what it is good at
+    assert by_kind["benign"] == 30
+
+
+async def test_detoxify_original_checkpoint_loads_offline_and_scores(
+    resources: GuardResources, tmp_path: Path
+) -> None:
+    checkpoint, config_dir = build_checkpoint(tmp_path, "original")
+    detoxify = DetoxifyConfig(checkpoint=str(checkpoint), config_dir=str(config_dir), device="cpu")
+    guard = ToxicityGuard("tox", ToxicityConfig(classic=False, detoxify=detoxify), resources)
+    await guard.start()
+    verdicts = await guard.judge(["hello there", "another text"] * 5, guard.default_thresholds)
+    assert len(verdicts) == 10
+    assert set(verdicts[0].scores) == {
+        "toxicity",
+        "severe_toxicity",
+        "obscene",
+        "threat",
+        "insult",
+        "identity_attack",
+    }
+    assert all(0.0 <= s <= 1.0 for v in verdicts for s in v.scores.values())
+    assert verdicts[0].evidence[0].detail == "detoxify"
+    # Thresholds decide: at 0 every category flags, at 1 none does (random weights score near 0.5).
+    assert not (await guard.judge(["x"], dict.fromkeys(guard.default_thresholds, 0.0)))[0].allowed
+    assert (await guard.judge(["x"], dict.fromkeys(guard.default_thresholds, 1.0)))[0].allowed
+
+
+async def test_detoxify_unbiased_checkpoint_reports_only_toxicity_categories(
+    resources: GuardResources, tmp_path: Path
+) -> None:
+    checkpoint, config_dir = build_checkpoint(tmp_path, "unbiased")
+    detoxify = DetoxifyConfig(checkpoint=str(checkpoint), config_dir=str(config_dir), device="cpu")
+    guard = ToxicityGuard("tox-unbiased", ToxicityConfig(classic=False, detoxify=detoxify), resources)
+    await guard.start()
+    (verdict,) = await guard.judge(["some text"], dict.fromkeys(guard.default_thresholds, 0.0))
+    assert "muslim" in verdict.scores  # identity mentions are reported as context...
+    assert "muslim" not in verdict.categories  # ...and never flag
+    assert "sexual_explicit" in verdict.categories
+
+
+async def test_cascade_runs_detoxify_only_where_the_classic_tier_is_unsure(
+    resources: GuardResources, tmp_path: Path
+) -> None:
+    checkpoint, config_dir = build_checkpoint(tmp_path, "original", seed=1)
+    detoxify = DetoxifyConfig(checkpoint=str(checkpoint), config_dir=str(config_dir), device="cpu")
+    config = ToxicityConfig(detoxify=detoxify, cascade=CascadeConfig(clear_below=0.2, flag_above=0.95))
+    guard = ToxicityGuard("cascade", config, resources)
+    await guard.start()
+    texts = ["What a lovely morning for a walk.", "you fucking piece of shit", "I disagree with your take."]
+    verdicts = await guard.judge(texts, guard.default_thresholds)
+    tiers = [v.evidence[0].detail for v in verdicts]
+    assert tiers[0] == "classic"  # clearly clean: the model never ran
+    assert tiers[1] == "classic"  # clearly toxic: blocked by the cheap tier
+    assert not verdicts[1].allowed
+
+
+# --- PII ---------------------------------------------------------------------------------------
+
+
+async def test_pii_per_entity_actions(pii: PiiGuard) -> None:
+    text = "I am John Smith, email john.smith@example.com, card 4111 1111 1111 1111."
+    (verdict,) = await pii.judge([text], pii.default_thresholds)
+    assert not verdict.allowed
+    assert {"PERSON", "EMAIL_ADDRESS", "CREDIT_CARD"} <= set(verdict.categories)
+    assert verdict.rewritten == "I am <PERSON>, email <EMAIL_ADDRESS>, card **** **** **** 1111."
+    (blocked,) = await pii.judge(["My social security number is 536-22-8765."], pii.default_thresholds)
+    assert "US_SSN" in blocked.categories
+    assert blocked.rewritten is None  # a block entity cannot be redacted away
+
+
+async def test_pii_thresholds_and_clean_text(pii: PiiGuard) -> None:
+    (clean,) = await pii.judge(["What is the boiling point of water at sea level?"], pii.default_thresholds)
+    assert clean.allowed
+    phone = "Call me on 212-555-0199 tomorrow."
+    (found,) = await pii.judge([phone], pii.default_thresholds)
+    assert "PHONE_NUMBER" in found.categories  # presidio scores phones 0.4: the default threshold keeps them
+    (strict,) = await pii.judge([phone], {**pii.default_thresholds, "PHONE_NUMBER": 0.9})
+    assert "PHONE_NUMBER" not in strict.categories
