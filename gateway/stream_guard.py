@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from gateway.errors import GatewayError
 from gateway.guardrails import Guardrails, ResolvedPolicy, stage_report
 from gateway.streaming import Chunk
 from guards.pipeline import StageOutcome, most_severe
@@ -49,29 +50,36 @@ class StreamGuard:
 
     async def run(self, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
         held: list[Chunk] = []  # chunks with no choices (usage): they belong after every choice
-        async for chunk in chunks:
-            self._template = chunk
-            choices = chunk.get("choices") or []
-            if not choices:
-                held.append(chunk)
-                continue
-            for choice in choices:
-                state = self._choices.setdefault(
-                    choice.get("index", 0), _Choice(choice.get("index", 0), self.resolved)
-                )
-                if not state.done:
-                    async for out in self._on_choice(state, choice):
-                        yield out
+        failure: GatewayError | None = None
+        try:
+            async for chunk in chunks:
+                self._template = chunk
+                choices = chunk.get("choices") or []
+                if not choices:
+                    held.append(chunk)
+                    continue
+                for choice in choices:
+                    index = choice.get("index", 0)
+                    state = self._choices.setdefault(index, _Choice(index, self.resolved))
+                    if not state.done:
+                        async for out in self._on_choice(state, choice):
+                            yield out
+        except GatewayError as exc:  # the upstream failed: what arrived is still checked, then the error
+            failure = exc
         for state in self._choices.values():
-            if not state.done:  # the upstream ended without a finish_reason: the tail is still checked
-                async for out in self._finish(state, None):
+            if not state.done:  # no finish_reason came: the tail is checked (and released if it passes)
+                async for out in self._finish(state, None, announce=failure is None):
                     yield out
-        for chunk in held:
-            yield chunk
+        if failure is not None:
+            raise failure
         self.report["output"] = [
             self._choice_report(s) for s in sorted(self._choices.values(), key=lambda s: s.index)
         ]
-        yield {**self._shell(), "choices": [], "guardrails": self.report}
+        # The report rides on the usage chunk when there is one: clients read usage from the last chunk.
+        last = held.pop() if held else {**self._shell(), "choices": []}
+        for chunk in held:
+            yield chunk
+        yield {**last, "guardrails": self.report}
 
     async def _on_choice(self, state: _Choice, choice: dict[str, Any]) -> AsyncIterator[Chunk]:
         delta = choice.get("delta") or {}
@@ -108,7 +116,9 @@ class StreamGuard:
         if self.buffer and released_text:
             yield self._text_chunk(state.index, released_text)
 
-    async def _finish(self, state: _Choice, finish_reason: str | None) -> AsyncIterator[Chunk]:
+    async def _finish(
+        self, state: _Choice, finish_reason: str | None, announce: bool = True
+    ) -> AsyncIterator[Chunk]:
         while not state.done and (window := state.cutter.next_window(final=True)) is not None:
             async for out in self._check(state, window):
                 yield out
@@ -122,10 +132,9 @@ class StreamGuard:
         if state.annotate:
             yield self._text_chunk(state.index, self.resolved.policy.disclaimer)
         state.done = True
-        yield {
-            **self._shell(),
-            "choices": [{"index": state.index, "delta": {}, "finish_reason": finish_reason}],
-        }
+        if announce:
+            choice = {"index": state.index, "delta": {}, "finish_reason": finish_reason}
+            yield {**self._shell(), "choices": [choice]}
 
     def _hold_tool_call(self, state: _Choice, call: dict[str, Any]) -> None:
         held = state.tool_calls.setdefault(call.get("index", 0), {"function": {"arguments": ""}})

@@ -305,3 +305,23 @@ async def test_moderations_rejects_bad_input(harness: Harness) -> None:
     response = await harness.client.post("/v1/moderations", json={"input": [{"type": "image_url"}]})
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "input[0]"
+
+
+async def test_stream_report_rides_on_the_usage_chunk(harness: Harness) -> None:
+    body = _chat("Hello there.", stream=True, stream_options={"include_usage": True})
+    events = sse_events((await harness.client.post("/v1/chat/completions", json=body)).text)
+    last = events[-2]
+    assert last["choices"] == []
+    assert last["usage"]["completion_tokens"] == 4
+    assert last["guardrails"]["output"][0]["decision"] == "pass"
+    assert sum(1 for e in events if isinstance(e, dict) and "guardrails" in e) == 1
+
+
+async def test_upstream_failure_mid_stream_still_checks_what_arrived(harness: Harness) -> None:
+    response = await harness.client.post(
+        "/v1/chat/completions", json=_chat("hi", model="broken-stream", stream=True)
+    )
+    events = sse_events(response.text)
+    assert _streamed_text(events) == "Hello from the fake."  # checked, then released
+    assert events[-2]["error"]["code"] == "upstream_unreachable"
+    assert any("Hello from the fake." in text for call in harness.words.calls for text in call)

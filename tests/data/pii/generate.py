@@ -16,21 +16,19 @@ own virtual environment, not the project's. Run from the repository root::
     .cache/pii-eval-venv/bin/pip install presidio-evaluator==0.3.2
     .cache/pii-eval-venv/bin/python tests/data/pii/generate.py [--count 400] [--out PATH]
 
-The output is deterministic for a given presidio-evaluator and Faker version (seed 42).
+The output is deterministic (seed 42) for a given presidio-evaluator and Faker version. That takes
+four workarounds, all in this script, none in the package:
 
-Three workarounds for presidio-evaluator 0.3.2:
-
-* The constructor draws the base records' full names (``load_fake_person_df``: middle initial or
-  not) from the global ``random`` before it applies ``random_seed``, so the global generators are
-  seeded once more before it is called; without that the output differs between runs.
-
-* ``HospitalProvider`` queries WikiData when it is constructed (and falls back to a fixed list
-  when offline). No shipped template uses it, so it is left out of the providers; the output is
-  the same and the script makes no network call.
-* With probability ``lower_case_ratio`` a sample is meant to be lower-cased, but
+* Seeding: the constructor draws the base records' full names (``load_fake_person_df``: middle
+  initial or not) from the global ``random`` before it applies ``random_seed``, so the global
+  generators are seeded once before it is called as well; without that, runs differ.
+* Dates: Faker draws dates between 1970 and the current time; ``PinnedDateTimeProvider`` fixes
+  "now" at ``REFERENCE_NOW``.
+* Network: ``HospitalProvider`` queries WikiData when it is constructed (falling back to a fixed
+  list offline). No shipped template uses it, so it is left out and the script stays offline.
+* Lower-casing: a ``lower_case_ratio`` share of samples is meant to be lower-cased, but
   ``SentenceFaker._lower_pattern`` lower-cases the span values and writes the lower-cased text to
-  ``sample.fake`` rather than ``sample.full_text``. Where ``sample.fake`` is set it is used as the
-  text, so text and span values agree again.
+  ``sample.fake`` instead of ``sample.full_text``. Where ``sample.fake`` is set it is the text.
 """
 
 from __future__ import annotations
@@ -39,9 +37,12 @@ import argparse
 import json
 import sys
 from collections import Counter
+from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TypedDict
 
+from faker.providers.date_time import Provider as DateTimeProvider
+from faker.typing import DateParseType
 from presidio_evaluator import InputSample
 from presidio_evaluator.data_generator import (
     PresidioSentenceFaker,
@@ -54,6 +55,8 @@ LOCALE = "en_US"
 LOWER_CASE_RATIO = 0.05
 DEFAULT_COUNT = 400
 DEFAULT_OUT = Path(__file__).resolve().parent / "presidio_evaluator_sentences.jsonl"
+# Faker draws dates up to "now"; pinning it keeps the output independent of when the script runs.
+REFERENCE_NOW = datetime(2026, 1, 1)
 
 # presidio-evaluator 0.3.2 has no evaluator-to-analyzer mapping any more (the entity_mapping argument
 # of PresidioAnalyzerWrapper is deprecated in favour of CanonicalMapper's own hierarchy). The sentence
@@ -63,8 +66,8 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "presidio_evaluator_sentences.js
 #   GPE (city, country, state) -> LOCATION   analyzer's spaCy mapping also sends GPE to LOCATION
 #   STREET_ADDRESS             -> LOCATION   no analyzer address entity; spaCy finds parts as LOCATION
 #   DOMAIN_NAME (faker url)    -> URL        analyzer's UrlRecognizer entity
-# Kept as the evaluator names them, since presidio-analyzer has no English recognizer for them:
-# TITLE (job titles and prefixes such as "Mr."), ZIP_CODE. AGE is kept too.
+# Kept as the evaluator names them, as the default English analyzer has no recognizer for them:
+# TITLE (job titles and prefixes such as "Mr."), ZIP_CODE, AGE.
 # All other types the faker emits are already analyzer names: PERSON, ORGANIZATION, NRP, DATE_TIME,
 # EMAIL_ADDRESS, PHONE_NUMBER, CREDIT_CARD, IBAN_CODE, IP_ADDRESS, US_SSN, US_DRIVER_LICENSE.
 EVALUATOR_TO_ANALYZER: dict[str, str] = {
@@ -72,6 +75,24 @@ EVALUATOR_TO_ANALYZER: dict[str, str] = {
     "STREET_ADDRESS": "LOCATION",
     "DOMAIN_NAME": "URL",
 }
+
+
+class PinnedDateTimeProvider(DateTimeProvider):
+    """Faker's date/time provider with "now" fixed at REFERENCE_NOW.
+
+    The templates use date_time, year and day_of_week (all through date_time) and date_of_birth.
+    """
+
+    def date_time(self, tzinfo: tzinfo | None = None, end_datetime: DateParseType | None = None) -> datetime:
+        return super().date_time(tzinfo=tzinfo, end_datetime=end_datetime or REFERENCE_NOW)
+
+    def date_of_birth(
+        self, tzinfo: tzinfo | None = None, minimum_age: int = 0, maximum_age: int = 115
+    ) -> date:
+        today = REFERENCE_NOW.date()
+        start = today.replace(year=today.year - maximum_age - 1) + timedelta(days=1)
+        end = today.replace(year=today.year - minimum_age)
+        return self.date_between_dates(date_start=start, date_end=end)
 
 
 class SpanRecord(TypedDict):
@@ -109,6 +130,7 @@ def to_record(sample: InputSample, index: int) -> SampleRecord:
 
 def generate(count: int) -> list[SampleRecord]:
     providers = [p for p in presidio_additional_entity_providers if p is not HospitalProvider]
+    providers.append(PinnedDateTimeProvider)
     # The constructor builds its base records (load_fake_person_df) with the global `random`
     # before it applies random_seed, so seed first or the full names differ from run to run.
     PresidioSentenceFaker.seed(SEED)
