@@ -59,6 +59,18 @@ def gateway_url(llama_url: str, stub: tuple[str, object], server_logs: Path) -> 
                 },
                 {"name": "stub", "url": stub_url},
             ],
+            # The default policy (toxicity blocks, PII redacted, both ways) everywhere, except one stub
+            # model with no input guards, so the output guards get something to catch.
+            "policies": {
+                "models": {
+                    "stub-echo-unguarded-input": {
+                        "output": [
+                            {"guard": "toxicity", "action": "block"},
+                            {"guard": "pii", "action": "redact"},
+                        ]
+                    }
+                }
+            },
         }
         path = server_logs / "gateway.yaml"
         path.write_text(yaml.safe_dump(config))

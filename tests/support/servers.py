@@ -101,6 +101,7 @@ class StubState:
     def __init__(self) -> None:
         self.slow_stream_abandoned = threading.Event()
         self.slow_stream_chunks_sent = 0
+        self.bodies: list[dict[str, Any]] = []  # every request body the stub received
 
 
 def _chunk(content: str) -> dict[str, Any]:
@@ -122,12 +123,22 @@ def _make_handler(state: StubState) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
-            models = ["stub-plain-503", "stub-broken-stream", "stub-slow-stream"]
+            models = [
+                "stub-plain-503",
+                "stub-broken-stream",
+                "stub-slow-stream",
+                "stub-echo",
+                "stub-echo-unguarded-input",
+            ]
             self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in models]})
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            state.bodies.append(body)
             model = body["model"]
+            if model.startswith("stub-echo"):
+                self._echo(body)
+                return
             if model == "stub-plain-503":
                 payload = b"Service Unavailable: the model is loading"
                 self.send_response(503)
@@ -153,6 +164,28 @@ def _make_handler(state: StubState) -> type[BaseHTTPRequestHandler]:
                     time.sleep(0.05)
             except (BrokenPipeError, ConnectionResetError):
                 state.slow_stream_abandoned.set()
+
+        def _echo(self, body: dict[str, Any]) -> None:
+            """Answers with the last message's content: what the upstream was really sent."""
+            text = body["messages"][-1]["content"]
+            if not body.get("stream"):
+                message = {"role": "assistant", "content": text}
+                choice = {"index": 0, "message": message, "finish_reason": "stop"}
+                self._json(200, {"id": "chatcmpl-echo", "object": "chat.completion", "created": 1,
+                                 "model": body["model"], "choices": [choice]})  # fmt: skip
+                return
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            for word in text.split(" "):
+                self._event(_chunk(word + " "))
+            done = _chunk("")
+            done["choices"][0].update(delta={}, finish_reason="stop")
+            self._event(done)
+            frame = b"data: [DONE]\n\n"
+            self.wfile.write(f"{len(frame):x}\r\n".encode() + frame + b"\r\n0\r\n\r\n")
+            self.wfile.flush()
 
         def _event(self, payload: dict[str, Any]) -> None:
             frame = f"data: {json.dumps(payload)}\n\n".encode()
