@@ -71,6 +71,17 @@ async def _add_request_id_everywhere(message: Message, scope: Scope) -> None:
             message["headers"] = [*headers, (REQUEST_ID_HEADER, request_id_from(None).encode())]
 
 
+def used_guards(settings: Settings, guards: Mapping[str, Guard]) -> dict[str, Guard]:
+    """Check every policy against the configured guards; return the guards some policy uses (only those
+    load models)."""
+    check_references(
+        settings.policies, settings.guards, {name: set(g.categories) for name, g in guards.items()}
+    )
+    policies = settings.policies.named_policies()
+    used = {rule.guard for _, policy in policies for rule in policy.input + policy.output}
+    return {name: guard for name, guard in guards.items() if name in used}
+
+
 def create_app(
     settings: Settings,
     *,
@@ -85,15 +96,7 @@ def create_app(
     runners = RunnerPool(GuardMetrics(metrics.registry))
     if guards is None:
         guards = build_guards(settings.guards, GuardResources(runners, runners.metrics, data_dir))
-    check_references(
-        settings.policies, settings.guards, {name: set(g.categories) for name, g in guards.items()}
-    )
-    used = {
-        rule.guard
-        for _, policy in settings.policies.named_policies()
-        for rule in policy.input + policy.output
-    }
-    engine = GuardEngine({name: g for name, g in guards.items() if name in used}, runners.metrics)
+    engine = GuardEngine(used_guards(settings, guards), runners.metrics)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -71,13 +71,20 @@ def _keys_new(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
+    from gateway.app import used_guards
+    from guards.registry import GuardResources, build_guards
+    from guards.runner import RunnerPool
+
     settings = _settings_for(args)
+    # Building guards loads no model; it checks their configs and every policy's references.
+    guards = build_guards(settings.guards, GuardResources(RunnerPool(), None, Path(settings.data_dir)))
+    used = used_guards(settings, guards)
     masked = msgspec.to_builtins(settings)
     for upstream in masked["upstreams"]:
         if upstream.get("api_key"):
             upstream["api_key"] = "***"
     print(msgspec.json.format(msgspec.json.encode(masked), indent=2).decode())
-    print("\nconfig OK", file=sys.stderr)
+    print(f"\nconfig OK; guards in use: {', '.join(sorted(used)) or 'none'}", file=sys.stderr)
     return 0
 
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
+from guards.config_errors import ConfigValidationError, convert_or_explain
 from guards.policy import GuardSpec, PolicyBook, default_guards
 
 
@@ -129,22 +130,15 @@ def _interpolate(value: Any, environ: dict[str, str], path: str) -> Any:
     return value
 
 
-def _key_path(msgspec_path: str) -> str:
-    """msgspec says ``$.upstreams[0].url``; people say ``upstreams[0].url``."""
-    return msgspec_path.removeprefix("$").removeprefix(".") or "(top level)"
-
-
 def settings_from_mapping(raw: dict[str, Any], environ: dict[str, str] | None = None) -> Settings:
     environ = dict(os.environ) if environ is None else environ
     raw = _interpolate(raw, environ, "")
     try:
-        settings = msgspec.convert(raw, Settings)
-    except msgspec.ValidationError as exc:
-        message, _, where = str(exc).rpartition(" - at `")
-        where = where.rstrip("`")
-        if not message or where == "$":  # raised by __post_init__, which names its key itself
-            raise ConfigError(message or str(exc)) from None
-        raise ConfigError(f"{_key_path(where)}: {message}") from None
+        settings = convert_or_explain(raw, Settings)
+    except ConfigValidationError as exc:
+        if exc.key in ("", "(top level)"):  # raised by __post_init__, which names its key itself
+            raise ConfigError(exc.reason) from None
+        raise ConfigError(str(exc)) from None
     return _apply_environment(settings, environ)
 
 

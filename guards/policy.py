@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from guards.config_errors import ConfigValidationError, convert_or_explain
 from guards.verdict import Stage
 
 
@@ -70,9 +71,9 @@ class StreamPolicy(_Strict):
 
     def __post_init__(self) -> None:
         if not 0 < self.min_chars <= self.max_chars:
-            raise ValueError("stream.min_chars must be positive and at most stream.max_chars")
+            raise ValueError("min_chars must be positive and at most max_chars")
         if not 0 <= self.overlap_chars < self.max_chars:
-            raise ValueError("stream.overlap_chars must be below stream.max_chars")
+            raise ValueError("overlap_chars must be below max_chars")
 
 
 DEFAULT_DISCLAIMER = (
@@ -185,11 +186,9 @@ class RequestGuardrails(_Strict):
 
 def parse_request_guardrails(raw: Any) -> RequestGuardrails:
     try:
-        return msgspec.convert(raw, RequestGuardrails)
-    except msgspec.ValidationError as exc:
-        message, _, where = str(exc).rpartition(" - at `")
-        path = where.rstrip("`").removeprefix("$").removeprefix(".")
-        raise PolicyError(f"guardrails{'.' + path if path else ''}: {message or exc}") from None
+        return convert_or_explain(raw, RequestGuardrails, prefix="guardrails")
+    except ConfigValidationError as exc:
+        raise PolicyError(str(exc)) from None
 
 
 def tighten(

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from guards.config_errors import ConfigValidationError, convert_or_explain
 from guards.metrics import GuardMetrics
 from guards.policy import GuardSpec, PolicyError
 from guards.protocol import Guard
@@ -43,11 +44,9 @@ def build_guards(specs: dict[str, GuardSpec], resources: GuardResources) -> dict
     for name, spec in specs.items():
         cls = guard_class(spec.type, f"guards.{name}.type")
         try:
-            config = msgspec.convert(spec.config, cls.config_type)
-        except msgspec.ValidationError as exc:
-            message, _, where = str(exc).rpartition(" - at `")
-            path = where.rstrip("`").removeprefix("$").removeprefix(".")
-            raise PolicyError(f"guards.{name}.config{'.' + path if path else ''}: {message or exc}") from None
+            config = convert_or_explain(spec.config, cls.config_type, prefix=f"guards.{name}.config")
+        except ConfigValidationError as exc:
+            raise PolicyError(str(exc)) from None
         factory: Any = cls
         guards[name] = factory(name, config, resources)
     return guards

@@ -16,6 +16,7 @@ from guards.registry import GuardResources
 from guards.runner import RunnerPool
 from guards.toxicity import CascadeConfig, DetoxifyConfig, ToxicityConfig, ToxicityGuard
 from tests.support.detoxify_checkpoints import build_checkpoint
+from tests.support.pii_quality import score_pii
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -144,3 +145,35 @@ async def test_pii_thresholds_and_clean_text(pii: PiiGuard) -> None:
     assert "PHONE_NUMBER" in found.categories  # presidio scores phones 0.4: the default threshold keeps them
     (strict,) = await pii.judge([phone], {**pii.default_thresholds, "PHONE_NUMBER": 0.9})
     assert "PHONE_NUMBER" not in strict.categories
+
+
+# Measured with the default configuration (README). Floors sit a little under each figure.
+PII_FLOORS = {
+    "PERSON": (0.65, 0.57),
+    "EMAIL_ADDRESS": (0.95, 0.95),
+    "CREDIT_CARD": (0.95, 0.70),
+    "PHONE_NUMBER": (0.65, 0.30),
+    "IBAN_CODE": (0.95, 0.95),
+    "IP_ADDRESS": (0.95, 0.95),
+    "US_SSN": (0.95, 0.95),
+}
+
+
+async def test_pii_quality_on_presidio_evaluator_sentences(resources: GuardResources) -> None:
+    guard = PiiGuard("pii-default", PiiConfig(), resources)
+    await guard.start()
+    rows = [
+        json.loads(line)
+        for line in (DATA / "pii" / "presidio_evaluator_sentences.jsonl").read_text().splitlines()
+    ]
+    assert len(rows) >= 400
+    verdicts = await guard.judge([row["text"] for row in rows], guard.default_thresholds)
+    figures = score_pii(rows, verdicts, list(guard.config.entities))
+    for entity, (precision, recall, gold, predicted) in sorted(figures.items()):
+        print(
+            f"{entity:15} precision {precision:.3f} recall {recall:.3f} (gold {gold}, predicted {predicted})"
+        )
+    for entity, (min_precision, min_recall) in PII_FLOORS.items():
+        precision, recall, _, _ = figures[entity]
+        assert precision >= min_precision, entity
+        assert recall >= min_recall, entity

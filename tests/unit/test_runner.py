@@ -1,0 +1,115 @@
+"""The batching runner: batches form under concurrency, work stays off the event loop, failures reach
+every caller of the batch, and callers that gave up are skipped."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from guards.metrics import GuardMetrics
+from guards.runner import BatchingRunner, RunnerPool
+
+
+class Recorder:
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.batches: list[list[str]] = []
+        self.threads: set[str] = set()
+        self.delay_s = delay_s
+
+    def __call__(self, items: list[str]) -> list[str]:
+        self.batches.append(items)
+        self.threads.add(threading.current_thread().name)
+        time.sleep(self.delay_s)
+        return [item.upper() for item in items]
+
+
+async def test_concurrent_calls_are_batched_off_the_loop() -> None:
+    recorder = Recorder(delay_s=0.01)
+    runner = BatchingRunner("t", recorder, max_batch=64, max_wait_ms=5)
+    await runner.start()
+    try:
+        results = await asyncio.gather(*(runner.run([f"a{i}", f"b{i}"]) for i in range(32)))
+        assert results[7] == ["A7", "B7"]  # each caller gets its own results back, in order
+        assert len(recorder.batches) < 8  # 64 texts in a few batches, not 32 calls
+        assert max(len(b) for b in recorder.batches) > 2
+        assert recorder.threads == {"runner-t_0"}
+        assert threading.current_thread().name not in recorder.threads
+    finally:
+        await runner.close()
+
+
+async def test_big_calls_are_sliced_to_max_batch() -> None:
+    recorder = Recorder()
+    runner = BatchingRunner("slices", recorder, max_batch=4, max_wait_ms=0)
+    await runner.start()
+    try:
+        assert await runner.run([str(i) for i in range(10)]) == [str(i) for i in range(10)]
+        assert [len(b) for b in recorder.batches] == [4, 4, 2]
+    finally:
+        await runner.close()
+
+
+async def test_a_failing_batch_fails_each_caller() -> None:
+    def broken(items: list[str]) -> list[str]:
+        raise ValueError("model exploded")
+
+    runner = BatchingRunner("broken", broken, max_wait_ms=2)
+    await runner.start()
+    try:
+        results = await asyncio.gather(runner.run(["a"]), runner.run(["b"]), return_exceptions=True)
+        assert all(isinstance(r, ValueError) for r in results)
+        runner._predict = Recorder()  # type: ignore[assignment]
+        assert await runner.run(["c"]) == ["C"]  # the runner survives the failure
+    finally:
+        await runner.close()
+
+
+async def test_a_caller_that_times_out_does_not_break_the_batch() -> None:
+    recorder = Recorder(delay_s=0.05)
+    runner = BatchingRunner("slow", recorder, max_wait_ms=0)
+    await runner.start()
+    try:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(runner.run(["x"]), 0.01)
+        assert await runner.run(["y"]) == ["Y"]
+    finally:
+        await runner.close()
+
+
+async def test_metrics_and_warmup() -> None:
+    registry = CollectorRegistry()
+    metrics = GuardMetrics(registry)
+    recorder = Recorder()
+    runner = BatchingRunner("m", recorder, metrics=metrics, warmup=["warm"])
+    await runner.start()
+    try:
+        assert recorder.batches == [["warm"]]
+        await runner.run(["a", "b"])
+        assert registry.get_sample_value("hhh_runner_batch_size_count", {"runner": "m"}) == 2
+        assert registry.get_sample_value("hhh_runner_queue_wait_seconds_count", {"runner": "m"}) == 2
+    finally:
+        await runner.close()
+
+
+async def test_pool_shares_one_runner_per_key() -> None:
+    pool = RunnerPool()
+    built = []
+
+    def build() -> BatchingRunner[str, str]:
+        built.append(1)
+        return BatchingRunner("shared", Recorder())
+
+    first = await pool.get("model@cpu", build)
+    second = await pool.get("model@cpu", build)
+    assert first is second
+    assert built == [1]
+    await pool.close()
+
+
+async def test_unstarted_runner_says_so() -> None:
+    with pytest.raises(RuntimeError, match="not started"):
+        await BatchingRunner("idle", Recorder()).run(["a"])
