@@ -73,6 +73,10 @@ class BatchingRunner(Generic[In, Out]):
         self._queue.put_nowait(_Call(list(items), future))
         return await future
 
+    async def run_one(self, item: In) -> Out:
+        (result,) = await self.run([item])
+        return result
+
     async def _serve(self) -> None:
         assert self._queue is not None
         while True:

@@ -92,7 +92,7 @@ class ToxicityGuard:
             )
         detoxify = self.config.detoxify
         if detoxify is not None:
-            key = f"detoxify:{detoxify.checkpoint or detoxify.model}:{detoxify.device}"
+            key = f"detoxify:{detoxify.checkpoint or detoxify.model}:{detoxify.device}:{detoxify.precision}"
             self._detoxify = await runners.get(key, lambda: self._detoxify_runner(detoxify, key))
 
     def _detoxify_runner(self, config: DetoxifyConfig, key: str) -> BatchingRunner[str, dict[str, float]]:

@@ -12,7 +12,14 @@ from typing import Any, Literal
 
 import msgspec
 
-from guards.devices import DevicePreference, Placement, choose_placement, place_model
+from guards.devices import (
+    DevicePreference,
+    Placement,
+    Precision,
+    choose_placement,
+    inference_context,
+    place_model,
+)
 
 DetoxifyName = Literal["original", "unbiased", "multilingual", "original-small", "unbiased-small"]
 
@@ -25,6 +32,7 @@ class DetoxifyConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     checkpoint: str | None = None
     config_dir: str | None = None
     device: DevicePreference = "auto"
+    precision: Precision = "auto"
     max_batch: int = 32
     max_wait_ms: float = 2.0
     max_length: int = 512
@@ -39,7 +47,7 @@ class LoadedDetoxify(msgspec.Struct):
 def load_detoxify(config: DetoxifyConfig) -> LoadedDetoxify:
     import torch
 
-    placement = choose_placement(config.device)
+    placement = choose_placement(config.device, config.precision)
     if config.checkpoint is None:
         from detoxify import Detoxify
 
@@ -48,13 +56,16 @@ def load_detoxify(config: DetoxifyConfig) -> LoadedDetoxify:
     else:
         model, tokenizer, classes = _from_checkpoint(config.checkpoint, config.config_dir)
     model = place_model(model, placement)
+    precision = inference_context(placement)
 
     @torch.inference_mode()
     def predict(texts: list[str]) -> list[dict[str, float]]:
         inputs = tokenizer(
             texts, return_tensors="pt", truncation=True, padding=True, max_length=config.max_length
         ).to(placement.device)
-        scores = torch.sigmoid(model(**inputs).logits.float()).cpu().tolist()
+        with precision():
+            logits = model(**inputs).logits
+        scores = torch.sigmoid(logits.float()).cpu().tolist()
         return [dict(zip(classes, row, strict=True)) for row in scores]
 
     return LoadedDetoxify(predict, classes, placement)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -28,7 +29,12 @@ COMPLETION = json.dumps(
         "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
     }
 ).encode()
-MODELS = json.dumps({"object": "list", "data": [{"id": "stub-model", "object": "model"}]}).encode()
+MODELS = json.dumps(
+    {
+        "object": "list",
+        "data": [{"id": "stub-model", "object": "model"}, {"id": "stub-long", "object": "model"}],
+    }
+).encode()
 
 
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -41,6 +47,18 @@ def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
     }
     return f"data: {json.dumps(payload)}\n\n".encode()
 
+
+# A 300-word answer in natural sentences, streamed a word a chunk (model "stub-long").
+LONG_ANSWER = " ".join(
+    [
+        "The harbour town wakes early, long before the first ferry leaves.",
+        "Fishermen check their nets while the bakery fills the street with the smell of bread.",
+        "By seven the market is busy, and the stall owners argue cheerfully about the weather.",
+        "Visitors often ask where to eat, and the answer is always the small cafe by the lighthouse.",
+    ]
+    * 6
+)
+LONG_WORDS = LONG_ANSWER.split(" ")
 
 STREAM = (
     _chunk({"role": "assistant"})
@@ -67,12 +85,32 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._send(MODELS, "application/json")
 
+    token_delay_s = 0.0
+
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
-        if b'"stream": true' in body or b'"stream":true' in body:
+        if b"stub-long" in body:
+            self._stream_long()
+        elif b'"stream": true' in body or b'"stream":true' in body:
             self._send(STREAM, "text/event-stream")
         else:
             self._send(COMPLETION, "application/json")
+
+    def _stream_long(self) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        frames = [_chunk({"role": "assistant"})]
+        frames += [_chunk({"content": word if i == 0 else " " + word}) for i, word in enumerate(LONG_WORDS)]
+        frames += [_chunk({}, "stop"), b"data: [DONE]\n\n"]
+        for frame in frames:
+            self.wfile.write(f"{len(frame):x}\r\n".encode() + frame + b"\r\n")
+            self.wfile.flush()
+            if self.token_delay_s:
+                time.sleep(self.token_delay_s)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
 
 class Server(ThreadingHTTPServer):
@@ -83,7 +121,9 @@ class Server(ThreadingHTTPServer):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--token-delay-ms", type=float, default=0.0, help="pause between stub-long chunks")
     args = parser.parse_args()
+    Handler.token_delay_s = args.token_delay_ms / 1000
     Server(("127.0.0.1", args.port), Handler).serve_forever()
 
 
