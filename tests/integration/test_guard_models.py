@@ -38,10 +38,15 @@ async def classic(resources: GuardResources) -> ToxicityGuard:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def pii(resources: GuardResources) -> PiiGuard:
-    redact, mask, block = EntityAction.REDACT, EntityAction.MASK, EntityAction.BLOCK
+    redact, mask, block, hashed = (
+        EntityAction.REDACT,
+        EntityAction.MASK,
+        EntityAction.BLOCK,
+        EntityAction.HASH,
+    )
     config = PiiConfig(entities={
         "PERSON": redact, "EMAIL_ADDRESS": redact, "PHONE_NUMBER": redact, "CREDIT_CARD": mask,
-        "US_SSN": block, "IBAN_CODE": mask, "IP_ADDRESS": redact,
+        "US_SSN": block, "IBAN_CODE": mask, "IP_ADDRESS": hashed,
     })  # fmt: skip
     guard = PiiGuard("pii", config, resources)
     await guard.start()
@@ -131,10 +136,20 @@ async def test_pii_per_entity_actions(pii: PiiGuard) -> None:
     (verdict,) = await pii.judge([text], pii.default_thresholds)
     assert not verdict.allowed
     assert {"PERSON", "EMAIL_ADDRESS", "CREDIT_CARD"} <= set(verdict.categories)
-    assert verdict.rewritten == "I am <PERSON>, email <EMAIL_ADDRESS>, card **** **** **** 1111."
+    assert verdict.rewritten == "I am <PERSON>, email <EMAIL_ADDRESS>, card ***************1111."
     (blocked,) = await pii.judge(["My social security number is 536-22-8765."], pii.default_thresholds)
     assert "US_SSN" in blocked.categories
     assert blocked.rewritten is None  # a block entity cannot be redacted away
+
+
+async def test_pii_hash_is_a_stable_pseudonym(pii: PiiGuard) -> None:
+    first, second = await pii.judge(
+        ["Server 10.0.0.7 is down", "Reboot 10.0.0.7 now"], pii.default_thresholds
+    )
+    pseudonym = first.rewritten.split()[1] if first.rewritten else ""
+    assert len(pseudonym) == 64
+    assert "10.0.0.7" not in (first.rewritten or "")
+    assert second.rewritten == f"Reboot {pseudonym} now"
 
 
 async def test_pii_thresholds_and_clean_text(pii: PiiGuard) -> None:
