@@ -24,7 +24,7 @@ import msgspec
 from guards.redaction import apply_spans
 from guards.registry import GuardResources
 from guards.runner import BatchingRunner
-from guards.verdict import Span, Stage, Verdict
+from guards.verdict import JudgeContext, Span, Stage, Verdict
 
 
 class EntityAction(StrEnum):
@@ -132,7 +132,9 @@ class PiiGuard:
 
         return analyze
 
-    async def judge(self, texts: Sequence[str], thresholds: Mapping[str, float]) -> list[Verdict]:
+    async def judge(
+        self, texts: Sequence[str], thresholds: Mapping[str, float], context: JudgeContext | None = None
+    ) -> list[Verdict]:
         assert self._runner is not None, "PiiGuard.start() was not awaited"
         started = time.perf_counter()
         found = await self._runner.run(texts)

@@ -18,7 +18,7 @@ from guards.metrics import GuardMetrics
 from guards.policy import Action, FailMode, Rule
 from guards.protocol import Guard
 from guards.redaction import apply_spans
-from guards.verdict import Span, Stage, Verdict
+from guards.verdict import JudgeContext, Span, Stage, Verdict
 
 log = logging.getLogger("hhh.guards")
 
@@ -98,19 +98,23 @@ class GuardEngine:
         for guard in self.guards.values():
             await guard.close()
 
-    async def run(self, stage: Stage, rules: Sequence[Rule], texts: Sequence[str]) -> StageOutcome:
+    async def run(
+        self, stage: Stage, rules: Sequence[Rule], texts: Sequence[str], context: JudgeContext | None = None
+    ) -> StageOutcome:
         if not rules or not texts:
             return StageOutcome([TextOutcome(text, "pass") for text in texts], [])
-        results = await asyncio.gather(*(self._run_rule(stage, rule, texts) for rule in rules))
+        results = await asyncio.gather(*(self._run_rule(stage, rule, texts, context) for rule in rules))
         outcomes = [self._combine(index, text, rules, results) for index, text in enumerate(texts)]
         return StageOutcome(outcomes, list(results))
 
-    async def _run_rule(self, stage: Stage, rule: Rule, texts: Sequence[str]) -> RuleResult:
+    async def _run_rule(
+        self, stage: Stage, rule: Rule, texts: Sequence[str], context: JudgeContext | None
+    ) -> RuleResult:
         guard = self.guards[rule.guard]
         thresholds = {**guard.default_thresholds, **rule.thresholds}
         started = time.perf_counter()
         try:
-            verdicts = await asyncio.wait_for(guard.judge(texts, thresholds), rule.timeout_ms / 1000)
+            verdicts = await asyncio.wait_for(guard.judge(texts, thresholds, context), rule.timeout_ms / 1000)
         except Exception as exc:  # noqa: BLE001 - a failing guard gets the rule's fail mode, never a 500
             kind = "timeout" if isinstance(exc, TimeoutError) else "error"
             message = f"{kind}: {exc}" if str(exc) else kind

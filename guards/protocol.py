@@ -7,7 +7,7 @@ from typing import ClassVar, Protocol
 
 import msgspec
 
-from guards.verdict import Stage, Verdict
+from guards.verdict import JudgeContext, Stage, Verdict
 
 
 class Guard(Protocol):
@@ -31,6 +31,8 @@ class Guard(Protocol):
     async def start(self) -> None:
         """Load models and warm them up (called once, by the app's lifespan)."""
 
-    async def judge(self, texts: Sequence[str], thresholds: Mapping[str, float]) -> list[Verdict]: ...
+    async def judge(
+        self, texts: Sequence[str], thresholds: Mapping[str, float], context: JudgeContext | None = None
+    ) -> list[Verdict]: ...
 
     async def close(self) -> None: ...

@@ -18,6 +18,7 @@ from guards.runner import RunnerPool
 GUARD_TYPES: dict[str, str] = {
     "toxicity": "guards.toxicity:ToxicityGuard",
     "pii": "guards.pii:PiiGuard",
+    "grounding": "guards.grounding.guard:GroundingGuard",
 }
 
 

@@ -20,7 +20,7 @@ from guards.models.classic_toxicity import classic_predict
 from guards.models.detoxify_model import DetoxifyConfig, load_detoxify
 from guards.registry import GuardResources
 from guards.runner import BatchingRunner
-from guards.verdict import Evidence, Stage, Verdict
+from guards.verdict import Evidence, JudgeContext, Stage, Verdict
 
 DETOXIFY_CATEGORIES = (
     "toxicity",
@@ -106,7 +106,9 @@ class ToxicityGuard:
             warmup=["warm-up text"] * min(4, config.max_batch),
         )
 
-    async def judge(self, texts: Sequence[str], thresholds: Mapping[str, float]) -> list[Verdict]:
+    async def judge(
+        self, texts: Sequence[str], thresholds: Mapping[str, float], context: JudgeContext | None = None
+    ) -> list[Verdict]:
         started = time.perf_counter()
         scores, tiers = await self._score(texts)
         latency = (time.perf_counter() - started) * 1000

@@ -28,6 +28,26 @@ class Evidence(msgspec.Struct, frozen=True):
     kind: str
     detail: str
     source: str | None = None
+    start: int | None = None  # the part of the judged text it is about, when it is about a part
+    end: int | None = None
+    score: float | None = None
+
+
+class Source(msgspec.Struct, frozen=True):
+    """A document an answer should rest on: supplied with the request, or from a citation database."""
+
+    id: str
+    text: str
+    title: str = ""
+    url: str = ""
+
+
+class JudgeContext(msgspec.Struct):
+    """What a guard may know beyond the text: the request's sources. ``cache`` lets a guard keep work
+    (source embeddings, say) across the windows of one stream."""
+
+    sources: list[Source] = []
+    cache: dict[str, object] = {}
 
 
 class Verdict(msgspec.Struct):

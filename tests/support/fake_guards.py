@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import msgspec
 
-from guards.verdict import Span, Stage, Verdict
+from guards.verdict import JudgeContext, Span, Stage, Verdict
 
 
 class _NoConfig(msgspec.Struct):
@@ -42,7 +42,9 @@ class WordGuard:
     async def start(self) -> None:
         pass
 
-    async def judge(self, texts: Sequence[str], thresholds: Mapping[str, float]) -> list[Verdict]:
+    async def judge(
+        self, texts: Sequence[str], thresholds: Mapping[str, float], context: JudgeContext | None = None
+    ) -> list[Verdict]:
         self.calls.append(list(texts))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
@@ -85,7 +87,9 @@ class EmailGuard:
     async def start(self) -> None:
         pass
 
-    async def judge(self, texts: Sequence[str], thresholds: Mapping[str, float]) -> list[Verdict]:
+    async def judge(
+        self, texts: Sequence[str], thresholds: Mapping[str, float], context: JudgeContext | None = None
+    ) -> list[Verdict]:
         self.calls.append(list(texts))
         verdicts = []
         for text in texts:
