@@ -13,6 +13,7 @@ from gateway.context import RequestContext
 from gateway.errors import InvalidRequest
 from gateway.guardrails import Guardrails, ResolvedPolicy, summary_header
 from gateway.proxy import ForwardCall, Proxy, UpstreamStream, json_response
+from gateway.sources import REQUEST_FIELD, request_sources
 from gateway.stream_guard import StreamGuard
 from gateway.text_slots import (
     Slot,
@@ -22,6 +23,7 @@ from gateway.text_slots import (
     prompt_slots,
     text_choice_slots,
 )
+from guards.verdict import JudgeContext
 
 GUARDRAILS_HEADER = "x-hhh-guardrails"
 
@@ -65,10 +67,16 @@ class CompletionService:
     ) -> Response[Any]:
         raw = call.raw
         resolved = self.guardrails.resolve(tenant.name, call.model, raw)
-        if not resolved.policy.input and not resolved.policy.output and not resolved.tightened:
+        had_sources_field = REQUEST_FIELD in raw
+        sources = request_sources(raw) if kind is CHAT else []
+        # The gateway's own fields ("guardrails", "sources") never reach the upstream.
+        changed = resolved.tightened or had_sources_field
+        if not resolved.policy.input and not resolved.policy.output:
+            if changed:
+                call = msgspec.structs.replace(call, raw=raw, body=msgspec.json.encode(raw))
             return await self.proxy.forward(context, call)  # nothing to guard: the plain relay
         report: dict[str, Any] = {"policy": resolved.name}
-        changed = resolved.tightened  # its "guardrails" field was removed from the body
+        judge_context = JudgeContext(sources=sources)
         if resolved.policy.input:
             if kind is TEXT and is_token_prompt(raw):
                 raise InvalidRequest(
@@ -80,8 +88,8 @@ class CompletionService:
         if changed:  # the upstream sees the redacted request, never the original
             call = msgspec.structs.replace(call, raw=raw, body=msgspec.json.encode(raw))
         if call.stream:
-            return await self._stream(context, call, kind, resolved, report)
-        return await self._whole(context, call, kind, resolved, report)
+            return await self._stream(context, call, kind, resolved, report, judge_context)
+        return await self._whole(context, call, kind, resolved, report, judge_context)
 
     async def _whole(
         self,
@@ -90,12 +98,13 @@ class CompletionService:
         kind: _Kind,
         resolved: ResolvedPolicy,
         report: dict[str, Any],
+        judge_context: JudgeContext,
     ) -> Response[Any]:
         answer = await self.proxy.complete(context, call)
         body = msgspec.json.decode(answer.content)
         choices = body.get("choices") or []
         report["output"] = await self.guardrails.check_choices(
-            resolved, choices, kind.choice_slots, kind.refuse
+            resolved, choices, kind.choice_slots, kind.refuse, judge_context
         )
         body["guardrails"] = report
         answer = msgspec.structs.replace(answer, content=msgspec.json.encode(body))
@@ -108,9 +117,10 @@ class CompletionService:
         kind: _Kind,
         resolved: ResolvedPolicy,
         report: dict[str, Any],
+        judge_context: JudgeContext,
     ) -> Response[Any]:
         stream = await self.proxy.stream(context, call)
-        guard = StreamGuard(self.guardrails, resolved, kind.text_field)
+        guard = StreamGuard(self.guardrails, resolved, kind.text_field, judge_context)
         guard.report.update({k: v for k, v in report.items() if k != "output"})
         guarded = UpstreamStream(guard.run(stream.chunks), stream.responses)
         return self.proxy.sse_response(guarded, headers={GUARDRAILS_HEADER: summary_header(report)})

@@ -12,7 +12,7 @@ from gateway.errors import ContentFiltered, GuardUnavailable, InvalidRequest
 from gateway.text_slots import Slot
 from guards.pipeline import UNAVAILABLE, GuardEngine, StageOutcome, TextOutcome, most_severe
 from guards.policy import GuardSpec, Policy, PolicyBook, PolicyError, parse_request_guardrails, tighten
-from guards.verdict import Stage
+from guards.verdict import JudgeContext, Stage
 
 REQUEST_FIELD = "guardrails"
 
@@ -31,6 +31,7 @@ def stage_report(outcome: StageOutcome, wheres: Sequence[str]) -> dict[str, Any]
         scores: dict[str, float] = {}
         categories: set[str] = set()
         spans = []
+        evidence: list[dict[str, Any]] = []
         latency = 0.0
         for where, verdict in zip(wheres, result.verdicts, strict=True):
             if verdict is None:
@@ -43,6 +44,9 @@ def stage_report(outcome: StageOutcome, wheres: Sequence[str]) -> dict[str, Any]
                 {"where": where, "start": s.start, "end": s.end, "label": s.label, "score": round(s.score, 4)}
                 for s in verdict.spans
             ]
+            evidence += [
+                {"where": where, **msgspec.to_builtins(e)} for e in verdict.evidence if e.start is not None
+            ]
         guards.append(
             {
                 "guard": result.guard,
@@ -51,6 +55,7 @@ def stage_report(outcome: StageOutcome, wheres: Sequence[str]) -> dict[str, Any]
                 "categories": sorted(categories),
                 "scores": scores,
                 "spans": spans,
+                **({"claims": evidence} if evidence else {}),
                 "latency_ms": round(latency, 2),
                 "error": result.error,
             }
@@ -129,11 +134,13 @@ class Guardrails:
         choices: list[dict[str, Any]],
         slots_of: Callable[[dict[str, Any]], list[Slot]],
         refuse: Callable[[dict[str, Any], str], None],
+        context: JudgeContext | None = None,
     ) -> list[dict[str, Any]]:
         """Judge every choice of a whole answer in one batch; apply each choice's decision in place."""
         per_choice = [slots_of(choice) for choice in choices]
         slots = [slot for group in per_choice for slot in group]
-        outcome = await self.engine.run(Stage.OUTPUT, resolved.policy.output, [slot.text for slot in slots])
+        judged = [slot.text for slot in slots]
+        outcome = await self.engine.run(Stage.OUTPUT, resolved.policy.output, judged, context)
         reports = []
         offset = 0
         for choice, group in zip(choices, per_choice, strict=True):

@@ -19,7 +19,7 @@ from gateway.streaming import Chunk
 from guards.pipeline import StageOutcome, most_severe
 from guards.policy import Action, StreamMode
 from guards.redaction import apply_spans
-from guards.verdict import Span, Stage
+from guards.verdict import JudgeContext, Span, Stage
 from guards.windows import Window, WindowCutter
 
 
@@ -37,8 +37,15 @@ class _Choice:
 class StreamGuard:
     """Guards one response stream; ``text_field`` is ``"chat"`` (``delta.content``) or ``"text"``."""
 
-    def __init__(self, guardrails: Guardrails, resolved: ResolvedPolicy, text_field: str) -> None:
+    def __init__(
+        self,
+        guardrails: Guardrails,
+        resolved: ResolvedPolicy,
+        text_field: str,
+        context: JudgeContext | None = None,
+    ) -> None:
         self.guardrails = guardrails
+        self.context = context
         self.resolved = resolved
         self.chat = text_field == "chat"
         policy = resolved.policy
@@ -149,7 +156,10 @@ class StreamGuard:
     async def _check_tool_calls(self, state: _Choice) -> AsyncIterator[Chunk]:
         calls = [state.tool_calls[k] for k in sorted(state.tool_calls)]
         outcome = await self.guardrails.engine.run(
-            Stage.OUTPUT, self.resolved.policy.output, [c["function"]["arguments"] for c in calls]
+            Stage.OUTPUT,
+            self.resolved.policy.output,
+            [c["function"]["arguments"] for c in calls],
+            self.context,
         )
         wheres = [f"choices[{state.index}].tool_calls[{i}]" for i in range(len(calls))]
         state.reports.append(stage_report(outcome, wheres))
