@@ -88,6 +88,27 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grounding_index(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from guards.grounding.citation_db import build_index, read_corpus
+    from guards.models.sentence_embeddings import load_embedder
+
+    _configure_logging("warning")
+    embedder = load_embedder(args.model, args.device)
+    total = sum(1 for line in args.corpus.open() if line.strip())
+    with tqdm(total=total, unit="passage", desc="indexing") as bar:
+        count = build_index(read_corpus(args.corpus), embedder.embed, args.out, args.batch_size, bar.update)
+    print(
+        f"indexed {count} passages into {args.out} "
+        f"({embedder.dimension} dimensions, {embedder.placement.key})"
+    )
+    print(
+        "use it with:  guards: {grounding: {type: grounding, config: {citation_db: " + str(args.out) + "}}}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hhh",
@@ -122,6 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
     check = config.add_parser("check", help="validate a config file and print the resolved settings")
     check.add_argument("--config", type=Path, default=os.environ.get("HHH_CONFIG"), help=config_help)
     check.set_defaults(handler=_config_check)
+    grounding = commands.add_parser(
+        "grounding", help="the grounding guard's citation database"
+    ).add_subparsers(dest="grounding_command", required=True, metavar="ACTION")
+    index = grounding.add_parser(
+        "index",
+        help="build a verified citation database from a JSON-lines corpus",
+        description="Embed every passage of CORPUS (JSON lines with id and text; title and url optional) "
+        "and write an index directory for the grounding guard's citation_db setting.",
+    )
+    index.add_argument("--corpus", type=Path, required=True, help="JSON-lines file of passages")
+    index.add_argument("--out", type=Path, required=True, help="directory to write the index to")
+    index.add_argument("--model", help="sentence-transformers directory (default: all-MiniLM-L6-v2)")
+    index.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    index.add_argument("--batch-size", type=int, default=64)
+    index.set_defaults(handler=_grounding_index)
     return parser
 
 
@@ -132,4 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, PolicyError, EmbeddedLLMError) as exc:
         print(f"hhh: configuration error: {exc}", file=sys.stderr)
         return 2
+    except (OSError, ValueError) as exc:
+        print(f"hhh: {exc}", file=sys.stderr)
+        return 1
     return code

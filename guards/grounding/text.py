@@ -97,8 +97,9 @@ def entities(text: str) -> set[str]:
     for sentence in sentences(text) or [Sentence(0, len(text), text)]:
         words = _WORD.findall(sentence.text)
         for index, word in enumerate(words):
-            if index and word[0].isupper() and word.lower() not in _STOPWORDS:
-                found.add(word.lower())
+            name = word.lower().removesuffix("'s")
+            if index and word[0].isupper() and name not in _STOPWORDS:
+                found.add(name)
     return found
 
 
