@@ -1,0 +1,153 @@
+"""The grounding guard on real embeddings (all-MiniLM-L6-v2 from PyPI), tiny NLI models built here,
+and a citation database built with the real indexing code."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from prometheus_client import CollectorRegistry
+
+from guards.grounding.citation_db import CitationIndex, build_index
+from guards.grounding.guard import GroundingConfig, GroundingGuard
+from guards.metrics import GuardMetrics
+from guards.models.sentence_embeddings import load_embedder
+from guards.registry import GuardResources
+from guards.runner import RunnerPool
+from guards.verdict import JudgeContext, Source
+from tests.support.nli_models import build_nli_model
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+DATA = Path(__file__).resolve().parents[1] / "data"
+HARBOUR = Source(
+    "doc-harbor",
+    "The harbour of Vela opened in 1893. It handles 4,000 ships a year. "
+    "The mayor, Anna Ruiz, plans an expansion.",
+    "Vela harbour",
+    "https://example.org/vela",
+)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def resources(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[GuardResources]:
+    pool = RunnerPool(GuardMetrics(CollectorRegistry()))
+    yield GuardResources(pool, pool.metrics, tmp_path_factory.mktemp("grounding"))
+    await pool.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def grounding(resources: GuardResources) -> GroundingGuard:
+    guard = GroundingGuard("grounding", GroundingConfig(), resources)
+    await guard.start()
+    return guard
+
+
+async def _labels(guard: GroundingGuard, answer: str, sources: list[Source]) -> list[str]:
+    (verdict,) = await guard.judge([answer], guard.default_thresholds, JudgeContext(sources=sources))
+    return [evidence.kind for evidence in verdict.evidence]
+
+
+async def test_claims_numbers_names_and_citations(grounding: GroundingGuard) -> None:
+    cases = {
+        "The harbour in Vela has been open since 1893.": "supported",
+        "It handles 5,000 ships every year.": "contradicted",
+        "The mayor Pedro Gomez plans to expand it.": "contradicted",
+        "The harbour is famous for its seafood festival.": "unsupported",
+        "Vela's harbour handles 4,000 ships a year [2].": "dangling_citation",
+        "Vela's harbour handles 4,000 ships a year [doc-harbor].": "supported",
+        "Vela's harbour handles 4,000 ships a year (https://example.org/vela).": "supported",
+    }
+    for answer, expected in cases.items():
+        assert await _labels(grounding, answer, [HARBOUR]) == [expected], answer
+
+
+async def test_wrong_citation(grounding: GroundingGuard) -> None:
+    other = Source("doc-bakery", "The bakery on Main Street sells rye bread every morning.")
+    assert await _labels(grounding, "Vela's harbour handles 4,000 ships a year [2].", [HARBOUR, other]) == [
+        "wrong_citation"
+    ]
+
+
+async def test_report_scores_spans_and_no_sources(grounding: GroundingGuard) -> None:
+    answer = "The harbour of Vela opened in 1893. It handles 9,000 ships a year. Is that a lot?"
+    (verdict,) = await grounding.judge(
+        [answer], grounding.default_thresholds, JudgeContext(sources=[HARBOUR])
+    )
+    assert verdict.scores["groundedness"] == 0.5  # two claims (the question is not one), one supported
+    assert verdict.categories == ["unsupported", "contradicted"]
+    (span,) = verdict.spans
+    assert answer[span.start : span.end] == "It handles 9,000 ships a year."
+    assert span.replacement == "It handles 9,000 ships a year. [unsupported]"
+    # Without sources there is nothing to check against: allowed, and said so by the score.
+    (unchecked,) = await grounding.judge([answer], grounding.default_thresholds, JudgeContext())
+    assert unchecked.allowed
+
+
+async def test_quality_on_the_labelled_set(grounding: GroundingGuard) -> None:
+    rows = [json.loads(line) for line in (DATA / "grounding_labelled.jsonl").read_text().splitlines()]
+    assert len(rows) >= 150
+    tp = fp = fn = 0
+    confusion: Counter[tuple[str, str]] = Counter()
+    for row in rows:
+        sources = [Source(s["id"], s["text"], s.get("title", ""), s.get("url", "")) for s in row["sources"]]
+        (verdict,) = await grounding.judge(
+            [row["answer"]], grounding.default_thresholds, JudgeContext(sources=sources)
+        )
+        flagged, truth = not verdict.allowed, row["label"] != "supported"
+        tp += flagged and truth
+        fp += flagged and not truth
+        fn += truth and not flagged
+        confusion[(row["label"], verdict.evidence[0].kind if verdict.evidence else "none")] += 1
+    precision, recall = tp / (tp + fp), tp / (tp + fn)
+    print(f"grounding, 'not supported': precision {precision:.3f}, recall {recall:.3f} on {len(rows)} cases")
+    for (truth_label, predicted), count in sorted(confusion.items()):
+        print(f"  {truth_label:18} -> {predicted:18} {count}")
+    # Measured 0.74 / 0.84 (README); floors a little under.
+    assert precision >= 0.70
+    assert recall >= 0.80
+    assert confusion[("dangling_citation", "dangling_citation")] == 13
+
+
+async def test_nli_scorer_loads_by_path_and_batches(resources: GuardResources, tmp_path: Path) -> None:
+    for style in ("mnli", "hhem"):
+        model = build_nli_model(tmp_path / style, style)
+        guard = GroundingGuard(f"nli-{style}", GroundingConfig(scorer="nli", nli_model=str(model)), resources)
+        await guard.start()
+        answers = ["The harbour of Vela opened in 1893.", "It handles 4,000 ships a year."] * 4
+        verdicts = await guard.judge(answers, guard.default_thresholds, JudgeContext(sources=[HARBOUR]))
+        assert len(verdicts) == 8
+        kinds = {e.kind for v in verdicts for e in v.evidence}
+        assert kinds <= {"supported", "unsupported", "contradicted"}
+        assert all(0.0 <= (e.score or 0.0) <= 1.0 for v in verdicts for e in v.evidence)
+    metrics = resources.runners.metrics
+    assert metrics is not None
+    sizes = metrics.batch_size.collect()[0].samples
+    assert any(s.name.endswith("_count") and "nli:" in s.labels["runner"] and s.value >= 1 for s in sizes)
+
+
+async def test_citation_database(resources: GuardResources, tmp_path: Path) -> None:
+    embedder = load_embedder()
+    passages = [
+        Source("kb-1", "The Orla bridge was completed in 1931 and spans 410 metres."),
+        Source("kb-2", "Glenmora is a village in the highlands with 800 residents."),
+        Source("kb-3", "The Vela museum is closed on Mondays."),
+    ]
+    assert build_index(passages, embedder.embed, tmp_path / "db", batch_size=2) == 3
+    index = CitationIndex.load(tmp_path / "db")
+    (hits,) = index.search(embedder.embed(["When was the Orla bridge finished?"]), k=2)
+    assert hits[0][0].id == "kb-1"
+    guard = GroundingGuard("db", GroundingConfig(citation_db=str(tmp_path / "db")), resources)
+    await guard.start()
+    (verdict,) = await guard.judge(
+        ["The Orla bridge spans 410 metres."], guard.default_thresholds, JudgeContext()
+    )
+    assert verdict.allowed
+    assert verdict.evidence[0].source == "kb-1"  # the operator's database, with no request sources
+    (wrong,) = await guard.judge(
+        ["The Orla bridge spans 950 metres."], guard.default_thresholds, JudgeContext()
+    )
+    assert wrong.categories == ["unsupported", "contradicted"]
