@@ -61,14 +61,20 @@ def gateway_url(llama_url: str, stub: tuple[str, object], server_logs: Path) -> 
             ],
             # The default policy (toxicity blocks, PII redacted, both ways) everywhere, except one stub
             # model with no input guards, so the output guards get something to catch.
+            "guards": {
+                "toxicity": {"type": "toxicity"},
+                "pii": {"type": "pii"},
+                "grounding": {"type": "grounding"},
+            },
             "policies": {
                 "models": {
+                    "stub-echo-grounded": {"output": [{"guard": "grounding", "action": "flag"}]},
                     "stub-echo-unguarded-input": {
                         "output": [
                             {"guard": "toxicity", "action": "block"},
                             {"guard": "pii", "action": "redact"},
                         ]
-                    }
+                    },
                 }
             },
         }

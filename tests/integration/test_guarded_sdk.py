@@ -80,3 +80,29 @@ def test_moderations_api(sync_client: openai.OpenAI) -> None:
     assert toxic.categories.harassment
     assert not clean.flagged
     assert clean.category_scores.harassment < 0.5
+
+
+def test_grounding_flags_a_contradicted_claim_with_its_source(sync_client: openai.OpenAI) -> None:
+    sources = [
+        {
+            "id": "doc-harbor",
+            "title": "Vela",
+            "text": "The Vela harbour opened in 1893. It handles 4,000 ships a year.",
+        }
+    ]
+    answer = "The Vela harbour opened in 1893. It handles 5,000 ships a year [doc-harbor]."
+    completion = sync_client.chat.completions.create(
+        model="stub-echo-grounded",
+        messages=[{"role": "user", "content": answer}],
+        extra_body={"sources": sources},
+    )
+    assert completion.choices[0].message.content == answer  # flag: reported, not changed
+    (grounding,) = (completion.model_extra or {})["guardrails"]["output"][0]["guards"]
+    assert grounding["decision"] == "flag"
+    assert grounding["scores"]["groundedness"] == 0.5
+    claims = {claim["kind"]: claim for claim in grounding["claims"]}
+    assert set(claims) == {"supported", "contradicted"}
+    assert claims["contradicted"]["source"] == "doc-harbor"
+    assert answer[claims["contradicted"]["start"] : claims["contradicted"]["end"]].startswith(
+        "It handles 5,000"
+    )

@@ -129,6 +129,7 @@ def _make_handler(state: StubState) -> type[BaseHTTPRequestHandler]:
                 "stub-slow-stream",
                 "stub-echo",
                 "stub-echo-unguarded-input",
+                "stub-echo-grounded",
             ]
             self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in models]})
 
