@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
+
 from gateway.errors import GatewayError
 from gateway.guardrails import Guardrails, ResolvedPolicy, stage_report
 from gateway.streaming import Chunk
@@ -108,8 +110,10 @@ class StreamGuard:
                 yield out
 
     async def _check(self, state: _Choice, window: Window) -> AsyncIterator[Chunk]:
+        context = JudgeContext() if self.context is None else self.context
+        focused = msgspec.structs.replace(context, focus_start=len(window.context))  # shares the cache
         outcome = await self.guardrails.engine.run(
-            Stage.OUTPUT, self.resolved.policy.output, [window.checked]
+            Stage.OUTPUT, self.resolved.policy.output, [window.checked], focused
         )
         state.reports.append(stage_report(outcome, [f"choices[{state.index}]"]))
         blocked = outcome.blocked

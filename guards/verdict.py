@@ -48,6 +48,9 @@ class JudgeContext(msgspec.Struct):
 
     sources: list[Source] = []
     cache: dict[str, object] = {}
+    # In a stream window, where the new text starts: what comes before is context already judged, which
+    # a guard judging whole sentences (grounding) must not judge again.
+    focus_start: int = 0
 
 
 class Verdict(msgspec.Struct):

@@ -160,7 +160,8 @@ class GroundingGuard:
     async def _judge_one(
         self, text: str, sources: list[Source], context: JudgeContext | None
     ) -> tuple[list[Claim], list[Judgement]]:
-        claims = self._claims(text)
+        focus = context.focus_start if context is not None else 0
+        claims = [claim for claim in self._claims(text) if claim.sentence.start >= focus]
         if not claims or (not sources and self._database is None):
             return [], []
         assert self._embedder is not None, "GroundingGuard.start() was not awaited"

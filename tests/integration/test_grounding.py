@@ -151,3 +151,12 @@ async def test_citation_database(resources: GuardResources, tmp_path: Path) -> N
         ["The Orla bridge spans 950 metres."], guard.default_thresholds, JudgeContext()
     )
     assert wrong.categories == ["unsupported", "contradicted"]
+
+
+async def test_stream_windows_judge_only_their_new_sentences(grounding: GroundingGuard) -> None:
+    context_part = "It handles 9,000 ships a year. "  # already judged in the previous window
+    window = context_part + "The harbour of Vela opened in 1893."
+    focused = JudgeContext(sources=[HARBOUR], focus_start=len(context_part))
+    (verdict,) = await grounding.judge([window], grounding.default_thresholds, focused)
+    assert verdict.allowed
+    assert [e.kind for e in verdict.evidence] == ["supported"]

@@ -120,3 +120,12 @@ async def test_sources_reach_the_output_guard_and_never_the_upstream(
     assert content == "The moon is made of cheese. [unsupported]"  # marked in place (action: redact)
     streamed = await client.post("/v1/chat/completions", json={**body, "stream": True})
     assert "[unsupported]" in streamed.text
+    # The stream's windows see the request's sources too: a supported answer streams unmarked.
+    grounded = {
+        **body,
+        "messages": [{"role": "user", "content": "The moon is made of rock."}],
+        "stream": True,
+    }
+    streamed = await client.post("/v1/chat/completions", json=grounded)
+    assert "made of rock." in streamed.text
+    assert "[unsupported]" not in streamed.text
