@@ -75,7 +75,10 @@ def used_guards(settings: Settings, guards: Mapping[str, Guard]) -> dict[str, Gu
     """Check every policy against the configured guards; return the guards some policy uses (only those
     load models)."""
     check_references(
-        settings.policies, settings.guards, {name: set(g.categories) for name, g in guards.items()}
+        settings.policies,
+        settings.guards,
+        {name: set(g.categories) for name, g in guards.items()},
+        {name: int(getattr(g, "min_stream_overlap", 0)) for name, g in guards.items()},
     )
     policies = settings.policies.named_policies()
     used = {rule.guard for _, policy in policies for rule in policy.input + policy.output}

@@ -156,8 +156,11 @@ class Guardrails:
             for slot, text in zip(group, texts, strict=True):
                 if text.text != slot.text:
                     slot.write(text.text)
+            if any(text.decision == "truncate" for text in texts):
+                choice["finish_reason"] = "content_filter"  # cut short by a guard
             if any(text.annotate for text in texts) and group:
-                group[0].write(group[0].text + resolved.policy.disclaimer)
+                note = next((t.annotation for t in texts if t.annotation), None) or resolved.policy.disclaimer
+                group[0].write(group[0].text + note)
         return reports
 
     @staticmethod

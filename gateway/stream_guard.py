@@ -32,6 +32,7 @@ class _Choice:
         self.cutter = WindowCutter(stream.min_chars, stream.max_chars, stream.overlap_chars)
         self.done = False
         self.annotate = False
+        self.annotation: str | None = None
         self.tool_calls: dict[int, dict[str, Any]] = {}
         self.reports: list[dict[str, Any]] = []
 
@@ -121,7 +122,16 @@ class StreamGuard:
             state.done = True
             yield self._refusal(state.index, self.guardrails.refusal(self.resolved, blocked))
             return
-        state.annotate = state.annotate or outcome.texts[0].annotate
+        judged = outcome.texts[0]
+        state.annotate = state.annotate or judged.annotate
+        state.annotation = state.annotation or judged.annotation
+        if judged.decision == "truncate":  # out goes what precedes the offending span; the choice ends
+            cut = max(0, (judged.truncated_at or 0) - len(window.context))
+            if self.buffer and cut:
+                yield self._text_chunk(state.index, window.text[:cut])
+            state.done = True
+            yield self._refusal(state.index, "The rest of this answer was cut by the gateway's guards.")
+            return
         release, released_text = _release(window, outcome)
         state.cutter.commit(window, release)
         if self.buffer and released_text:
@@ -141,7 +151,7 @@ class StreamGuard:
             if state.done:
                 return
         if state.annotate:
-            yield self._text_chunk(state.index, self.resolved.policy.disclaimer)
+            yield self._text_chunk(state.index, state.annotation or self.resolved.policy.disclaimer)
         state.done = True
         if announce:
             choice = {"index": state.index, "delta": {}, "finish_reason": finish_reason}

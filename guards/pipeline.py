@@ -37,6 +37,8 @@ class TextOutcome(msgspec.Struct):
     text: str  # after redaction
     decision: str  # the most severe decision of any rule
     annotate: bool = False  # some rule asked for the disclaimer (whatever else happened)
+    annotation: str | None = None  # the guards' own text for it, if any (else the policy's disclaimer)
+    truncated_at: int | None = None  # where a truncation cut the text
     blocked_by: str | None = None
     block_categories: list[str] = []
 
@@ -53,6 +55,17 @@ class StageOutcome(msgspec.Struct):
         return _redaction_spans(index, self.results)
 
 
+def _truncation_point(index: int, results: Sequence[RuleResult]) -> int:
+    starts = [
+        span.start
+        for result in results
+        if result.decisions[index] == "truncate" and (verdict := result.verdicts[index]) is not None
+        for span in verdict.spans
+        if span.label in verdict.categories
+    ]
+    return min(starts, default=0)
+
+
 def _redaction_spans(index: int, results: Sequence[RuleResult]) -> list[Span]:
     spans: list[Span] = []
     for result in results:
@@ -62,7 +75,7 @@ def _redaction_spans(index: int, results: Sequence[RuleResult]) -> list[Span]:
     return spans
 
 
-_DECISION_ORDER = {"pass": 0, "error": 1, "flag": 2, "annotate": 3, "redact": 4, "block": 5}
+_DECISION_ORDER = {"pass": 0, "error": 1, "flag": 2, "annotate": 3, "redact": 4, "truncate": 5, "block": 6}
 
 
 def most_severe(decisions: Sequence[str]) -> str:
@@ -75,11 +88,13 @@ def most_severe(decisions: Sequence[str]) -> str:
 def _decide(rule: Rule, verdict: Verdict) -> str:
     if verdict.allowed:
         return "pass"
+    flagged = [span for span in verdict.spans if span.label in verdict.categories]
     if rule.action is Action.REDACT:
-        flagged = [span for span in verdict.spans if span.label in verdict.categories]
         # Redaction needs something to replace; a guard that only scores (toxicity) blocks instead.
         can_rewrite = bool(flagged) and all(span.replacement is not None for span in flagged)
         return "redact" if can_rewrite else "block"
+    if rule.action is Action.TRUNCATE:
+        return "truncate" if flagged else "block"  # nothing to cut before: refuse
     return rule.action.value
 
 
@@ -103,6 +118,7 @@ class GuardEngine:
     ) -> StageOutcome:
         if not rules or not texts:
             return StageOutcome([TextOutcome(text, "pass") for text in texts], [])
+        context = msgspec.structs.replace(context or JudgeContext(), stage=stage)
         results = await asyncio.gather(*(self._run_rule(stage, rule, texts, context) for rule in rules))
         outcomes = [self._combine(index, text, rules, results) for index, text in enumerate(texts)]
         return StageOutcome(outcomes, list(results))
@@ -153,7 +169,18 @@ class GuardEngine:
                     blocked_by = rule.guard
                     categories = list(verdict.categories) if verdict else [UNAVAILABLE]
         annotate = any(result.decisions[index] == "annotate" for result in results)
+        notes = [
+            verdict.annotation
+            for result in results
+            if result.decisions[index] == "annotate"
+            and (verdict := result.verdicts[index])
+            and verdict.annotation
+        ]
+        annotation = "".join(notes) or None
         if decision == "block":
-            return TextOutcome(text, decision, annotate, blocked_by, categories)
+            return TextOutcome(text, decision, annotate, annotation, None, blocked_by, categories)
+        if decision == "truncate":
+            cut = _truncation_point(index, results)
+            return TextOutcome(text[:cut], decision, annotate, annotation, cut)
         spans = _redaction_spans(index, results)
-        return TextOutcome(apply_spans(text, spans) if spans else text, decision, annotate)
+        return TextOutcome(apply_spans(text, spans) if spans else text, decision, annotate, annotation)

@@ -27,6 +27,7 @@ class Action(StrEnum):
     FLAG = "flag"  # report only
     ANNOTATE = "annotate"  # report, and append the policy's disclaimer to the answer
     REDACT = "redact"  # replace the offending spans; a guard that cannot rewrite blocks instead
+    TRUNCATE = "truncate"  # output: cut the answer before the first offending span
     BLOCK = "block"  # refuse: 400 on input, a content_filter choice on output
 
     @property
@@ -34,7 +35,7 @@ class Action(StrEnum):
         return _SEVERITY[self]
 
 
-_SEVERITY = {Action.FLAG: 0, Action.ANNOTATE: 1, Action.REDACT: 2, Action.BLOCK: 3}
+_SEVERITY = {Action.FLAG: 0, Action.ANNOTATE: 1, Action.REDACT: 2, Action.TRUNCATE: 3, Action.BLOCK: 4}
 
 
 class FailMode(StrEnum):
@@ -142,9 +143,22 @@ class PolicyBook(_Strict):
         return found
 
 
-def check_references(book: PolicyBook, guards: dict[str, GuardSpec], categories: dict[str, set[str]]) -> None:
-    """Every rule names a configured guard that serves its stage, and known threshold categories."""
+def check_references(
+    book: PolicyBook,
+    guards: dict[str, GuardSpec],
+    categories: dict[str, set[str]],
+    min_overlaps: dict[str, int] | None = None,
+) -> None:
+    """Every rule names a configured guard and known threshold categories; stream windows overlap
+    enough for the output guards that need it (the IP guard: a copy across a cut must still show)."""
     for where, policy in book.named_policies():
+        for rule in policy.output:
+            needed = (min_overlaps or {}).get(rule.guard, 0)
+            if policy.stream.overlap_chars < needed:
+                raise PolicyError(
+                    f"{where}.stream.overlap_chars: must be at least {needed} for guard {rule.guard!r} "
+                    f"(its min_match_chars), not {policy.stream.overlap_chars}"
+                )
         for stage in Stage:
             for index, rule in enumerate(policy.rules(stage)):
                 key = f"{where}.{stage.value}[{index}]"

@@ -19,6 +19,7 @@ GUARD_TYPES: dict[str, str] = {
     "toxicity": "guards.toxicity:ToxicityGuard",
     "pii": "guards.pii:PiiGuard",
     "grounding": "guards.grounding.guard:GroundingGuard",
+    "ip": "guards.ip.guard:IpGuard",
 }
 
 

@@ -51,6 +51,7 @@ class JudgeContext(msgspec.Struct):
     # In a stream window, where the new text starts: what comes before is context already judged, which
     # a guard judging whole sentences (grounding) must not judge again.
     focus_start: int = 0
+    stage: Stage = Stage.OUTPUT  # set by the pipeline
 
 
 class Verdict(msgspec.Struct):
@@ -63,4 +64,7 @@ class Verdict(msgspec.Struct):
     # The text with every span replaced, when the guard can make it safe rather than only refuse it.
     rewritten: str | None = None
     evidence: list[Evidence] = []
+    # What `action: annotate` appends, when the guard has something more specific than the policy's
+    # disclaimer (an attribution, say).
+    annotation: str | None = None
     latency_ms: float = 0.0
