@@ -109,6 +109,25 @@ def _grounding_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ip_index(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from guards.ip.corpus import corpus_size, read_corpus
+    from guards.ip.index import FingerprintIndex
+
+    index = FingerprintIndex.open_or_create(args.out, k=args.shingle_words, w=args.window)
+    before = len(index.documents)
+    with tqdm(total=corpus_size(args.corpus), unit="char", unit_scale=True, desc="indexing") as bar:
+        added = index.add(read_corpus(args.corpus), bar.update)
+    index.save(args.out)
+    replaced = len(index.retired)
+    print(
+        f"indexed {added} documents into {args.out} ({before} there before, {replaced} versions retired); "
+        f"{index.nbytes / 1e6:.1f} MB of fingerprints in {len(index.segments)} segment(s)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hhh",
@@ -158,6 +177,22 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     index.add_argument("--batch-size", type=int, default=64)
     index.set_defaults(handler=_grounding_index)
+
+    ip = commands.add_parser("ip", help="the IP guard's protected-corpus index").add_subparsers(
+        dest="ip_command", required=True, metavar="ACTION"
+    )
+    ip_index = ip.add_parser(
+        "index",
+        help="index protected works (incremental: adds to an existing index)",
+        description="Fingerprint every document of CORPUS (a JSON-lines manifest with id, path or text, "
+        "title, owner, licence, url; or a directory) into the index at OUT, adding a segment to it if it "
+        "exists. A document id indexed again replaces its earlier version.",
+    )
+    ip_index.add_argument("--corpus", type=Path, required=True, help="manifest (.jsonl) or directory")
+    ip_index.add_argument("--out", type=Path, required=True, help="index directory (created or extended)")
+    ip_index.add_argument("--shingle-words", type=int, default=4, help="words a shingle (new index only)")
+    ip_index.add_argument("--window", type=int, default=6, help="winnowing window (new index only)")
+    ip_index.set_defaults(handler=_ip_index)
     return parser
 
 

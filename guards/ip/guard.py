@@ -19,6 +19,7 @@ from typing import ClassVar
 
 import msgspec
 
+from guards.ip.corpus import read_corpus
 from guards.ip.index import FingerprintIndex
 from guards.ip.licences import licence_mentions, matches
 from guards.ip.matching import find_copies
@@ -26,7 +27,7 @@ from guards.registry import GuardResources
 from guards.verdict import Evidence, JudgeContext, Span, Stage, Verdict
 
 CATEGORIES = ("copy", "licence", "request")
-SAMPLE_INDEX = Path(__file__).resolve().parent / "sample" / "index"
+SAMPLE_CORPUS = Path(__file__).resolve().parent / "sample" / "corpus.jsonl"
 DEFAULT_CUES = (
     "lyrics", "full text", "verbatim", "word for word", "entire text", "whole text", "complete text",
     "reproduce", "copy out", "print out", "recite", "the whole chapter", "every line",
@@ -34,7 +35,8 @@ DEFAULT_CUES = (
 
 
 class IpConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    # A directory built by `hhh ip index`; default: the sample corpus shipped with the gateway.
+    # A directory built by `hhh ip index`; default: the sample corpus shipped with the gateway
+    # (guards/ip/sample: three licence texts and a GPL-licensed code file), indexed at start.
     index: str | None = None
     min_match_chars: int = 60
     deny_licences: list[str] = []  # e.g. [GPL, AGPL-3.0]: families match by prefix
@@ -71,7 +73,11 @@ class IpGuard:
         return self.config.min_match_chars
 
     async def start(self) -> None:
-        self.index = FingerprintIndex.load(Path(self.config.index) if self.config.index else SAMPLE_INDEX)
+        if self.config.index:
+            self.index = FingerprintIndex.load(Path(self.config.index))
+        else:
+            self.index = FingerprintIndex()
+            self.index.add(read_corpus(SAMPLE_CORPUS))
 
     async def judge(
         self, texts: Sequence[str], thresholds: Mapping[str, float], context: JudgeContext | None = None
