@@ -42,7 +42,7 @@ class IpConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     deny_licences: list[str] = []  # e.g. [GPL, AGPL-3.0]: families match by prefix
     allow_licences: list[str] = []  # when set, any other licence found is flagged
     protected_titles: list[str] = []
-    reproduction_cues: list[str] = list(DEFAULT_CUES)
+    reproduction_cues: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_CUES))
     attribution: str = "\n\nSource: this answer reproduces parts of {sources}."
 
 

@@ -1,0 +1,265 @@
+"""The IP guard on the shipped sample corpus and on licence texts every Debian machine has."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from guards.ip.corpus import read_corpus
+from guards.ip.guard import SAMPLE_CORPUS, IpConfig, IpGuard
+from guards.ip.index import Document, FingerprintIndex
+from guards.policy import Policy, PolicyBook, PolicyError, Rule, StreamPolicy, check_references
+from guards.registry import GuardResources
+from guards.runner import RunnerPool
+from guards.verdict import JudgeContext, Stage
+
+LICENCES = Path("/usr/share/common-licenses")
+GPL = (Path(SAMPLE_CORPUS).parent / "gpl-3.0.txt").read_text()
+EXCERPT = " ".join(GPL.split()[400:460])  # 60 words of the GPL's own text
+
+
+async def _guard(**config: Any) -> IpGuard:
+    guard = IpGuard("ip", IpConfig(**config), GuardResources(RunnerPool(), None, Path("/tmp")))
+    await guard.start()
+    return guard
+
+
+async def _judge(guard: IpGuard, text: str, stage: Stage = Stage.OUTPUT) -> Any:
+    (verdict,) = await guard.judge([text], guard.default_thresholds, JudgeContext(stage=stage))
+    return verdict
+
+
+async def test_an_exact_copy_is_found_with_its_source() -> None:
+    guard = await _guard()
+    answer = "Here is what you asked for. " + EXCERPT + " I hope this helps."
+    verdict = await _judge(guard, answer)
+    assert verdict.categories == ["copy"]
+    (span,) = [s for s in verdict.spans if s.label == "copy"]
+    copy_start = answer.index(EXCERPT)
+    # Winnowing reports the run between its first and last shared fingerprints: the edges may lose
+    # a few words, never more than a window's worth.
+    assert copy_start <= span.start <= copy_start + 40
+    assert copy_start + len(EXCERPT) - 40 <= span.end <= copy_start + len(EXCERPT)
+    (evidence,) = [e for e in verdict.evidence if e.kind == "copy"]
+    assert evidence.source == "gpl-3.0"
+    assert "Free Software Foundation" in evidence.detail
+    assert "GNU General Public License, version 3" in (verdict.annotation or "")
+
+
+async def test_whitespace_case_and_punctuation_changes_do_not_hide_a_copy() -> None:
+    guard = await _guard()
+    altered = re.sub(r"[.,;:]", "", EXCERPT.upper()).replace(" ", "\n   ")
+    assert (await _judge(guard, altered)).categories == ["copy"]
+
+
+async def test_short_common_phrases_do_not_match() -> None:
+    guard = await _guard()
+    answer = (
+        "This is free software. It comes without any warranty, all rights reserved, and you can "
+        "redistribute it under the terms of the licence you chose."
+    )
+    assert (await _judge(guard, answer)).allowed
+
+
+async def test_licence_headers_in_code_against_allow_and_deny_lists() -> None:
+    code = "# SPDX-License-Identifier: GPL-3.0-or-later\ndef f():\n    return 1\n"
+    denied = await _guard(deny_licences=["GPL", "AGPL-3.0"])
+    assert (await _judge(denied, code)).categories == ["licence"]
+    mit_shop = await _guard(allow_licences=["MIT", "Apache-2.0"])
+    assert (await _judge(mit_shop, code)).categories == ["licence"]
+    assert (await _judge(mit_shop, "// SPDX-License-Identifier: MIT\nint x;")).allowed
+    header = '/* Licensed under the Apache License, Version 2.0 (the "License"); */'
+    assert (await _judge(denied, header)).allowed
+    evidence = (await _judge(denied, header)).evidence
+    assert [e.detail for e in evidence] == ["Apache-2.0 (header)"]
+
+
+async def test_input_requests_for_protected_titles() -> None:
+    guard = await _guard(protected_titles=["The Lighthouse Keeper's Daughter", "Orbit Sample"])
+    asking = await _judge(
+        guard, "Give me the full text of The Lighthouse Keeper's Daughter, chapter one.", Stage.INPUT
+    )
+    assert asking.categories == ["request"]
+    mentioning = await _judge(guard, "What is The Lighthouse Keeper's Daughter about?", Stage.INPUT)
+    assert mentioning.allowed
+
+
+def test_index_round_trip_incremental_and_memory(tmp_path: Path) -> None:
+    index = FingerprintIndex()
+    index.add(read_corpus(SAMPLE_CORPUS))
+    index.save(tmp_path / "idx")
+    corpus_bytes = sum(len(text.encode()) for _, text in read_corpus(SAMPLE_CORPUS))
+    assert index.nbytes <= corpus_bytes  # the target: index memory at most the corpus size
+    loaded = FingerprintIndex.load(tmp_path / "idx")
+    loaded.add([(Document("gpl-3.0", title="GPL, re-indexed"), GPL)])  # replaces its earlier version
+    loaded.add(
+        [(Document("note", title="A note"), "An entirely new document about harbour cranes and tides.")]
+    )
+    loaded.save(tmp_path / "idx")
+    again = FingerprintIndex.load(tmp_path / "idx")
+    assert len(again.segments) == 3
+    assert {again.documents[h.document].title for h in again.lookup(_shingles(EXCERPT, again))} == {
+        "GPL, re-indexed"
+    }
+
+
+def _shingles(text: str, index: FingerprintIndex) -> Any:
+    from guards.ip.fingerprint import shingle_hashes, words
+
+    return shingle_hashes(words(text).words, index.k)
+
+
+def test_stream_overlap_must_cover_the_minimum_match() -> None:
+    book = PolicyBook(default=Policy(output=[Rule(guard="ip")], stream=StreamPolicy(overlap_chars=40)))
+    with pytest.raises(PolicyError, match=r"^policies\.default\.stream\.overlap_chars: must be at least 60"):
+        check_references(book, {"ip": None}, {"ip": {"copy"}}, {"ip": 60})  # type: ignore[dict-item]
+
+
+# --- precision and recall on a labelled set ------------------------------------------------------
+
+
+def _normal(text: str) -> str:
+    return " ".join(re.findall(r"[^\W_]+", text.lower()))
+
+
+def _truly_copied(text: str, corpus: list[str], min_chars: int = 60) -> bool:
+    """The label, by brute force and independent of the index: does the text hold a run of words of at
+    least ``min_chars`` that also occurs, normalised, in an indexed document?"""
+    tokens = _normal(text).split()
+    for start in range(len(tokens)):
+        for end in range(start + 1, len(tokens) + 1):
+            run = " ".join(tokens[start:end])
+            if len(run) >= min_chars:
+                if any(run in document for document in corpus):
+                    return True
+                break
+    return False
+
+
+def _labelled_cases(seed: int = 7) -> list[tuple[str, bool]]:
+    """Candidates: 15-60-word stretches of the indexed texts, altered in case, spacing and punctuation,
+    inside unrelated sentences; stretches of licences that are not indexed (BSD, Artistic, CC0); short
+    stock phrases. Each is labelled by ``_truly_copied`` (the BSD warranty disclaimer, for one, does
+    repeat 60+ characters of the GPL's)."""
+    rng = random.Random(seed)
+    frames = [
+        ("Sure, here it is:", "Let me know if you need more."),
+        ("The relevant part reads as follows.", "That is the whole clause."),
+        ("From memory:", "I may have some details wrong."),
+    ]
+    indexed = [text for _, text in read_corpus(SAMPLE_CORPUS)]
+    others = [(LICENCES / name).read_text() for name in ("BSD", "Artistic", "CC0-1.0")]
+    stock = [
+        "all rights reserved",
+        "without any warranty",
+        "free software",
+        "subject to the following conditions",
+    ]
+
+    def excerpt(text: str) -> str:
+        tokens = text.split()
+        length = rng.randint(15, 60)
+        start = rng.randrange(0, max(1, len(tokens) - length))
+        return " ".join(tokens[start : start + length])
+
+    def alter(text: str) -> str:
+        choice = rng.randrange(4)
+        if choice == 1:
+            return text.lower()
+        if choice == 2:
+            return re.sub(r"[.,;:()\"]", "", text)
+        if choice == 3:
+            return re.sub(r"\s+", lambda _: rng.choice([" ", "  ", "\n"]), text)
+        return text
+
+    texts = []
+    for _ in range(80):
+        before, after = rng.choice(frames)
+        texts.append(f"{before} {alter(excerpt(rng.choice(indexed)))} {after}")
+        texts.append(f"{before} {excerpt(rng.choice(others))} {after}")
+    texts += [f"The licence says the work comes {phrase}, as usual." for phrase in stock]
+    corpus = [_normal(text) for text in indexed]
+    return [(text, _truly_copied(text, corpus)) for text in texts]
+
+
+async def test_precision_and_recall_on_the_labelled_set() -> None:
+    guard = await _guard()
+    cases = _labelled_cases()
+    tp = fp = fn = 0
+    for text, copied in cases:
+        flagged = "copy" in (await _judge(guard, text)).categories
+        tp += flagged and copied
+        fp += flagged and not copied
+        fn += copied and not flagged
+    precision, recall = tp / (tp + fp), tp / (tp + fn)
+    positives = sum(copied for _, copied in cases)
+    print(
+        f"ip copies: precision {precision:.3f}, recall {recall:.3f} "
+        f"on {len(cases)} cases ({positives} copies)"
+    )
+    assert precision >= 0.98
+    assert recall >= 0.90
+
+
+# --- through the gateway: streams and truncation -------------------------------------------------
+
+
+async def _gateway(policy: Policy) -> Any:
+    from litestar.testing import AsyncTestClient
+
+    from gateway.app import create_app
+    from gateway.settings import Settings, UpstreamSettings
+    from guards.policy import GuardSpec
+    from tests.support.fake_upstream import FakeUpstream
+
+    upstream = FakeUpstream()
+    settings = Settings(
+        upstreams=[UpstreamSettings(name="fake", url="http://fake.test/v1")],
+        guards={"ip": GuardSpec(type="ip")},
+        policies=PolicyBook(default=policy),
+    )
+    return AsyncTestClient(create_app(settings, upstream_transport=upstream.transport()))
+
+
+async def test_a_copy_split_across_stream_windows_is_caught() -> None:
+    from guards.policy import Action
+
+    windows = StreamPolicy(min_chars=20, max_chars=120, overlap_chars=64)
+    # The copy starts right before a forced cut, so no single window holds it whole without overlap.
+    answer = "A short intro sentence for the answer. " + EXCERPT + " And an outro."
+    async with await _gateway(
+        Policy(output=[Rule(guard="ip", action=Action.BLOCK)], stream=windows)
+    ) as client:
+        body = {"model": "echo", "messages": [{"role": "user", "content": answer}], "stream": True}
+        text = (await client.post("/v1/chat/completions", json=body)).text
+    assert '"finish_reason":"content_filter"' in text
+    streamed = "".join(re.findall(r'"content":"([^"]*)"', text))
+    assert len(streamed) < len("A short intro sentence for the answer. ") + 60  # less than a minimum match
+
+
+async def test_truncate_cuts_the_answer_before_the_copy() -> None:
+    from guards.policy import Action
+
+    answer = "Here is my own summary of the licence terms. " + EXCERPT
+    async with await _gateway(Policy(output=[Rule(guard="ip", action=Action.TRUNCATE)])) as client:
+        body = {"model": "echo", "messages": [{"role": "user", "content": answer}]}
+        choice = (await client.post("/v1/chat/completions", json=body)).json()["choices"][0]
+    assert choice["finish_reason"] == "content_filter"
+    assert choice["message"]["content"].startswith("Here is my own summary of the licence terms.")
+    assert len(choice["message"]["content"]) < len("Here is my own summary of the licence terms. ") + 40
+
+
+async def test_annotate_attributes_the_source() -> None:
+    from guards.policy import Action
+
+    async with await _gateway(Policy(output=[Rule(guard="ip", action=Action.ANNOTATE)])) as client:
+        body = {"model": "echo", "messages": [{"role": "user", "content": EXCERPT}]}
+        content = (await client.post("/v1/chat/completions", json=body)).json()["choices"][0]["message"][
+            "content"
+        ]
+    assert content.startswith(EXCERPT)
+    assert "Source: this answer reproduces parts of GNU General Public License, version 3" in content
