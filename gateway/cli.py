@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -109,17 +110,41 @@ def _grounding_index(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _redis_index(location: str, save: Any = None) -> Any:
+    import redis.asyncio
+
+    from guards.ip.redis_store import load_from_redis, save_to_redis, split_location
+
+    url, name = split_location(location)
+    client = redis.asyncio.from_url(url)
+    try:
+        if save is not None:
+            return await save_to_redis(save, client, name)
+        return await load_from_redis(client, name)
+    finally:
+        await client.aclose()
+
+
 def _ip_index(args: argparse.Namespace) -> int:
+    import asyncio
+
     from tqdm import tqdm
 
     from guards.ip.corpus import corpus_size, read_corpus
     from guards.ip.index import FingerprintIndex
 
-    index = FingerprintIndex.open_or_create(args.out, k=args.shingle_words, w=args.window)
+    in_redis = args.out.startswith(("redis://", "rediss://"))
+    if in_redis:
+        index = asyncio.run(_redis_index(args.out)) or FingerprintIndex(args.shingle_words, args.window)
+    else:
+        index = FingerprintIndex.open_or_create(Path(args.out), k=args.shingle_words, w=args.window)
     before = len(index.documents)
     with tqdm(total=corpus_size(args.corpus), unit="char", unit_scale=True, desc="indexing") as bar:
         added = index.add(read_corpus(args.corpus), bar.update)
-    index.save(args.out)
+    if in_redis:
+        asyncio.run(_redis_index(args.out, save=index))
+    else:
+        index.save(Path(args.out))
     replaced = len(index.retired)
     print(
         f"indexed {added} documents into {args.out} ({before} there before, {replaced} versions retired); "
@@ -189,7 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
         "exists. A document id indexed again replaces its earlier version.",
     )
     ip_index.add_argument("--corpus", type=Path, required=True, help="manifest (.jsonl) or directory")
-    ip_index.add_argument("--out", type=Path, required=True, help="index directory (created or extended)")
+    ip_index.add_argument(
+        "--out",
+        required=True,
+        help="index directory, or redis://host:port/db?name=NAME (created or extended)",
+    )
     ip_index.add_argument("--shingle-words", type=int, default=4, help="words a shingle (new index only)")
     ip_index.add_argument("--window", type=int, default=6, help="winnowing window (new index only)")
     ip_index.set_defaults(handler=_ip_index)

@@ -79,7 +79,9 @@ _DECISION_ORDER = {"pass": 0, "error": 1, "flag": 2, "annotate": 3, "redact": 4,
 
 
 def most_severe(decisions: Sequence[str]) -> str:
-    """>>> most_severe(["pass", "redact", "flag"])
+    """The decision that wins.
+
+    >>> most_severe(["pass", "redact", "flag"])
     'redact'
     """
     return max(decisions, key=_DECISION_ORDER.__getitem__, default="pass")

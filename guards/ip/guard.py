@@ -35,7 +35,8 @@ DEFAULT_CUES = (
 
 
 class IpConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    # A directory built by `hhh ip index`; default: the sample corpus shipped with the gateway
+    # A directory built by `hhh ip index`, or redis://host:port/db?name=NAME for many replicas;
+    # default: the sample corpus shipped with the gateway
     # (guards/ip/sample: three licence texts and a GPL-licensed code file), indexed at start.
     index: str | None = None
     min_match_chars: int = 60
@@ -73,8 +74,11 @@ class IpGuard:
         return self.config.min_match_chars
 
     async def start(self) -> None:
-        if self.config.index:
-            self.index = FingerprintIndex.load(Path(self.config.index))
+        location = self.config.index
+        if location and location.startswith(("redis://", "rediss://")):
+            self.index = await _load_from_redis(location)
+        elif location:
+            self.index = FingerprintIndex.load(Path(location))
         else:
             self.index = FingerprintIndex()
             self.index.add(read_corpus(SAMPLE_CORPUS))
@@ -148,6 +152,24 @@ class IpGuard:
 
     async def close(self) -> None:
         pass
+
+
+async def _load_from_redis(location: str) -> FingerprintIndex:
+    import redis.asyncio
+
+    from guards.ip.redis_store import load_from_redis, split_location
+
+    url, name = split_location(location)
+    client = redis.asyncio.from_url(url)
+    try:
+        index = await load_from_redis(client, name)
+    finally:
+        await client.aclose()
+    if index is None:
+        raise ValueError(
+            f"no IP index named {name!r} in {url} (build one with `hhh ip index --out {location}`)"
+        )
+    return index
 
 
 def _alternation(phrases: Sequence[str]) -> re.Pattern[str] | None:

@@ -94,8 +94,8 @@ def main() -> None:
         rows.append(f"| 10,000 MB (projected) | {projected:.2f} ms | | about the same ratio |")
     report = (
         f"Measured {time.strftime('%Y-%m-%d')} on {machine()}; one 750-word (about 1,000-token) answer "
-        f"holding a 60-word copy, median of {args.runs} checks; synthetic prose in 100 KB documents; shingles of 4 "
-        "words, winnowing window 6.\n\n"
+        f"holding a 60-word copy, median of {args.runs} checks; synthetic prose in 100 KB documents; "
+        "shingles of 4 words, winnowing window 6.\n\n"
         "| corpus | check per 1,000-token answer | index build | index memory |\n|---|---:|---:|---:|\n"
         + "\n".join(rows)
         + "\n"

@@ -7,7 +7,15 @@ import importlib
 
 import pytest
 
-MODULES_WITH_EXAMPLES = ["gateway.fanout"]
+MODULES_WITH_EXAMPLES = [
+    "gateway.fanout",
+    "guards.redaction",
+    "guards.pipeline",
+    "guards.grounding.text",
+    "guards.ip.fingerprint",
+    "guards.ip.licences",
+    "guards.ip.redis_store",
+]
 
 
 @pytest.mark.parametrize("name", MODULES_WITH_EXAMPLES)

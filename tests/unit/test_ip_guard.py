@@ -40,10 +40,8 @@ async def test_an_exact_copy_is_found_with_its_source() -> None:
     assert verdict.categories == ["copy"]
     (span,) = [s for s in verdict.spans if s.label == "copy"]
     copy_start = answer.index(EXCERPT)
-    # Winnowing reports the run between its first and last shared fingerprints: the edges may lose
-    # a few words, never more than a window's worth.
-    assert copy_start <= span.start <= copy_start + 40
-    assert copy_start + len(EXCERPT) - 40 <= span.end <= copy_start + len(EXCERPT)
+    # Matches are verified and extended word by word: the span is the whole copy.
+    assert (span.start, span.end) == (copy_start, copy_start + len(EXCERPT))
     (evidence,) = [e for e in verdict.evidence if e.kind == "copy"]
     assert evidence.source == "gpl-3.0"
     assert "Free Software Foundation" in evidence.detail
@@ -72,10 +70,10 @@ async def test_licence_headers_in_code_against_allow_and_deny_lists() -> None:
     mit_shop = await _guard(allow_licences=["MIT", "Apache-2.0"])
     assert (await _judge(mit_shop, code)).categories == ["licence"]
     assert (await _judge(mit_shop, "// SPDX-License-Identifier: MIT\nint x;")).allowed
-    header = '/* Licensed under the Apache License, Version 2.0 (the "License"); */'
-    assert (await _judge(denied, header)).allowed
-    evidence = (await _judge(denied, header)).evidence
-    assert [e.detail for e in evidence] == ["Apache-2.0 (header)"]
+    header = "/* Licensed under the Apache License, Version 2.0 */"
+    verdict = await _judge(denied, header)
+    assert verdict.allowed  # Apache is not denied here
+    assert [e.detail for e in verdict.evidence] == ["Apache-2.0 (header)"]
 
 
 async def test_input_requests_for_protected_titles() -> None:
@@ -108,9 +106,9 @@ def test_index_round_trip_incremental_and_memory(tmp_path: Path) -> None:
 
 
 def _shingles(text: str, index: FingerprintIndex) -> Any:
-    from guards.ip.fingerprint import shingle_hashes, words
+    from guards.ip.fingerprint import shingle_hashes, word_hashes, words
 
-    return shingle_hashes(words(text).words, index.k)
+    return shingle_hashes(word_hashes(words(text).words), index.k)
 
 
 def test_stream_overlap_must_cover_the_minimum_match() -> None:
