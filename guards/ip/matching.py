@@ -4,6 +4,8 @@ up to a window at each end) and a hash collision reports nothing."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from guards.ip.fingerprint import shingle_hashes, word_codes, word_hashes, words
@@ -24,39 +26,38 @@ def find_copies(text: str, index: FingerprintIndex, min_chars: int) -> list[Copy
     hits = index.lookup(shingle_hashes(hashes, index.k))
     if not hits:
         return []
-    answer = word_codes(hashes)
-    covered: set[tuple[int, int]] = set()  # (document, diagonal offset) runs already extended
+    answer = word_codes(hashes).tolist()
+    runs: dict[tuple[int, int], int] = {}  # (document, diagonal) → last word of the run found so far
     copies: list[Copy] = []
     for hit in sorted(hits, key=lambda h: h.query_position):
         diagonal = hit.document_position - hit.query_position
         key = (hit.document, diagonal)
-        document = index.document_codes(hit.document)
-        first, last = _extend(answer, document, hit.query_position, diagonal)
+        if runs.get(key, -1) >= hit.query_position:
+            continue  # inside a run already extended
+        first, last = _extend(answer, index.document_codes(hit.document), hit.query_position, diagonal)
         if last < first:
             continue  # a collision: the words differ
-        if key in covered and any(
-            c.document == hit.document and c.start <= tokens.starts[first] < c.end for c in copies
-        ):
-            continue
-        covered.add(key)
+        runs[key] = last
         start, end = tokens.starts[first], tokens.ends[last]
         if end - start >= min_chars:
             copies.append(Copy(start, end, hit.document, last - first + 1))
     return _longest_first(copies)
 
 
-def _extend(answer: object, document: object, position: int, diagonal: int) -> tuple[int, int]:
+def _extend(answer: list[int], document: Any, position: int, diagonal: int) -> tuple[int, int]:
     """The maximal run of equal words around ``position`` on this diagonal, as (first, last) word."""
-    a = answer  # numpy uint16 arrays; plain indexing keeps this loop short
-    d = document
-    size_a, size_d = len(a), len(d)  # type: ignore[arg-type]
-    if not (0 <= position + diagonal < size_d) or a[position] != d[position + diagonal]:  # type: ignore[index]
+    size_a, size_d = len(answer), len(document)
+    if not 0 <= position + diagonal < size_d or answer[position] != document[position + diagonal]:
         return position, position - 1
     first = position
-    while first > 0 and first + diagonal > 0 and a[first - 1] == d[first - 1 + diagonal]:  # type: ignore[index]
+    while first > 0 and first + diagonal > 0 and answer[first - 1] == document[first - 1 + diagonal]:
         first -= 1
     last = position
-    while last + 1 < size_a and last + 1 + diagonal < size_d and a[last + 1] == d[last + 1 + diagonal]:  # type: ignore[index]
+    while (
+        last + 1 < size_a
+        and last + 1 + diagonal < size_d
+        and answer[last + 1] == document[last + 1 + diagonal]
+    ):
         last += 1
     return first, last
 
