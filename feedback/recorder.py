@@ -1,0 +1,162 @@
+"""Recording events off the hot path: into a Redis Stream, or into the local spool while Redis is away.
+
+``record`` only puts bytes on an in-memory queue (microseconds, never raises). One background task
+writes them to Redis in batches (``XADD`` with approximate ``MAXLEN`` retention). If Redis fails, the
+batch goes to the disk spool, and so does everything after it until the spool has been replayed, in
+order, into Redis. Nothing is dropped: at shutdown whatever is still queued goes to Redis or the spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import redis.asyncio
+import redis.exceptions
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from feedback.events import CompletionEvent, encode_event
+from feedback.spool import DiskSpool
+
+log = logging.getLogger("hhh.feedback")
+
+_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+def redis_client(url: str, timeout_s: float = 2.0) -> redis.asyncio.Redis:
+    """A client that fails fast: the recorder spools instead of waiting out redis-py's own retries."""
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return redis.asyncio.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0)
+    )
+
+
+class RecorderMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.recorded = Counter(
+            "hhh_events_recorded", "Events written to the Redis stream.", registry=registry
+        )
+        self.spooled = Counter("hhh_events_spooled", "Events written to the local spool.", registry=registry)
+        self.replayed = Counter(
+            "hhh_events_replayed", "Spooled events replayed into Redis.", registry=registry
+        )
+        self.dropped = Counter("hhh_events_dropped", "Events lost. Must stay 0.", registry=registry)
+        self.spool_pending = Gauge(
+            "hhh_events_spool_pending", "Events waiting in the spool.", registry=registry
+        )
+
+
+class EventRecorder:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        spool: DiskSpool,
+        metrics: RecorderMetrics,
+        *,
+        stream: str = "hhh:events",
+        max_length: int = 1_000_000,
+        batch: int = 200,
+        retry_s: float = 1.0,
+    ) -> None:
+        self.client = client
+        self.spool = spool
+        self.metrics = metrics
+        self.stream = stream
+        self.max_length = max_length
+        self.batch = batch
+        self.retry_s = retry_s
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: list[bytes] = []  # taken off the queue, not yet in Redis or the spool
+        self.metrics.spool_pending.set(spool.pending)
+
+    def record(self, event: CompletionEvent) -> None:
+        """Hand an event over; returns at once, never raises."""
+        try:
+            self._queue.put_nowait(encode_event(event))
+        except Exception:
+            self.metrics.dropped.inc()
+            log.exception("could not queue an event")
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="event-recorder")
+
+    async def close(self, drain_s: float = 5.0) -> None:
+        """Let the writer finish what is queued; whatever is still unwritten then goes to the spool."""
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._queue.join(), drain_s)
+            except TimeoutError:
+                log.warning("event writer still busy after %.0f s; spooling what is left", drain_s)
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        remaining = list(self._in_flight)
+        self._in_flight = []
+        while not self._queue.empty():
+            remaining.append(self._queue.get_nowait())
+        if remaining:
+            self._to_spool(remaining)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self._in_flight = batch
+            await self._deliver_or_spool(batch)
+            self._in_flight = []
+            for _ in batch:
+                self._queue.task_done()
+
+    async def _deliver_or_spool(self, batch: list[bytes]) -> None:
+        if self.spool.pending and not await self._replay():
+            # Redis still away: keep the order behind what is spooled, and keep memory flat.
+            extra = 0
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                extra += 1
+            self._to_spool(batch)
+            for _ in range(extra):
+                self._queue.task_done()
+            return
+        try:
+            await self._xadd(batch)
+            self.metrics.recorded.inc(len(batch))
+        except _REDIS_DOWN as exc:
+            log.warning("Redis unavailable (%s); spooling events to %s", exc, self.spool.directory)
+            self._to_spool(batch)
+
+    def _to_spool(self, batch: list[bytes]) -> None:
+        try:
+            self.spool.append(batch)
+            self.metrics.spooled.inc(len(batch))
+        except OSError:
+            self.metrics.dropped.inc(len(batch))
+            log.exception("could not spool %d events: they are lost", len(batch))
+        self.metrics.spool_pending.set(self.spool.pending)
+
+    async def _replay(self) -> bool:
+        """Empty the spool into Redis, oldest first; False if Redis is still away."""
+        try:
+            replayed = await self.spool.replay(self._replay_batch)
+        except _REDIS_DOWN:
+            self.metrics.spool_pending.set(self.spool.pending)
+            await asyncio.sleep(self.retry_s)  # do not spin while Redis is down
+            return False
+        if replayed:
+            log.info("replayed %d spooled events into Redis", replayed)
+        self.metrics.spool_pending.set(self.spool.pending)
+        return True
+
+    async def _replay_batch(self, records: list[bytes]) -> None:
+        await self._xadd(records)
+        self.metrics.replayed.inc(len(records))
+
+    async def _xadd(self, records: list[bytes]) -> None:
+        pipe: Any = self.client.pipeline(transaction=False)
+        for record in records:
+            pipe.xadd(self.stream, {"event": record}, maxlen=self.max_length, approximate=True)
+        await pipe.execute()
