@@ -21,7 +21,9 @@ from feedback.spool import DiskSpool
 
 log = logging.getLogger("hhh.feedback")
 
-_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# Any Redis failure (unreachable, timing out, still loading its data after a restart, out of memory)
+# means "not now": the events wait in the spool.
+_REDIS_DOWN = (redis.exceptions.RedisError, OSError)
 
 
 def redis_client(url: str, timeout_s: float = 2.0) -> redis.asyncio.Redis:
@@ -106,7 +108,11 @@ class EventRecorder:
             while len(batch) < self.batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             self._in_flight = batch
-            await self._deliver_or_spool(batch)
+            try:
+                await self._deliver_or_spool(batch)
+            except Exception:
+                log.exception("unexpected error writing events; spooling the batch")
+                self._to_spool(batch)
             self._in_flight = []
             for _ in batch:
                 self._queue.task_done()
@@ -114,12 +120,11 @@ class EventRecorder:
     async def _deliver_or_spool(self, batch: list[bytes]) -> None:
         if self.spool.pending and not await self._replay():
             # Redis still away: keep the order behind what is spooled, and keep memory flat.
-            extra = 0
+            drained = []
             while not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-                extra += 1
-            self._to_spool(batch)
-            for _ in range(extra):
+                drained.append(self._queue.get_nowait())
+            self._to_spool([*batch, *drained])
+            for _ in drained:
                 self._queue.task_done()
             return
         try:
