@@ -15,6 +15,9 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.types import Message, Scope
 
+from feedback.embedded_redis import EmbeddedRedis
+from feedback.recorder import EventRecorder, RecorderMetrics, redis_client
+from feedback.spool import DiskSpool
 from gateway.auth import KeyRing, Tenant
 from gateway.completion_service import CompletionService
 from gateway.context import request_id_from
@@ -85,6 +88,31 @@ def used_guards(settings: Settings, guards: Mapping[str, Guard]) -> dict[str, Gu
     return {name: guard for name, guard in guards.items() if name in used}
 
 
+async def _open_recorder(
+    settings: Settings, data_dir: Path, metrics: GatewayMetrics, stack: AsyncExitStack
+) -> EventRecorder | None:
+    """Redis (the configured one, or an embedded redis-server) and the event recorder in front of it."""
+    if not settings.feedback.record:
+        log.info("feedback recording is off (feedback.record: false)")
+        return None
+    url = settings.redis.url
+    if url is None:
+        url = (await stack.enter_async_context(EmbeddedRedis(data_dir / "redis"))).url
+    client = redis_client(url)
+    stack.push_async_callback(client.aclose)
+    recorder = EventRecorder(
+        client,
+        DiskSpool(data_dir / "spool"),
+        RecorderMetrics(metrics.registry),
+        stream=settings.redis.stream,
+        max_length=settings.redis.max_length,
+    )
+    await recorder.start()
+    stack.push_async_callback(recorder.close)  # runs before the client closes: queued events are kept
+    log.info("recording completions to %s stream %s", url, settings.redis.stream)
+    return recorder
+
+
 def create_app(
     settings: Settings,
     *,
@@ -123,13 +151,14 @@ def create_app(
             stack.push_async_callback(runners.close)
             stack.push_async_callback(engine.close)
             await engine.start()
+            recorder = await _open_recorder(settings, data_dir, metrics, stack)
             pool = UpstreamPool(upstreams, client, metrics)
             await pool.discover()
             proxy = Proxy(pool, metrics)
             guardrails = Guardrails(engine, settings.policies, settings.guards)
             app.state.proxy = proxy
             app.state.guardrails = guardrails
-            app.state.completions = CompletionService(proxy, guardrails)
+            app.state.completions = CompletionService(proxy, guardrails, recorder)
             if keyring.is_open:
                 log.warning("=" * 72)
                 log.warning("NO API KEYS CONFIGURED: this gateway is OPEN to anyone who can reach it.")

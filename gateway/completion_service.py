@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 from litestar import Response
 
+from feedback.assembler import EventMeta, assemble, event_from_response
+from feedback.events import Timings
+from feedback.recorder import EventRecorder
 from gateway.auth import Tenant
 from gateway.context import RequestContext
 from gateway.errors import InvalidRequest
@@ -41,20 +45,22 @@ def _refuse_text(choice: dict[str, Any], refusal: str) -> None:
 
 
 class _Kind(msgspec.Struct, frozen=True):
+    endpoint: str
     text_field: str
     request_slots: Callable[[dict[str, Any]], list[Slot]]
     choice_slots: Callable[[dict[str, Any]], list[Slot]]
     refuse: Callable[[dict[str, Any], str], None]
 
 
-CHAT = _Kind("chat", chat_request_slots, chat_choice_slots, _refuse_chat)
-TEXT = _Kind("text", prompt_slots, text_choice_slots, _refuse_text)
+CHAT = _Kind("chat.completions", "chat", chat_request_slots, chat_choice_slots, _refuse_chat)
+TEXT = _Kind("completions", "text", prompt_slots, text_choice_slots, _refuse_text)
 
 
 class CompletionService:
-    def __init__(self, proxy: Proxy, guardrails: Guardrails) -> None:
+    def __init__(self, proxy: Proxy, guardrails: Guardrails, recorder: EventRecorder | None = None) -> None:
         self.proxy = proxy
         self.guardrails = guardrails
+        self.recorder = recorder
 
     async def chat(self, context: RequestContext, tenant: Tenant, call: ForwardCall) -> Response[Any]:
         return await self._complete(context, tenant, call, CHAT)
@@ -71,10 +77,18 @@ class CompletionService:
         sources = request_sources(raw) if kind is CHAT else []
         # The gateway's own fields ("guardrails", "sources") never reach the upstream.
         changed = resolved.tightened or had_sources_field
+        meta = EventMeta(context.request_id, tenant.name, call.model, kind.endpoint, call.stream)
         if not resolved.policy.input and not resolved.policy.output:
             if changed:
                 call = msgspec.structs.replace(call, raw=raw, body=msgspec.json.encode(raw))
-            return await self.proxy.forward(context, call)  # nothing to guard: the plain relay
+            if self.recorder is None:
+                return await self.proxy.forward(context, call)  # nothing to guard or keep: the plain relay
+            if call.stream:
+                stream = await self.proxy.stream(context, call)
+                return self.proxy.sse_response(self._recorded_stream(stream, meta, call, context))
+            answer = await self.proxy.complete(context, call)
+            self._record(meta, call, msgspec.json.decode(answer.content), context)
+            return json_response(answer)
         report: dict[str, Any] = {"policy": resolved.name}
         judge_context = JudgeContext(sources=sources)
         if resolved.policy.input:
@@ -88,8 +102,22 @@ class CompletionService:
         if changed:  # the upstream sees the redacted request, never the original
             call = msgspec.structs.replace(call, raw=raw, body=msgspec.json.encode(raw))
         if call.stream:
-            return await self._stream(context, call, kind, resolved, report, judge_context)
-        return await self._whole(context, call, kind, resolved, report, judge_context)
+            return await self._stream(context, call, kind, resolved, report, judge_context, meta)
+        return await self._whole(context, call, kind, resolved, report, judge_context, meta)
+
+    def _record(
+        self, meta: EventMeta, call: ForwardCall, body: dict[str, Any], context: RequestContext
+    ) -> None:
+        if self.recorder is not None:
+            self.recorder.record(event_from_response(meta, call.raw, body, _timings(context)))
+
+    def _recorded_stream(
+        self, stream: UpstreamStream, meta: EventMeta, call: ForwardCall, context: RequestContext
+    ) -> UpstreamStream:
+        if self.recorder is None:
+            return stream
+        chunks = assemble(stream.chunks, meta, call.raw, self.recorder.record, lambda: _timings(context))
+        return UpstreamStream(chunks, stream.responses)
 
     async def _whole(
         self,
@@ -99,6 +127,7 @@ class CompletionService:
         resolved: ResolvedPolicy,
         report: dict[str, Any],
         judge_context: JudgeContext,
+        meta: EventMeta,
     ) -> Response[Any]:
         answer = await self.proxy.complete(context, call)
         body = msgspec.json.decode(answer.content)
@@ -107,6 +136,7 @@ class CompletionService:
             resolved, choices, kind.choice_slots, kind.refuse, judge_context
         )
         body["guardrails"] = report
+        self._record(meta, call, body, context)
         answer = msgspec.structs.replace(answer, content=msgspec.json.encode(body))
         return json_response(answer, headers={GUARDRAILS_HEADER: summary_header(report)})
 
@@ -118,9 +148,21 @@ class CompletionService:
         resolved: ResolvedPolicy,
         report: dict[str, Any],
         judge_context: JudgeContext,
+        meta: EventMeta,
     ) -> Response[Any]:
         stream = await self.proxy.stream(context, call)
         guard = StreamGuard(self.guardrails, resolved, kind.text_field, judge_context)
         guard.report.update({k: v for k, v in report.items() if k != "output"})
-        guarded = UpstreamStream(guard.run(stream.chunks), stream.responses)
+        guarded = self._recorded_stream(
+            UpstreamStream(guard.run(stream.chunks), stream.responses), meta, call, context
+        )
         return self.proxy.sse_response(guarded, headers={GUARDRAILS_HEADER: summary_header(report)})
+
+
+def _timings(context: RequestContext) -> Timings:
+    total = time.perf_counter() - context.started
+    return Timings(
+        total_ms=round(total * 1000, 3),
+        upstream_ms=round(context.upstream_seconds * 1000, 3),
+        overhead_ms=round(context.overhead_seconds() * 1000, 3),
+    )

@@ -86,6 +86,19 @@ class EmbeddedLLMSettings(_Strict):
     port: int = 0  # 0: pick a free port
 
 
+class RedisSettings(_Strict):
+    # Empty: the gateway starts its own redis-server (from PyPI) under data_dir. REDIS_URL sets it too.
+    url: str | None = None
+    stream: str = "hhh:events"
+    # Retention: the stream is trimmed to about this many events (XADD MAXLEN ~).
+    max_length: int = 1_000_000
+
+
+class FeedbackSettings(_Strict):
+    # Record every completion (after redaction) for human ranking; off, nothing is kept.
+    record: bool = True
+
+
 class Settings(_Strict):
     # Where the gateway keeps its own files (embedded servers' logs and data). `~` is expanded.
     data_dir: str = "~/.hhh"
@@ -96,6 +109,8 @@ class Settings(_Strict):
     # Guard instances by name; policies refer to them. The defaults: toxicity and PII.
     guards: dict[str, GuardSpec] = msgspec.field(default_factory=default_guards)
     policies: PolicyBook = msgspec.field(default_factory=PolicyBook)
+    redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
+    feedback: FeedbackSettings = msgspec.field(default_factory=FeedbackSettings)
 
     def __post_init__(self) -> None:
         names = [u.name for u in self.upstreams]
@@ -143,6 +158,10 @@ def settings_from_mapping(raw: dict[str, Any], environ: dict[str, str] | None = 
 
 
 def _apply_environment(settings: Settings, environ: dict[str, str]) -> Settings:
+    if environ.get("REDIS_URL"):
+        settings = msgspec.structs.replace(
+            settings, redis=msgspec.structs.replace(settings.redis, url=environ["REDIS_URL"])
+        )
     url = environ.get("HHH_UPSTREAM_URL")
     if not url:
         return settings

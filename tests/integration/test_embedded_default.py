@@ -41,3 +41,4 @@ def test_embedded_llm_answers_and_stops_with_the_gateway(tmp_path: Path) -> None
     psutil.wait_procs(children, timeout=15)
     assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children)
     assert (tmp_path / "data" / "embedded-llm.log").exists()
+    assert (tmp_path / "data" / "redis" / "redis.log").exists()  # the embedded Redis, for recording

@@ -119,3 +119,49 @@ async def test_events_spooled_at_shutdown_survive_a_restart(tmp_path: Path) -> N
 def test_event_schema_round_trip(count: int) -> None:
     event = _event(count)
     assert decode_event(__import__("feedback.events").events.encode_event(event)) == event
+
+
+async def test_the_gateway_records_redacted_requests_and_what_clients_received(tmp_path: Path) -> None:
+    from litestar.testing import AsyncTestClient
+
+    from gateway.app import create_app
+    from gateway.settings import RedisSettings, Settings, UpstreamSettings
+    from guards.policy import Action, GuardSpec, Policy, PolicyBook, Rule
+    from tests.support.fake_guards import EmailGuard
+    from tests.support.fake_upstream import FakeUpstream
+    from tests.support.redis_server import redis_server
+
+    with redis_server(tmp_path) as url:
+        settings = Settings(
+            data_dir=str(tmp_path / "data"),
+            upstreams=[UpstreamSettings(name="fake", url="http://fake.test/v1")],
+            redis=RedisSettings(url=url),
+            guards={"pii": GuardSpec(type="pii")},
+            policies=PolicyBook(default=Policy(input=[Rule(guard="pii", action=Action.REDACT)])),
+        )
+        app = create_app(
+            settings, upstream_transport=FakeUpstream().transport(), guards={"pii": EmailGuard()}
+        )
+        async with AsyncTestClient(app) as client:
+            message = {"role": "user", "content": "Mail ann@example.org now."}
+            await client.post("/v1/chat/completions", json={"model": "echo", "messages": [message]})
+            streamed = {"model": "echo", "messages": [message], "stream": True, "n": 2}
+            await client.post("/v1/chat/completions", json=streamed)
+            deadline = time.monotonic() + 5
+            while len(redis.Redis.from_url(url).xrange("hhh:events")) < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        events = [
+            decode_event(fields[b"event"]) for _, fields in redis.Redis.from_url(url).xrange("hhh:events")
+        ]
+    whole, stream = events
+    assert whole.request["messages"][0]["content"] == "Mail <EMAIL_ADDRESS> now."  # never the address
+    assert whole.choices[0]["message"]["content"] == "Mail <EMAIL_ADDRESS> now."
+    assert whole.guardrails is not None
+    assert whole.guardrails["input"]["decision"] == "redact"
+    assert whole.timings is not None
+    assert whole.timings.total_ms >= whole.timings.upstream_ms
+    assert stream.stream
+    assert stream.complete
+    assert [c["message"]["content"] for c in stream.choices] == ["Mail <EMAIL_ADDRESS> now."] * 2
+    assert [c["finish_reason"] for c in stream.choices] == ["stop", "stop"]
+    assert "ann@example.org" not in str(events)

@@ -7,7 +7,14 @@ from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
 from gateway.auth import hash_key
-from gateway.settings import ApiKey, AuthSettings, ServerSettings, Settings, UpstreamSettings
+from gateway.settings import (
+    ApiKey,
+    AuthSettings,
+    FeedbackSettings,
+    ServerSettings,
+    Settings,
+    UpstreamSettings,
+)
 from guards.policy import Policy, PolicyBook
 from tests.support.fake_upstream import FakeUpstream
 
@@ -24,6 +31,7 @@ def fake_upstream() -> FakeUpstream:
 def settings() -> Settings:
     """The proxy with no guards: the guard paths have their own fixtures (test_guarded_*)."""
     return Settings(
+        feedback=FeedbackSettings(record=False),  # recording has its own tests
         guards={},
         policies=PolicyBook(default=Policy()),
         server=ServerSettings(max_body_bytes=64 * 1024),

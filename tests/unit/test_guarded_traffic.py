@@ -9,7 +9,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
-from gateway.settings import Settings, UpstreamSettings
+from gateway.settings import FeedbackSettings, Settings, UpstreamSettings
 from guards.policy import Action, FailMode, GuardSpec, Policy, PolicyBook, Rule, StreamMode, StreamPolicy
 from tests.support.fake_guards import EmailGuard, WordGuard
 from tests.support.fake_upstream import FakeUpstream
@@ -42,7 +42,10 @@ class Harness:
 async def _harness(book: PolicyBook) -> AsyncIterator[Harness]:
     upstream, words, emails = FakeUpstream(), WordGuard(), EmailGuard()
     settings = Settings(
-        upstreams=[UpstreamSettings(name="fake", url="http://fake.test/v1")], guards=GUARDS, policies=book
+        feedback=FeedbackSettings(record=False),  # recording has its own tests
+        upstreams=[UpstreamSettings(name="fake", url="http://fake.test/v1")],
+        guards=GUARDS,
+        policies=book,
     )
     app = create_app(
         settings, upstream_transport=upstream.transport(), guards={"toxicity": words, "pii": emails}

@@ -210,12 +210,13 @@ async def _gateway(policy: Policy) -> Any:
     from litestar.testing import AsyncTestClient
 
     from gateway.app import create_app
-    from gateway.settings import Settings, UpstreamSettings
+    from gateway.settings import FeedbackSettings, Settings, UpstreamSettings
     from guards.policy import GuardSpec
     from tests.support.fake_upstream import FakeUpstream
 
     upstream = FakeUpstream()
     settings = Settings(
+        feedback=FeedbackSettings(record=False),  # recording has its own tests
         upstreams=[UpstreamSettings(name="fake", url="http://fake.test/v1")],
         guards={"ip": GuardSpec(type="ip")},
         policies=PolicyBook(default=policy),

@@ -10,7 +10,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
-from gateway.settings import Settings, UpstreamSettings
+from gateway.settings import FeedbackSettings, Settings, UpstreamSettings
 from gateway.sources import request_sources
 from guards.policy import Action, GuardSpec, Policy, PolicyBook, Rule
 from guards.verdict import JudgeContext, Span, Stage, Verdict
@@ -94,6 +94,7 @@ class SourceEcho:
 async def client_and_guard() -> AsyncIterator[tuple[AsyncTestClient[Any], SourceEcho, FakeUpstream]]:
     guard, upstream = SourceEcho(), FakeUpstream()
     settings = Settings(
+        feedback=FeedbackSettings(record=False),  # recording has its own tests
         upstreams=[UpstreamSettings(name="fake", url="http://fake.test/v1")],
         guards={"grounding": GuardSpec(type="grounding")},
         policies=PolicyBook(default=Policy(output=[Rule(guard="grounding", action=Action.REDACT)])),

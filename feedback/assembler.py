@@ -1,0 +1,101 @@
+"""Turning what a client received into an event: a whole response, or the chunks of a stream."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from feedback.events import CompletionEvent, Timings
+
+Chunk = dict[str, Any]
+
+
+class EventMeta:
+    """What the gateway knows about a request besides its body and answer."""
+
+    def __init__(self, request_id: str, tenant: str, model: str, endpoint: str, stream: bool) -> None:
+        self.request_id = request_id
+        self.tenant = tenant
+        self.model = model
+        self.endpoint = endpoint
+        self.stream = stream
+
+
+def event_from_response(
+    meta: EventMeta, request: dict[str, Any], body: dict[str, Any], timings: Timings | None
+) -> CompletionEvent:
+    return CompletionEvent(
+        id=meta.request_id,
+        completion_id=str(body.get("id", "")),
+        created=time.time(),
+        tenant=meta.tenant,
+        model=meta.model,
+        endpoint=meta.endpoint,
+        stream=False,
+        request=request,
+        choices=list(body.get("choices") or []),
+        guardrails=body.get("guardrails"),
+        usage=body.get("usage"),
+        timings=timings,
+    )
+
+
+async def assemble(
+    chunks: AsyncIterator[Chunk],
+    meta: EventMeta,
+    request: dict[str, Any],
+    record: Callable[[CompletionEvent], None],
+    timings: Callable[[], Timings | None],
+) -> AsyncIterator[Chunk]:
+    """Pass chunks through; when the stream ends (or is cut short) record what the client received."""
+    choices: dict[int, dict[str, Any]] = {}
+    state: dict[str, Any] = {"id": "", "usage": None, "guardrails": None}
+    complete = False
+    try:
+        async for chunk in chunks:
+            _absorb(chunk, choices, state)
+            yield chunk
+        complete = True
+    finally:
+        record(
+            CompletionEvent(
+                id=meta.request_id,
+                completion_id=state["id"],
+                created=time.time(),
+                tenant=meta.tenant,
+                model=meta.model,
+                endpoint=meta.endpoint,
+                stream=True,
+                request=request,
+                choices=[choices[i] for i in sorted(choices)],
+                guardrails=state["guardrails"],
+                usage=state["usage"],
+                timings=timings(),
+                complete=complete,
+            )
+        )
+
+
+def _absorb(chunk: Chunk, choices: dict[int, dict[str, Any]], state: dict[str, Any]) -> None:
+    state["id"] = state["id"] or str(chunk.get("id", ""))
+    if chunk.get("usage"):
+        state["usage"] = chunk["usage"]
+    if chunk.get("guardrails"):
+        state["guardrails"] = chunk["guardrails"]
+    for choice in chunk.get("choices") or ():
+        index = choice.get("index", 0)
+        entry = choices.setdefault(index, {"index": index, "message": {"role": "assistant", "content": ""}})
+        delta = choice.get("delta")
+        if delta is None:  # legacy completions stream "text"
+            entry.setdefault("text", "")
+            entry["text"] += choice.get("text") or ""
+        else:
+            message = entry["message"]
+            message["content"] += delta.get("content") or ""
+            if delta.get("refusal"):
+                message["refusal"] = message.get("refusal", "") + delta["refusal"]
+            if delta.get("tool_calls"):
+                message.setdefault("tool_calls", []).extend(delta["tool_calls"])
+        if choice.get("finish_reason"):
+            entry["finish_reason"] = choice["finish_reason"]
