@@ -13,6 +13,8 @@ from types import TracebackType
 
 import redis.asyncio
 
+from feedback.child_process import die_with_parent
+
 log = logging.getLogger("hhh.redis")
 
 
@@ -47,7 +49,9 @@ class EmbeddedRedis:
             REDIS_SERVER_PATH, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
             "--appendonly", "yes", "--save", "", "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
-        self._process = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL)
+        self._process = await asyncio.create_subprocess_exec(
+            *command, stdin=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent()
+        )
         client = redis.asyncio.from_url(self.url)
         deadline = time.monotonic() + 10
         try:

@@ -17,6 +17,7 @@ from types import TracebackType
 
 import httpx
 
+from feedback.child_process import die_with_parent
 from gateway.settings import EmbeddedLLMSettings, UpstreamSettings
 
 log = logging.getLogger("hhh.embedded_llm")
@@ -95,7 +96,11 @@ class EmbeddedLLM:
         log.info("embedded LLM: starting llama.cpp with %s (log: %s)", model.name, self.log_file)
         with self.log_file.open("ab") as sink:
             self._process = await asyncio.create_subprocess_exec(
-                *command, stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=sink
+                *command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=sink,
+                stderr=sink,
+                preexec_fn=die_with_parent(),
             )
         started = time.monotonic()
         try:

@@ -76,13 +76,24 @@ def start_stub(stack: ExitStack, logs: Path) -> Target:
     return Target("direct (stub)", f"http://127.0.0.1:{port}/v1/chat/completions")
 
 
-def start_gateway(stack: ExitStack, logs: Path, stub_base: str) -> Target:
+def start_gateway(stack: ExitStack, logs: Path, stub_base: str, record: bool = False) -> Target:
+    """The gateway with no guards; with ``record``, every completion also goes to (embedded) Redis."""
     port = free_port()
-    env = {**os.environ, "HHH_UPSTREAM_URL": stub_base}
-    command = [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--log-level", "warning"]
+    config = logs / f"gateway-{port}.yaml"
+    config.write_text(
+        f"data_dir: {logs / f'data-{port}'}\n"
+        f"upstreams: [{{name: stub, url: '{stub_base}'}}]\n"
+        "policies: {default: {}}\n"
+        f"feedback: {{record: {'true' if record else 'false'}}}\n"
+    )
+    env = dict(os.environ)
+    env.pop("HHH_UPSTREAM_URL", None)
+    command = [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port)]
+    command += ["--log-level", "warning"]
     proc = stack.enter_context(process(command, logs / "gateway.log", env))
     wait_until_up(f"http://127.0.0.1:{port}/health", proc)
-    return Target("hhh-gateway", f"http://127.0.0.1:{port}/v1/chat/completions")
+    name = "hhh-gateway + recording" if record else "hhh-gateway"
+    return Target(name, f"http://127.0.0.1:{port}/v1/chat/completions")
 
 
 def ensure_litellm() -> Path:
@@ -200,7 +211,7 @@ def table(results: list[Measurement]) -> str:
         )
         rows.append(
             f"| {m.target} | {m.concurrency} | {m.requests_per_s:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | "
-            f"{added or ' | '} | {ratio if m.target == 'hhh-gateway' else ''} | {m.errors} |"
+            f"{added or ' | '} | {ratio if m.target.startswith('hhh-gateway') else ''} | {m.errors} |"
         )
     return "\n".join(rows)
 
@@ -212,6 +223,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (default 10)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM comparison")
+    parser.add_argument("--with-recording", action="store_true", help="also measure with event recording on")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
@@ -221,6 +233,8 @@ def main() -> None:
         direct = start_stub(stack, logs)
         stub_base = direct.url.removesuffix("/chat/completions")
         targets = [direct, start_gateway(stack, logs, stub_base)]
+        if args.with_recording:
+            targets.append(start_gateway(stack, logs, stub_base, record=True))
         if not args.no_litellm:
             targets.append(start_litellm(stack, logs, stub_base))
         results: list[Measurement] = []

@@ -42,3 +42,20 @@ def test_embedded_llm_answers_and_stops_with_the_gateway(tmp_path: Path) -> None
     assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children)
     assert (tmp_path / "data" / "embedded-llm.log").exists()
     assert (tmp_path / "data" / "redis" / "redis.log").exists()  # the embedded Redis, for recording
+
+
+def test_children_end_even_when_the_gateway_is_killed(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    config = tmp_path / "empty.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    with gateway_process(config, tmp_path):
+        gateway = next(
+            p for p in psutil.process_iter(["cmdline"]) if str(config) in " ".join(p.info["cmdline"] or [])
+        )
+        children = gateway.children(recursive=True)
+        assert any("redis-server" in " ".join(c.cmdline()) for c in children)
+        os.kill(gateway.pid, signal.SIGKILL)  # no lifespan shutdown: only the kernel's death signal is left
+        _, alive = psutil.wait_procs(children, timeout=15)
+        assert not [c for c in alive if c.status() != psutil.STATUS_ZOMBIE]

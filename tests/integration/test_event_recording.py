@@ -59,8 +59,8 @@ async def test_redis_stopped_under_load_loses_nothing(tmp_path: Path) -> None:
     client = redis_client(f"redis://127.0.0.1:{port}/0", timeout_s=1)
     recorder = EventRecorder(client, DiskSpool(tmp_path / "spool"), metrics, retry_s=0.1)
     await recorder.start()
+    sent = 0
     try:
-        sent = 0
         for phase in range(3):  # up, down (stopped mid-load), up again
             if phase == 1:
                 redis.Redis(port=port).shutdown(nosave=False)  # persists what it has, then exits
@@ -79,18 +79,19 @@ async def test_redis_stopped_under_load_loses_nothing(tmp_path: Path) -> None:
             recorder.record(_event(sent))  # traffic keeps flowing, which is what triggers replay
             sent += 1
         await asyncio.sleep(0.5)
+        await recorder.close()
+        ids = _recorded(port)
     finally:
         await recorder.close()
         await client.aclose()
-    ids = _recorded(port)
+        server.terminate()
+        server.wait(timeout=10)
     assert ids == [f"req-{n}" for n in range(sent)]  # all of them, once each, in order
     assert registry.get_sample_value("hhh_events_spooled_total") > 0
     assert registry.get_sample_value("hhh_events_replayed_total") == registry.get_sample_value(
         "hhh_events_spooled_total"
     )
     assert registry.get_sample_value("hhh_events_dropped_total") == 0
-    server.terminate()
-    server.wait(timeout=10)
 
 
 async def test_events_spooled_at_shutdown_survive_a_restart(tmp_path: Path) -> None:
