@@ -32,11 +32,39 @@ class CompletionEvent(msgspec.Struct, kw_only=True):
     usage: dict[str, Any] | None = None
     timings: Timings | None = None
     complete: bool = True  # false: the stream ended early (client gone, upstream failed)
+    # Extra candidates the gateway asked for after answering (sampling) name the request they are for.
+    candidate_of: str | None = None
+    sampling: dict[str, Any] | None = None  # what was changed for this candidate (temperature, model)
 
 
-def encode_event(event: CompletionEvent) -> bytes:
+class FeedbackEvent(msgspec.Struct, kw_only=True):
+    """A user's judgement reported by the application: thumbs, or the choice they preferred."""
+
+    schema: int = SCHEMA_VERSION
+    id: str  # this feedback's own id
+    created: float
+    tenant: str
+    completion_id: str  # the upstream's completion id, or the gateway's request id
+    rating: str | None = None  # "up" or "down"
+    preferred_choice: int | None = None
+    comment: str | None = None
+    user: str | None = None
+
+
+Event = CompletionEvent | FeedbackEvent
+
+
+def event_kind(event: Event) -> str:
+    return "feedback" if isinstance(event, FeedbackEvent) else "completion"
+
+
+def encode_event(event: Event) -> bytes:
     return msgspec.json.encode(event)
 
 
 def decode_event(data: bytes) -> CompletionEvent:
     return msgspec.json.decode(data, type=CompletionEvent)
+
+
+def decode_feedback(data: bytes) -> FeedbackEvent:
+    return msgspec.json.decode(data, type=FeedbackEvent)

@@ -16,7 +16,7 @@ import redis.asyncio
 import redis.exceptions
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from feedback.events import CompletionEvent, encode_event
+from feedback.events import Event, encode_event, event_kind
 from feedback.spool import DiskSpool
 
 log = logging.getLogger("hhh.feedback")
@@ -70,15 +70,15 @@ class EventRecorder:
         self.max_length = max_length
         self.batch = batch
         self.retry_s = retry_s
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue()  # b"<kind> <json>", one line
         self._task: asyncio.Task[None] | None = None
         self._in_flight: list[bytes] = []  # taken off the queue, not yet in Redis or the spool
         self.metrics.spool_pending.set(spool.pending)
 
-    def record(self, event: CompletionEvent) -> None:
+    def record(self, event: Event) -> None:
         """Hand an event over; returns at once, never raises."""
         try:
-            self._queue.put_nowait(encode_event(event))
+            self._queue.put_nowait(event_kind(event).encode() + b" " + encode_event(event))
         except Exception:
             self.metrics.dropped.inc()
             log.exception("could not queue an event")
@@ -163,5 +163,6 @@ class EventRecorder:
     async def _xadd(self, records: list[bytes]) -> None:
         pipe: Any = self.client.pipeline(transaction=False)
         for record in records:
-            pipe.xadd(self.stream, {"event": record}, maxlen=self.max_length, approximate=True)
+            kind, _, event = record.partition(b" ")
+            pipe.xadd(self.stream, {"kind": kind, "event": event}, maxlen=self.max_length, approximate=True)
         await pipe.execute()

@@ -27,7 +27,9 @@ from gateway.guardrails import Guardrails
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import REQUEST_ID_HEADER, request_observer
 from gateway.proxy import Proxy
+from gateway.routes import feedback as feedback_routes
 from gateway.routes import inference, models, moderations, operations
+from gateway.sampling import CandidateSampler
 from gateway.settings import Settings
 from gateway.upstream import UpstreamPool, build_client
 from guards.metrics import GuardMetrics
@@ -158,7 +160,13 @@ def create_app(
             guardrails = Guardrails(engine, settings.policies, settings.guards)
             app.state.proxy = proxy
             app.state.guardrails = guardrails
-            app.state.completions = CompletionService(proxy, guardrails, recorder)
+            sampler = None
+            feedback = settings.feedback
+            if recorder is not None and (feedback.sampling.fraction > 0 or feedback.tenant_sampling):
+                sampler = CandidateSampler(proxy, recorder, feedback)
+                stack.push_async_callback(sampler.close)  # before the recorder closes (LIFO)
+            app.state.recorder = recorder
+            app.state.completions = CompletionService(proxy, guardrails, recorder, sampler)
             if keyring.is_open:
                 log.warning("=" * 72)
                 log.warning("NO API KEYS CONFIGURED: this gateway is OPEN to anyone who can reach it.")
@@ -179,6 +187,10 @@ def create_app(
         completions: CompletionService = state.completions
         return completions
 
+    def provide_recorder(state: State) -> EventRecorder | None:
+        recorder: EventRecorder | None = state.recorder
+        return recorder
+
     def provide_tenant(request: Request[Any, Any, Any]) -> Tenant:
         return keyring.authenticate(request.headers.get("authorization"))
 
@@ -187,6 +199,7 @@ def create_app(
             inference.chat_completions,
             inference.legacy_completions,
             moderations.moderations,
+            feedback_routes.feedback,
             inference.embeddings,
             models.list_models,
             models.retrieve_model,
@@ -199,6 +212,7 @@ def create_app(
             "proxy": Provide(provide_proxy, sync_to_thread=False),
             "guardrails": Provide(provide_guardrails, sync_to_thread=False),
             "completions": Provide(provide_completions, sync_to_thread=False),
+            "recorder": Provide(provide_recorder, sync_to_thread=False),
             "tenant": Provide(provide_tenant, sync_to_thread=False),
             "gateway_metrics": Provide(lambda: metrics, sync_to_thread=False, use_cache=True),
         },

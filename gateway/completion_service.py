@@ -17,6 +17,7 @@ from gateway.context import RequestContext
 from gateway.errors import InvalidRequest
 from gateway.guardrails import Guardrails, ResolvedPolicy, summary_header
 from gateway.proxy import ForwardCall, Proxy, UpstreamStream, json_response
+from gateway.sampling import CandidateSampler
 from gateway.sources import REQUEST_FIELD, request_sources
 from gateway.stream_guard import StreamGuard
 from gateway.text_slots import (
@@ -57,10 +58,17 @@ TEXT = _Kind("completions", "text", prompt_slots, text_choice_slots, _refuse_tex
 
 
 class CompletionService:
-    def __init__(self, proxy: Proxy, guardrails: Guardrails, recorder: EventRecorder | None = None) -> None:
+    def __init__(
+        self,
+        proxy: Proxy,
+        guardrails: Guardrails,
+        recorder: EventRecorder | None = None,
+        sampler: CandidateSampler | None = None,
+    ) -> None:
         self.proxy = proxy
         self.guardrails = guardrails
         self.recorder = recorder
+        self.sampler = sampler
 
     async def chat(self, context: RequestContext, tenant: Tenant, call: ForwardCall) -> Response[Any]:
         return await self._complete(context, tenant, call, CHAT)
@@ -81,6 +89,7 @@ class CompletionService:
         if not resolved.policy.input and not resolved.policy.output:
             if changed:
                 call = msgspec.structs.replace(call, raw=raw, body=msgspec.json.encode(raw))
+            self._sample(meta, call, resolved, kind)
             if self.recorder is None:
                 return await self.proxy.forward(context, call)  # nothing to guard or keep: the plain relay
             if call.stream:
@@ -101,9 +110,22 @@ class CompletionService:
             changed = changed or report["input"]["decision"] == "redact"
         if changed:  # the upstream sees the redacted request, never the original
             call = msgspec.structs.replace(call, raw=raw, body=msgspec.json.encode(raw))
+        self._sample(meta, call, resolved, kind)  # only now: after the input guards passed and redacted
         if call.stream:
             return await self._stream(context, call, kind, resolved, report, judge_context, meta)
         return await self._whole(context, call, kind, resolved, report, judge_context, meta)
+
+    def _sample(self, meta: EventMeta, call: ForwardCall, resolved: ResolvedPolicy, kind: _Kind) -> None:
+        if self.sampler is None or kind is not CHAT:
+            return
+        snapshot = msgspec.structs.replace(
+            call, raw=msgspec.json.decode(call.body)
+        )  # frozen: redacted as sent
+
+        async def guard(choices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return await self.guardrails.check_choices(resolved, choices, kind.choice_slots, kind.refuse)
+
+        self.sampler.maybe_sample(meta, snapshot, guard)
 
     def _record(
         self, meta: EventMeta, call: ForwardCall, body: dict[str, Any], context: RequestContext

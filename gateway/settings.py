@@ -94,9 +94,26 @@ class RedisSettings(_Strict):
     max_length: int = 1_000_000
 
 
+class SamplingSettings(_Strict):
+    """Extra candidates for ranking: for a fraction of traffic, after the client has its answer, the
+    gateway asks the upstream again (at other temperatures, or other models) and records the answers."""
+
+    fraction: float = 0.0
+    temperatures: list[float] = msgspec.field(default_factory=lambda: [0.3, 1.1])
+    models: list[str] = []  # other configured model names to ask as well
+    max_concurrent: int = 4  # extra calls in flight at once, across all requests
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ValueError("fraction must be between 0 and 1")
+
+
 class FeedbackSettings(_Strict):
     # Record every completion (after redaction) for human ranking; off, nothing is kept.
     record: bool = True
+    sampling: SamplingSettings = msgspec.field(default_factory=SamplingSettings)
+    # Per tenant: a sampling fraction of its own.
+    tenant_sampling: dict[str, float] = {}
 
 
 class Settings(_Strict):

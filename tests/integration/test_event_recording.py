@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -166,3 +167,109 @@ async def test_the_gateway_records_redacted_requests_and_what_clients_received(t
     assert [c["message"]["content"] for c in stream.choices] == ["Mail <EMAIL_ADDRESS> now."] * 2
     assert [c["finish_reason"] for c in stream.choices] == ["stop", "stop"]
     assert "ann@example.org" not in str(events)
+
+
+def _app_with_redis(url: str, tmp_path: Path, **feedback: Any) -> Any:
+    from gateway.app import create_app
+    from gateway.settings import FeedbackSettings, RedisSettings, SamplingSettings, Settings, UpstreamSettings
+    from guards.policy import Action, GuardSpec, Policy, PolicyBook, Rule
+    from tests.support.fake_guards import EmailGuard
+    from tests.support.fake_upstream import FakeUpstream
+
+    upstream = FakeUpstream()
+    settings = Settings(
+        data_dir=str(tmp_path / "data"),
+        upstreams=[UpstreamSettings(name="fake", url="http://fake.test/v1")],
+        redis=RedisSettings(url=url),
+        feedback=FeedbackSettings(
+            record=feedback.get("record", True),
+            sampling=SamplingSettings(fraction=feedback.get("fraction", 0.0)),
+        ),
+        guards={"pii": GuardSpec(type="pii")},
+        policies=PolicyBook(
+            default=Policy(
+                input=[Rule(guard="pii", action=Action.REDACT)],
+                output=[Rule(guard="pii", action=Action.REDACT)],
+            )
+        ),
+    )
+    return create_app(
+        settings, upstream_transport=upstream.transport(), guards={"pii": EmailGuard()}
+    ), upstream
+
+
+async def _entries(url: str, count: int) -> list[tuple[bytes, bytes]]:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        entries = redis.Redis.from_url(url).xrange("hhh:events")
+        if len(entries) >= count:
+            break
+        await asyncio.sleep(0.05)
+    return [
+        (fields[b"kind"], fields[b"event"]) for _, fields in redis.Redis.from_url(url).xrange("hhh:events")
+    ]
+
+
+async def test_feedback_endpoint_records_thumbs_and_preferences(tmp_path: Path) -> None:
+    from litestar.testing import AsyncTestClient
+
+    from feedback.events import decode_feedback
+    from tests.support.redis_server import redis_server
+
+    with redis_server(tmp_path) as url:
+        app, _ = _app_with_redis(url, tmp_path)
+        async with AsyncTestClient(app) as client:
+            ok = await client.post("/v1/feedback", json={"completion_id": "chatcmpl-1", "rating": "up"})
+            assert ok.status_code == 202
+            assert ok.json()["status"] == "recorded"
+            preferred = {"completion_id": "chatcmpl-2", "preferred_choice": 1, "user": "u-7"}
+            assert (await client.post("/v1/feedback", json=preferred)).status_code == 202
+            for bad, param in [
+                ({"completion_id": "x"}, "rating"),
+                ({"completion_id": "x", "rating": "meh"}, "rating"),
+                ({"completion_id": "x", "preferred_choice": -1}, "preferred_choice"),
+                ({"rating": "up"}, "completion_id"),
+            ]:
+                response = await client.post("/v1/feedback", json=bad)
+                assert response.status_code == 400, bad
+                assert response.json()["error"]["param"] == param
+        entries = await _entries(url, 2)
+    assert [kind for kind, _ in entries] == [b"feedback", b"feedback"]
+    first, second = (decode_feedback(event) for _, event in entries)
+    assert (first.completion_id, first.rating) == ("chatcmpl-1", "up")
+    assert (second.preferred_choice, second.user) == (1, "u-7")
+
+
+async def test_feedback_without_recording_is_a_clear_503(tmp_path: Path) -> None:
+    from litestar.testing import AsyncTestClient
+
+    app, _ = _app_with_redis("redis://127.0.0.1:1/0", tmp_path, record=False)
+    async with AsyncTestClient(app) as client:
+        response = await client.post("/v1/feedback", json={"completion_id": "c", "rating": "down"})
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "feedback_disabled"
+
+
+async def test_sampling_records_extra_candidates_after_answering(tmp_path: Path) -> None:
+    from litestar.testing import AsyncTestClient
+
+    from tests.support.redis_server import redis_server
+
+    with redis_server(tmp_path) as url:
+        app, upstream = _app_with_redis(url, tmp_path, fraction=1.0)
+        async with AsyncTestClient(app) as client:
+            body = {"model": "echo", "messages": [{"role": "user", "content": "Write to ann@example.org."}]}
+            response = await client.post("/v1/chat/completions", json=body)
+            assert response.status_code == 200
+            entries = await _entries(url, 3)
+    events = [decode_event(event) for kind, event in entries if kind == b"completion"]
+    original = next(e for e in events if e.candidate_of is None)
+    candidates = [e for e in events if e.candidate_of == original.id]
+    assert sorted(c.sampling["temperature"] for c in candidates if c.sampling) == [0.3, 1.1]
+    for candidate in candidates:
+        assert candidate.request["messages"][0]["content"] == "Write to <EMAIL_ADDRESS>."  # redacted, as sent
+        assert candidate.choices[0]["message"]["content"] == "Write to <EMAIL_ADDRESS>."
+        assert candidate.guardrails is not None
+    sent = [b for b in upstream.bodies if b.get("temperature") is not None]
+    assert all("ann@example.org" not in str(b) for b in upstream.bodies)
+    assert len(sent) == 2

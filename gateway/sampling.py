@@ -1,0 +1,85 @@
+"""Extra candidates for ranking, asked for after the client has its answer.
+
+For a configured fraction of a tenant's traffic, the request (as the upstream saw it: redacted) is sent
+again with other temperatures and/or to other models, each answer is put through the same output guards,
+and recorded as a candidate of the original request. The client never waits for any of this; a semaphore
+bounds the extra load on upstreams; failures are logged and counted, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from feedback.assembler import EventMeta, event_from_response
+from feedback.recorder import EventRecorder
+from gateway.context import RequestContext
+from gateway.proxy import ForwardCall, Proxy
+from gateway.settings import FeedbackSettings
+
+log = logging.getLogger("hhh.sampling")
+
+# Applies the output guards to a whole answer's choices, in place; returns the report.
+GuardChoices = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
+
+
+class CandidateSampler:
+    def __init__(
+        self, proxy: Proxy, recorder: EventRecorder, settings: FeedbackSettings, seed: int | None = None
+    ):
+        self.proxy = proxy
+        self.recorder = recorder
+        self.settings = settings
+        self._random = random.Random(seed)
+        self._gate = asyncio.Semaphore(settings.sampling.max_concurrent)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def fraction(self, tenant: str) -> float:
+        return self.settings.tenant_sampling.get(tenant, self.settings.sampling.fraction)
+
+    def maybe_sample(self, meta: EventMeta, call: ForwardCall, guard: GuardChoices) -> None:
+        """Decide now; work later. Returns at once."""
+        if self._random.random() >= self.fraction(meta.tenant):
+            return
+        variations: list[dict[str, Any]] = [{"temperature": t} for t in self.settings.sampling.temperatures]
+        variations += [{"model": m} for m in self.settings.sampling.models if m != call.model]
+        for variation in variations:
+            task = asyncio.create_task(self._candidate(meta, call, variation, guard))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _candidate(
+        self, meta: EventMeta, call: ForwardCall, variation: dict[str, Any], guard: GuardChoices
+    ) -> None:
+        raw = {**call.raw, **variation, "stream": False, "n": 1}
+        raw.pop("stream_options", None)
+        candidate = msgspec.structs.replace(
+            call, raw=raw, body=msgspec.json.encode(raw), stream=False, n=1, model=raw["model"]
+        )
+        context = RequestContext(f"{meta.request_id}.{len(self._tasks)}")
+        try:
+            async with self._gate:
+                answer = await self.proxy.complete(context, candidate)
+            body = msgspec.json.decode(answer.content)
+            body["guardrails"] = {"output": await guard(body.get("choices") or [])}
+        except Exception as exc:  # noqa: BLE001 - a candidate is a bonus: its failure must not surface
+            log.warning("candidate for %s (%s) failed: %s", meta.request_id, variation, exc)
+            return
+        event = event_from_response(
+            EventMeta(context.request_id, meta.tenant, candidate.model, meta.endpoint, False), raw, body, None
+        )
+        event.candidate_of = meta.request_id
+        event.sampling = variation
+        event.created = time.time()
+        self.recorder.record(event)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
