@@ -116,16 +116,14 @@ class CompletionService:
         return await self._whole(context, call, kind, resolved, report, judge_context, meta)
 
     def _sample(self, meta: EventMeta, call: ForwardCall, resolved: ResolvedPolicy, kind: _Kind) -> None:
-        if self.sampler is None or kind is not CHAT:
+        if self.sampler is None or kind is not CHAT or not self.sampler.draw(meta.tenant):
             return
-        snapshot = msgspec.structs.replace(
-            call, raw=msgspec.json.decode(call.body)
-        )  # frozen: redacted as sent
+        snapshot = msgspec.structs.replace(call, raw=msgspec.json.decode(call.body))  # frozen, as sent
 
         async def guard(choices: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return await self.guardrails.check_choices(resolved, choices, kind.choice_slots, kind.refuse)
 
-        self.sampler.maybe_sample(meta, snapshot, guard)
+        self.sampler.sample(meta, snapshot, guard)
 
     def _record(
         self, meta: EventMeta, call: ForwardCall, body: dict[str, Any], context: RequestContext

@@ -43,10 +43,12 @@ class CandidateSampler:
     def fraction(self, tenant: str) -> float:
         return self.settings.tenant_sampling.get(tenant, self.settings.sampling.fraction)
 
-    def maybe_sample(self, meta: EventMeta, call: ForwardCall, guard: GuardChoices) -> None:
-        """Decide now; work later. Returns at once."""
-        if self._random.random() >= self.fraction(meta.tenant):
-            return
+    def draw(self, tenant: str) -> bool:
+        """Whether this request of ``tenant`` gets extra candidates."""
+        return self._random.random() < self.fraction(tenant)
+
+    def sample(self, meta: EventMeta, call: ForwardCall, guard: GuardChoices) -> None:
+        """Schedule the extra candidates; returns at once."""
         variations: list[dict[str, Any]] = [{"temperature": t} for t in self.settings.sampling.temperatures]
         variations += [{"model": m} for m in self.settings.sampling.models if m != call.model]
         for variation in variations:
