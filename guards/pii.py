@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from guards.base import GuardBase
 from guards.redaction import apply_spans
 from guards.registry import GuardResources
 from guards.runner import BatchingRunner
@@ -64,23 +65,19 @@ class PiiConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 _DEFAULT_THRESHOLDS = {entity: 0.5 for entity in DEFAULT_ENTITIES} | {"PHONE_NUMBER": 0.4}
 
 
-class PiiGuard:
+class PiiGuard(GuardBase):
     kind: ClassVar[str] = "pii"
     stages: ClassVar[frozenset[Stage]] = frozenset(Stage)
     config_type: ClassVar[type[msgspec.Struct]] = PiiConfig
     default_thresholds: ClassVar[Mapping[str, float]] = _DEFAULT_THRESHOLDS
 
     def __init__(self, name: str, config: PiiConfig, resources: GuardResources) -> None:
-        self._name = name
+        super().__init__(name)
         self.config = config
         self._resources = resources
         self._runner: BatchingRunner[str, list[tuple[str, int, int, float]]] | None = None
         self._anonymizer: Any = None
         self._salt = config.hash_salt or secrets.token_hex(16)
-
-    @property
-    def name(self) -> str:
-        return self._name
 
     @property
     def categories(self) -> Sequence[str]:
@@ -189,6 +186,3 @@ class PiiGuard:
         )
         replacement: str = result.text
         return replacement
-
-    async def close(self) -> None:
-        pass

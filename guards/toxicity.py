@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from guards.base import GuardBase
 from guards.models.classic_toxicity import classic_predict
 from guards.models.detoxify_model import DetoxifyConfig, load_detoxify
 from guards.registry import GuardResources
@@ -55,22 +56,18 @@ class ToxicityConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError("toxicity: enable the classic tier or configure detoxify (or both)")
 
 
-class ToxicityGuard:
+class ToxicityGuard(GuardBase):
     kind: ClassVar[str] = "toxicity"
     stages: ClassVar[frozenset[Stage]] = frozenset(Stage)
     config_type: ClassVar[type[msgspec.Struct]] = ToxicityConfig
     default_thresholds: ClassVar[Mapping[str, float]] = dict.fromkeys(DETOXIFY_CATEGORIES, 0.5)
 
     def __init__(self, name: str, config: ToxicityConfig, resources: GuardResources) -> None:
-        self._name = name
+        super().__init__(name)
         self.config = config
         self._resources = resources
         self._classic: BatchingRunner[str, float] | None = None
         self._detoxify: BatchingRunner[str, dict[str, float]] | None = None
-
-    @property
-    def name(self) -> str:
-        return self._name
 
     @property
     def categories(self) -> Sequence[str]:
@@ -145,6 +142,3 @@ class ToxicityGuard:
                 scores[index] = detoxify_scores
                 tiers[index] = "detoxify"
         return scores, tiers
-
-    async def close(self) -> None:
-        pass  # runners belong to the shared pool, which closes them

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
+from guards.base import GuardBase
 from guards.devices import DevicePreference, Precision
 from guards.grounding.citation_db import CitationIndex
 from guards.grounding.text import (
@@ -92,7 +93,7 @@ class Judgement(msgspec.Struct):
     unit: Unit | None
 
 
-class GroundingGuard:
+class GroundingGuard(GuardBase):
     kind: ClassVar[str] = "grounding"
     stages: ClassVar[frozenset[Stage]] = frozenset({Stage.OUTPUT})
     config_type: ClassVar[type[msgspec.Struct]] = GroundingConfig
@@ -100,16 +101,12 @@ class GroundingGuard:
     default_thresholds: ClassVar[Mapping[str, float]] = dict.fromkeys(CATEGORIES, 0.01)
 
     def __init__(self, name: str, config: GroundingConfig, resources: GuardResources) -> None:
-        self._name = name
+        super().__init__(name)
         self.config = config
         self._resources = resources
         self._embedder: BatchingRunner[str, Any] | None = None
         self._nli: BatchingRunner[tuple[str, str], dict[str, float]] | None = None
         self._database: CitationIndex | None = None
-
-    @property
-    def name(self) -> str:
-        return self._name
 
     @property
     def categories(self) -> Sequence[str]:
@@ -299,9 +296,6 @@ class GroundingGuard:
                 )
                 spans.append(Span(sentence.start, sentence.end, label, judgement.score, replacement))
         return Verdict(self._name, not flagged, scores, flagged, spans, evidence=evidence, latency_ms=latency)
-
-    async def close(self) -> None:
-        pass
 
 
 def _stack(vectors: list[Any]) -> Any:

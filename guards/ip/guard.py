@@ -19,6 +19,7 @@ from typing import ClassVar
 
 import msgspec
 
+from guards.base import GuardBase
 from guards.ip.corpus import read_corpus
 from guards.ip.index import FingerprintIndex
 from guards.ip.licences import licence_mentions, matches
@@ -47,22 +48,18 @@ class IpConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     attribution: str = "\n\nSource: this answer reproduces parts of {sources}."
 
 
-class IpGuard:
+class IpGuard(GuardBase):
     kind: ClassVar[str] = "ip"
     stages: ClassVar[frozenset[Stage]] = frozenset(Stage)
     config_type: ClassVar[type[msgspec.Struct]] = IpConfig
     default_thresholds: ClassVar[Mapping[str, float]] = {"copy": 0.0001, "licence": 0.5, "request": 0.5}
 
     def __init__(self, name: str, config: IpConfig, resources: GuardResources) -> None:
-        self._name = name
+        super().__init__(name)
         self.config = config
         self.index = FingerprintIndex()
         self._titles = _alternation(config.protected_titles)
         self._cues = _alternation(config.reproduction_cues)
-
-    @property
-    def name(self) -> str:
-        return self._name
 
     @property
     def categories(self) -> Sequence[str]:
@@ -149,9 +146,6 @@ class IpGuard:
             [Span(title.start(), title.end(), "request")],
             evidence=evidence,
         )
-
-    async def close(self) -> None:
-        pass
 
 
 async def _load_from_redis(location: str) -> FingerprintIndex:
