@@ -15,6 +15,8 @@ MODULES_WITH_EXAMPLES = [
     "guards.ip.fingerprint",
     "guards.ip.licences",
     "guards.ip.redis_store",
+    "feedback.labelstudio.annotations",
+    "feedback.labelstudio.config",
 ]
 
 

@@ -1,0 +1,90 @@
+"""The Label Studio pieces that need no server: the config (checked by the SDK's own LabelInterface),
+ranking tasks built from recorded events, and ranker results parsed in both of their shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from label_studio_sdk.label_interface import LabelInterface
+
+from feedback.events import CompletionEvent
+from feedback.labelstudio.annotations import InvalidAnnotation, parse_ranking
+from feedback.labelstudio.config import INSTRUCTIONS, ranking_config
+from feedback.labelstudio.tasks import ranking_task, task_key
+
+
+def _event(request_id: str, answers: list[str], **extra: Any) -> CompletionEvent:
+    return CompletionEvent(
+        id=request_id, completion_id=f"chatcmpl-{request_id}", created=0.0, tenant="acme", model="m",
+        endpoint="chat.completions", stream=False,
+        request={"messages": [{"role": "system", "content": "Be brief."},
+                              {"role": "user", "content": "Hi <PERSON>?"}]},
+        choices=[{"index": i, "message": {"role": "assistant", "content": a}} for i, a in enumerate(answers)],
+        **extra,
+    )  # fmt: skip
+
+
+def _ranker(
+    value: dict[str, Any], from_name: str = "rank", to_name: str = "completions"
+) -> list[dict[str, Any]]:
+    return [{"from_name": from_name, "to_name": to_name, "type": "ranker", "value": {"ranker": value}}]
+
+
+def test_the_config_is_valid_for_label_studio_and_carries_the_instructions() -> None:
+    config = ranking_config()
+    interface = LabelInterface(config)
+    assert interface.validate_annotation({"result": _ranker({"rank": ["a", "b"]})})
+    assert not interface.validate_annotation({"result": _ranker({"rank": ["a"]}, from_name="stars")})
+    assert "Harmless" in config
+    assert INSTRUCTIONS.splitlines()[0] in config
+
+
+def test_a_task_gathers_every_answer_to_one_prompt() -> None:
+    guarded = {"output": [{"index": 1, "guards": [{"guard": "pii", "decision": "redact"}]}]}
+    original = _event("req-1", ["Hello!", "Hi there."], guardrails=guarded)
+    candidate = _event("req-1.0", ["Hey."], candidate_of="req-1", sampling={"temperature": 1.1})
+    task = ranking_task(original, [candidate])
+    assert task is not None
+    assert task["prompt"] == "system: Be brief.\n\nuser: Hi <PERSON>?"
+    assert [item["id"] for item in task["completions"]] == ["req-1:0", "req-1:1", "req-1.0:0"]
+    assert task["completions"][1]["title"] == "answer - pii: redact"
+    assert task["completions"][2]["title"].startswith("candidate (temperature=1.1)")
+    assert task["hhh_task_key"] == task_key("req-1") == ranking_task(original, [candidate])["hhh_task_key"]  # type: ignore[index]
+    assert ranking_task(_event("lonely", ["Only one."]), []) is None  # nothing to rank
+
+
+def test_blocked_answers_are_shown_as_such() -> None:
+    blocked = _event("req-2", ["x", "y"])
+    blocked.choices[0]["message"] = {"role": "assistant", "content": None, "refusal": "Withheld by toxicity."}
+    task = ranking_task(blocked, [])
+    assert task is not None
+    assert task["completions"][0]["body"] == "[blocked] Withheld by toxicity."
+
+
+@pytest.mark.parametrize(
+    ("value", "places"),
+    [
+        ({"rank": ["c", "a", "b"]}, [["c"], ["a"], ["b"]]),  # written through the API
+        ({"_": ["b", "c", "a"]}, [["b"], ["c"], ["a"]]),  # written by the browser
+        ({"best": ["a", "c"], "worst": ["b"]}, [["a", "c"], ["b"]]),  # buckets: a tie, then the rest
+    ],
+)
+def test_both_ranker_shapes_and_buckets(value: dict[str, Any], places: list[list[str]]) -> None:
+    assert parse_ranking(_ranker(value), ["a", "b", "c"]).places == places
+
+
+@pytest.mark.parametrize(
+    ("result", "message"),
+    [
+        (_ranker({"rank": ["a", "b"]}), "every candidate once"),  # c missing
+        (_ranker({"rank": ["a", "b", "c", "a"]}), "every candidate once"),  # a twice
+        (_ranker({"rank": ["a", "b", "x"]}), "every candidate once"),  # x is no candidate
+        (_ranker({"rank": ["a", "b", "c"]}, to_name="prompt"), "must rank 'completions'"),
+        (_ranker({}), "no 'ranker' value"),
+        ([], "expected one 'rank' ranker"),
+    ],
+)
+def test_invalid_rankings_are_rejected(result: list[dict[str, Any]], message: str) -> None:
+    with pytest.raises(InvalidAnnotation, match=message):
+        parse_ranking(result, ["a", "b", "c"])
