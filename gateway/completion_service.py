@@ -24,6 +24,7 @@ from gateway.text_slots import (
     Slot,
     chat_choice_slots,
     chat_request_slots,
+    embedding_input_slots,
     is_token_prompt,
     prompt_slots,
     text_choice_slots,
@@ -114,6 +115,23 @@ class CompletionService:
         if call.stream:
             return await self._stream(context, call, kind, resolved, report, judge_context, meta)
         return await self._whole(context, call, kind, resolved, report, judge_context, meta)
+
+    async def embed(self, context: RequestContext, tenant: Tenant, call: ForwardCall) -> Response[Any]:
+        """Embeddings get the input guards: what is embedded is what an upstream would otherwise read."""
+        raw = call.raw
+        resolved = self.guardrails.resolve(tenant.name, call.model, raw)
+        changed = resolved.tightened
+        if resolved.policy.input:
+            if is_token_prompt(raw, "input"):
+                raise InvalidRequest(
+                    "Token-id inputs cannot be checked by this gateway's input guards; send text.",
+                    param="input",
+                )
+            report = await self.guardrails.check_input(resolved, embedding_input_slots(raw))
+            changed = changed or report["decision"] == "redact"
+        if changed:
+            call = msgspec.structs.replace(call, raw=raw, body=msgspec.json.encode(raw))
+        return await self.proxy.forward(context, call)
 
     def _sample(self, meta: EventMeta, call: ForwardCall, resolved: ResolvedPolicy, kind: _Kind) -> None:
         if self.sampler is None or kind is not CHAT or not self.sampler.draw(meta.tenant):

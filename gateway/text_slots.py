@@ -53,17 +53,25 @@ def chat_request_slots(raw: dict[str, Any]) -> list[Slot]:
     return slots
 
 
-def prompt_slots(raw: dict[str, Any]) -> list[Slot]:
-    prompt = raw.get("prompt")
-    if isinstance(prompt, str):
-        return [Slot(raw, "prompt", "prompt")]
-    if isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
-        return [Slot(prompt, index, f"prompt[{index}]") for index in range(len(prompt))]
+def _text_or_texts(raw: dict[str, Any], field: str) -> list[Slot]:
+    value = raw.get(field)
+    if isinstance(value, str):
+        return [Slot(raw, field, field)]
+    if isinstance(value, list) and all(isinstance(p, str) for p in value):
+        return [Slot(value, index, f"{field}[{index}]") for index in range(len(value))]
     return []
 
 
-def is_token_prompt(raw: dict[str, Any]) -> bool:
-    prompt = raw.get("prompt")
+def prompt_slots(raw: dict[str, Any]) -> list[Slot]:
+    return _text_or_texts(raw, "prompt")
+
+
+def embedding_input_slots(raw: dict[str, Any]) -> list[Slot]:
+    return _text_or_texts(raw, "input")
+
+
+def is_token_prompt(raw: dict[str, Any], field: str = "prompt") -> bool:
+    prompt = raw.get(field)
     return isinstance(prompt, list) and bool(prompt) and not all(isinstance(p, str) for p in prompt)
 
 

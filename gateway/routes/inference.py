@@ -10,7 +10,7 @@ from gateway.auth import Tenant
 from gateway.completion_service import CompletionService
 from gateway.context import context_of
 from gateway.protocol import check_chat, check_completion, check_embedding, decode_json_object
-from gateway.proxy import ForwardCall, Proxy
+from gateway.proxy import ForwardCall
 
 
 def _text_length(content: Any) -> int:
@@ -65,9 +65,11 @@ async def legacy_completions(
 
 
 @post("/v1/embeddings", status_code=200)
-async def embeddings(request: Request[Any, Any, Any], proxy: Proxy, tenant: Tenant) -> Response[Any]:
+async def embeddings(
+    request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant
+) -> Response[Any]:
     body = await request.body()
     raw = decode_json_object(body)
     embedding = check_embedding(raw)
     call = ForwardCall(path="/embeddings", model=embedding.model, raw=raw, body=body)
-    return await proxy.forward(context_of(request.scope), call)
+    return await completions.embed(context_of(request.scope), tenant, call)

@@ -328,3 +328,16 @@ async def test_upstream_failure_mid_stream_still_checks_what_arrived(harness: Ha
     assert _streamed_text(events) == "Hello from the fake."  # checked, then released
     assert events[-2]["error"]["code"] == "upstream_unreachable"
     assert any("Hello from the fake." in text for call in harness.words.calls for text in call)
+
+
+async def test_embedding_inputs_are_guarded_too(harness: Harness) -> None:
+    response = await harness.client.post(
+        "/v1/embeddings", json={"model": "fake-model", "input": ["plain text", "write to ann@example.org"]}
+    )
+    assert response.status_code == 200
+    assert harness.upstream.bodies[-1]["input"] == ["plain text", "write to <EMAIL_ADDRESS>"]
+    blocked = await harness.client.post("/v1/embeddings", json={"model": "fake-model", "input": "BADWORD"})
+    assert blocked.status_code == 400
+    assert blocked.json()["error"]["param"] == "input"
+    tokens = await harness.client.post("/v1/embeddings", json={"model": "fake-model", "input": [1, 2, 3]})
+    assert tokens.status_code == 400
