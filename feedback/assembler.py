@@ -23,8 +23,14 @@ class EventMeta:
 
 
 def event_from_response(
-    meta: EventMeta, request: dict[str, Any], body: dict[str, Any], timings: Timings | None
+    meta: EventMeta,
+    request: dict[str, Any],
+    body: dict[str, Any],
+    timings: Timings | None,
+    *,
+    complete: bool = True,
 ) -> CompletionEvent:
+    """``body`` is a completion as the client received it (a stream's is assembled first)."""
     return CompletionEvent(
         id=meta.request_id,
         completion_id=str(body.get("id", "")),
@@ -32,12 +38,13 @@ def event_from_response(
         tenant=meta.tenant,
         model=meta.model,
         endpoint=meta.endpoint,
-        stream=False,
+        stream=meta.stream,
         request=request,
         choices=list(body.get("choices") or []),
         guardrails=body.get("guardrails"),
         usage=body.get("usage"),
         timings=timings,
+        complete=complete,
     )
 
 
@@ -58,23 +65,8 @@ async def assemble(
             yield chunk
         complete = True
     finally:
-        record(
-            CompletionEvent(
-                id=meta.request_id,
-                completion_id=state["id"],
-                created=time.time(),
-                tenant=meta.tenant,
-                model=meta.model,
-                endpoint=meta.endpoint,
-                stream=True,
-                request=request,
-                choices=[choices[i] for i in sorted(choices)],
-                guardrails=state["guardrails"],
-                usage=state["usage"],
-                timings=timings(),
-                complete=complete,
-            )
-        )
+        body = {**state, "choices": [choices[i] for i in sorted(choices)]}
+        record(event_from_response(meta, request, body, timings(), complete=complete))
 
 
 def _absorb(chunk: Chunk, choices: dict[int, dict[str, Any]], state: dict[str, Any]) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -51,20 +50,20 @@ class CandidateSampler:
         """Schedule the extra candidates; returns at once."""
         variations: list[dict[str, Any]] = [{"temperature": t} for t in self.settings.sampling.temperatures]
         variations += [{"model": m} for m in self.settings.sampling.models if m != call.model]
-        for variation in variations:
-            task = asyncio.create_task(self._candidate(meta, call, variation, guard))
+        for number, variation in enumerate(variations):
+            task = asyncio.create_task(self._candidate(meta, call, variation, guard, number))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _candidate(
-        self, meta: EventMeta, call: ForwardCall, variation: dict[str, Any], guard: GuardChoices
+        self, meta: EventMeta, call: ForwardCall, variation: dict[str, Any], guard: GuardChoices, number: int
     ) -> None:
         raw = {**call.raw, **variation, "stream": False, "n": 1}
         raw.pop("stream_options", None)
         candidate = msgspec.structs.replace(
             call, raw=raw, body=msgspec.json.encode(raw), stream=False, n=1, model=raw["model"]
         )
-        context = RequestContext(f"{meta.request_id}.{len(self._tasks)}")
+        context = RequestContext(f"{meta.request_id}.{number}")
         try:
             async with self._gate:
                 answer = await self.proxy.complete(context, candidate)
@@ -78,7 +77,6 @@ class CandidateSampler:
         )
         event.candidate_of = meta.request_id
         event.sampling = variation
-        event.created = time.time()
         self.recorder.record(event)
 
     async def close(self) -> None:

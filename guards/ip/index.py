@@ -66,11 +66,6 @@ class FingerprintIndex:
         self._words_of: dict[int, tuple[int, int, int]] = {}  # document → (segment, start, end) in codes
 
     @property
-    def guaranteed_words(self) -> int:
-        """A shared run of this many words always shares a fingerprint."""
-        return self.w + self.k - 1
-
-    @property
     def nbytes(self) -> int:
         return sum(segment.nbytes for segment in self.segments)
 
