@@ -20,6 +20,7 @@ class EventMeta:
         self.model = model
         self.endpoint = endpoint
         self.stream = stream
+        self.candidates_requested = 0  # extra candidates scheduled for this request (sampling)
 
 
 def event_from_response(
@@ -45,6 +46,7 @@ def event_from_response(
         usage=body.get("usage"),
         timings=timings,
         complete=complete,
+        candidates_requested=meta.candidates_requested,
     )
 
 

@@ -18,6 +18,25 @@ from feedback.child_process import die_with_parent
 log = logging.getLogger("hhh.redis")
 
 
+URL_FILE = "url"
+
+
+async def running_embedded_redis(directory: Path) -> str | None:
+    """The URL of the embedded Redis a running gateway started in ``directory``, if it answers."""
+    try:
+        url = (directory / URL_FILE).read_text().strip()
+    except OSError:
+        return None
+    client = redis.asyncio.from_url(url, socket_connect_timeout=1)
+    try:
+        await client.ping()
+        return url
+    except (redis.exceptions.RedisError, OSError):
+        return None
+    finally:
+        await client.aclose()
+
+
 class EmbeddedRedisError(RuntimeError):
     pass
 
@@ -68,12 +87,14 @@ class EmbeddedRedis:
         finally:
             await client.aclose()
         log.info("embedded Redis on %s (data in %s)", self.url, self.directory)
+        (self.directory / URL_FILE).write_text(self.url)  # how `hhh feedback sync` finds it
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         process, self._process = self._process, None
+        (self.directory / URL_FILE).unlink(missing_ok=True)
         if process is None or process.returncode is not None:
             return
         process.terminate()  # redis-server saves its append-only file on SIGTERM

@@ -35,6 +35,8 @@ class CompletionEvent(msgspec.Struct, kw_only=True):
     # Extra candidates the gateway asked for after answering (sampling) name the request they are for.
     candidate_of: str | None = None
     sampling: dict[str, Any] | None = None  # what was changed for this candidate (temperature, model)
+    # On an original: how many extra candidates were asked for, so the sync knows when the set is whole.
+    candidates_requested: int = 0
 
 
 class FeedbackEvent(msgspec.Struct, kw_only=True):

@@ -16,8 +16,10 @@ from litestar.exceptions import HTTPException
 from litestar.types import Message, Scope
 
 from feedback.embedded_redis import EmbeddedRedis
+from feedback.labelstudio.receiver import AnnotationReceiver
 from feedback.recorder import EventRecorder, RecorderMetrics, redis_client
 from feedback.spool import DiskSpool
+from feedback.store import FeedbackStore
 from gateway.auth import KeyRing, Tenant
 from gateway.completion_service import CompletionService
 from gateway.context import request_id_from
@@ -28,7 +30,8 @@ from gateway.metrics import GatewayMetrics
 from gateway.middleware import REQUEST_ID_HEADER, request_observer
 from gateway.proxy import Proxy
 from gateway.routes import feedback as feedback_routes
-from gateway.routes import inference, models, moderations, operations
+from gateway.routes import inference, labelstudio_webhook, models, moderations, operations
+from gateway.routes.labelstudio_webhook import LabelStudioWebhook
 from gateway.sampling import CandidateSampler
 from gateway.settings import Settings
 from gateway.upstream import UpstreamPool, build_client
@@ -115,6 +118,17 @@ async def _open_recorder(
     return recorder
 
 
+def _labelstudio_webhook(
+    settings: Settings, recorder: EventRecorder | None, metrics: GatewayMetrics
+) -> LabelStudioWebhook | None:
+    secret = settings.feedback.labelstudio.webhook_secret
+    if recorder is None or not secret:
+        return None
+    receiver = AnnotationReceiver(FeedbackStore(recorder.client))
+    log.info("Label Studio webhook on POST /v1/feedback/labelstudio")
+    return LabelStudioWebhook(receiver, secret, metrics.webhook_calls)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -166,6 +180,7 @@ def create_app(
                 sampler = CandidateSampler(proxy, recorder, feedback)
                 stack.push_async_callback(sampler.close)  # before the recorder closes (LIFO)
             app.state.recorder = recorder
+            app.state.labelstudio_webhook = _labelstudio_webhook(settings, recorder, metrics)
             app.state.completions = CompletionService(proxy, guardrails, recorder, sampler)
             if keyring.is_open:
                 log.warning("=" * 72)
@@ -191,6 +206,10 @@ def create_app(
         recorder: EventRecorder | None = state.recorder
         return recorder
 
+    def provide_labelstudio_webhook(state: State) -> LabelStudioWebhook | None:
+        hook: LabelStudioWebhook | None = state.labelstudio_webhook
+        return hook
+
     def provide_tenant(request: Request[Any, Any, Any]) -> Tenant:
         return keyring.authenticate(request.headers.get("authorization"))
 
@@ -200,6 +219,7 @@ def create_app(
             inference.legacy_completions,
             moderations.moderations,
             feedback_routes.feedback,
+            labelstudio_webhook.labelstudio_webhook,
             inference.embeddings,
             models.list_models,
             models.retrieve_model,
@@ -213,6 +233,7 @@ def create_app(
             "guardrails": Provide(provide_guardrails, sync_to_thread=False),
             "completions": Provide(provide_completions, sync_to_thread=False),
             "recorder": Provide(provide_recorder, sync_to_thread=False),
+            "labelstudio_webhook": Provide(provide_labelstudio_webhook, sync_to_thread=False),
             "tenant": Provide(provide_tenant, sync_to_thread=False),
             "gateway_metrics": Provide(lambda: metrics, sync_to_thread=False, use_cache=True),
         },

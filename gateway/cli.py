@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from gateway import __version__
+from gateway.cli_feedback import add_feedback_commands
 from gateway.embedded_llm import EmbeddedLLMError
 from gateway.settings import ConfigError, Settings, load_settings
 from guards.policy import PolicyError
@@ -222,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     ip_index.add_argument("--shingle-words", type=int, default=4, help="words a shingle (new index only)")
     ip_index.add_argument("--window", type=int, default=6, help="winnowing window (new index only)")
     ip_index.set_defaults(handler=_ip_index)
+    add_feedback_commands(commands, config_help)
     return parser
 
 

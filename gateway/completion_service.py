@@ -141,7 +141,7 @@ class CompletionService:
         async def guard(choices: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return await self.guardrails.check_choices(resolved, choices, kind.choice_slots, kind.refuse)
 
-        self.sampler.sample(meta, snapshot, guard)
+        meta.candidates_requested = self.sampler.sample(meta, snapshot, guard)
 
     def _record(
         self, meta: EventMeta, call: ForwardCall, body: dict[str, Any], context: RequestContext

@@ -51,5 +51,12 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+        self.webhook_calls = Counter(
+            "hhh_labelstudio_webhook_calls",
+            "Label Studio webhook calls by outcome (new, updated, same, rejected, unauthenticated, ...).",
+            ["outcome"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

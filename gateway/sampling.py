@@ -46,14 +46,15 @@ class CandidateSampler:
         """Whether this request of ``tenant`` gets extra candidates."""
         return self._random.random() < self.fraction(tenant)
 
-    def sample(self, meta: EventMeta, call: ForwardCall, guard: GuardChoices) -> None:
-        """Schedule the extra candidates; returns at once."""
+    def sample(self, meta: EventMeta, call: ForwardCall, guard: GuardChoices) -> int:
+        """Schedule the extra candidates; returns at once, with how many were scheduled."""
         variations: list[dict[str, Any]] = [{"temperature": t} for t in self.settings.sampling.temperatures]
         variations += [{"model": m} for m in self.settings.sampling.models if m != call.model]
         for number, variation in enumerate(variations):
             task = asyncio.create_task(self._candidate(meta, call, variation, guard, number))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        return len(variations)
 
     async def _candidate(
         self, meta: EventMeta, call: ForwardCall, variation: dict[str, Any], guard: GuardChoices, number: int

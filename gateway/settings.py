@@ -1,7 +1,8 @@
 """The one typed settings tree, read once by the app factory.
 
 Sources, later ones winning: built-in defaults, a YAML file (``--config``), then environment variables
-(``HHH_UPSTREAM_URL`` and ``HHH_UPSTREAM_API_KEY`` for a single upstream without a file). ``${VAR}`` in a
+(``HHH_UPSTREAM_URL`` and ``HHH_UPSTREAM_API_KEY`` for a single upstream without a file; ``REDIS_URL``;
+``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY``). ``${VAR}`` in a
 YAML string is replaced by that environment variable, so secrets stay out of the file. Unknown keys are
 errors, and every error names the key that is wrong.
 """
@@ -16,6 +17,7 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
+from feedback.labelstudio.settings import LabelStudioSettings
 from guards.config_errors import ConfigValidationError, convert_or_explain
 from guards.policy import GuardSpec, PolicyBook, default_guards
 
@@ -105,7 +107,7 @@ class SamplingSettings(_Strict):
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fraction <= 1.0:
-            raise ValueError("fraction must be between 0 and 1")
+            raise ValueError("fraction: must be between 0 and 1")
 
 
 class FeedbackSettings(_Strict):
@@ -114,6 +116,8 @@ class FeedbackSettings(_Strict):
     sampling: SamplingSettings = msgspec.field(default_factory=SamplingSettings)
     # Per tenant: a sampling fraction of its own.
     tenant_sampling: dict[str, float] = {}
+    # The Label Studio project that people rank the candidates in (`hhh feedback sync`, the webhook).
+    labelstudio: LabelStudioSettings = msgspec.field(default_factory=LabelStudioSettings)
 
 
 class Settings(_Strict):
@@ -175,6 +179,17 @@ def settings_from_mapping(raw: dict[str, Any], environ: dict[str, str] | None = 
 
 
 def _apply_environment(settings: Settings, environ: dict[str, str]) -> Settings:
+    labelstudio = {
+        field: environ[name]
+        for field, name in (("url", "LABEL_STUDIO_URL"), ("api_key", "LABEL_STUDIO_API_KEY"))
+        if environ.get(name)
+    }
+    if labelstudio:  # the names Label Studio's own SDK reads
+        feedback = settings.feedback
+        merged = msgspec.structs.replace(feedback.labelstudio, **labelstudio)
+        settings = msgspec.structs.replace(
+            settings, feedback=msgspec.structs.replace(feedback, labelstudio=merged)
+        )
     if environ.get("REDIS_URL"):
         settings = msgspec.structs.replace(
             settings, redis=msgspec.structs.replace(settings.redis, url=environ["REDIS_URL"])

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import msgspec
 
 T = TypeVar("T")
+_FIELD_REASON = re.compile(r"^([a-z_][a-z0-9_]*): (.+)$", re.S)
 _SEGMENT = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -33,6 +34,9 @@ def convert_or_explain(raw: Any, target: type[T], prefix: str = "") -> T:
         reason, path = _split(exc)
         path = _name_mapping_keys(raw, target, reason, path)
         key = path.removeprefix("$").removeprefix(".")
+        field = _FIELD_REASON.match(reason)  # __post_init__ names its field: "url: must ..."
+        if field:
+            key, reason = f"{key}.{field.group(1)}" if key else field.group(1), field.group(2)
         raise ConfigValidationError(
             ".".join(p for p in (prefix, key) if p).replace(".[", "["), reason
         ) from None

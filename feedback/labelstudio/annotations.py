@@ -1,22 +1,48 @@
-"""Ranking annotations: both shapes of the ranker result, and validation against the task."""
+"""Ranking annotations: validated against the labelling config and the task (Label Studio itself checks
+neither), both shapes of the ranker result parsed, and turned into the record the export reads."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 from feedback.labelstudio.config import CANDIDATES, RANKER
+from feedback.labelstudio.tasks import TASK_KEY
 
 
 class InvalidAnnotation(ValueError):
     pass
 
 
+class SkippedTask(Exception):
+    """The annotator skipped the task ("was_cancelled"): nothing to store, nothing wrong."""
+
+
+class ConfigChecker(Protocol):
+    """What we use of ``label_studio_sdk.label_interface.LabelInterface``."""
+
+    def validate_prediction(self, prediction: Any, return_errors: bool = ...) -> Any: ...
+
+
 class Ranking(msgspec.Struct, frozen=True):
     """Candidate ids from best to worst; ids in one inner list are tied."""
 
     places: list[list[str]]
+
+
+class AnnotationRecord(msgspec.Struct, kw_only=True):
+    """One annotator's ranking of one task, as stored for the export."""
+
+    task_key: str
+    annotation_id: int
+    ls_task_id: int
+    project: int | None
+    annotator: str
+    places: list[list[str]]  # candidate ids, best first; ids in one inner list are tied
+    created_at: str
+    updated_at: str
+    lead_time_s: float | None = None
 
 
 def parse_ranking(result: list[dict[str, Any]], candidate_ids: list[str]) -> Ranking:
@@ -48,3 +74,42 @@ def parse_ranking(result: list[dict[str, Any]], candidate_ids: list[str]) -> Ran
             f"the ranking must place every candidate once: got {sorted(seen)}, expected {expected}"
         )
     return Ranking(places)
+
+
+def _annotator(completed_by: Any) -> str:
+    if isinstance(completed_by, dict):  # the task API nests the user; webhooks send the id
+        return str(completed_by.get("email") or completed_by.get("id"))
+    return str(completed_by)
+
+
+def read_annotation(
+    annotation: dict[str, Any], task: dict[str, Any], config: ConfigChecker, project: int | None
+) -> AnnotationRecord:
+    """Check one annotation of one task and make its record; raises InvalidAnnotation or SkippedTask."""
+    if not isinstance(annotation, dict) or not isinstance(task, dict):
+        raise InvalidAnnotation("the annotation and its task must be JSON objects")
+    data = task.get("data") or {}
+    task_key = data.get(TASK_KEY)
+    if not isinstance(task_key, str):
+        raise InvalidAnnotation(f"the task has no '{TASK_KEY}': it was not made by the gateway")
+    if annotation.get("was_cancelled"):
+        raise SkippedTask(task_key)
+    errors = config.validate_prediction(annotation, return_errors=True)  # same check as for annotations
+    if errors:
+        raise InvalidAnnotation("does not match the labelling config: " + "; ".join(map(str, errors)))
+    candidate_ids = [str(c.get("id")) for c in data.get(CANDIDATES) or [] if isinstance(c, dict)]
+    ranking = parse_ranking(annotation["result"], candidate_ids)
+    try:
+        return AnnotationRecord(
+            task_key=task_key,
+            annotation_id=int(annotation["id"]),
+            ls_task_id=int(task["id"]),
+            project=project,
+            annotator=_annotator(annotation.get("completed_by")),
+            places=ranking.places,
+            created_at=str(annotation.get("created_at") or ""),
+            updated_at=str(annotation.get("updated_at") or annotation.get("created_at") or ""),
+            lead_time_s=annotation.get("lead_time"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidAnnotation(f"the annotation or task lacks a valid id: {exc}") from None

@@ -1,14 +1,54 @@
 """Ranking tasks from recorded events: one task per prompt, its candidates being every choice of the
-original completion (n>1) and of the extra candidates sampled for it."""
+original completion (n>1) and of the extra candidates sampled for it.
+
+A ``RankingTask`` keeps everything the export needs (the redacted request, each answer with its model,
+sampling and guard flags); ``labelstudio_data`` is the part annotators see."""
 
 from __future__ import annotations
 
 import hashlib
 from typing import Any
 
+import msgspec
+
 from feedback.events import CompletionEvent
 
 TASK_KEY = "hhh_task_key"
+
+
+class Candidate(msgspec.Struct, kw_only=True):
+    id: str  # "<event id>:<choice index>", unique within the task
+    text: str  # what the client received (a refusal for a blocked answer)
+    model: str
+    origin: str  # "answer" (what the client got) or "candidate" (sampled afterwards)
+    sampling: dict[str, Any] | None = None
+    flags: list[str] = []  # "<guard>: <decision>" for every guard that did not pass
+    blocked: bool = False
+    redacted: bool = False
+    finish_reason: str | None = None
+
+
+class RankingTask(msgspec.Struct, kw_only=True):
+    task_key: str
+    request_id: str
+    tenant: str
+    model: str
+    endpoint: str
+    created: float
+    request: dict[str, Any]  # as the upstream received it: after the input guards' redaction
+    prompt: str  # the conversation as annotators read it
+    candidates: list[Candidate]
+
+    def labelstudio_data(self) -> dict[str, Any]:
+        items = [{"id": c.id, "title": _title(c), "body": c.text} for c in self.candidates]
+        return {
+            "prompt": self.prompt,
+            "completions": items,
+            TASK_KEY: self.task_key,
+            "request_id": self.request_id,
+            "tenant": self.tenant,
+            "model": self.model,
+        }
 
 
 def prompt_text(request: dict[str, Any]) -> str:
@@ -24,22 +64,27 @@ def prompt_text(request: dict[str, Any]) -> str:
     return str(request.get("prompt", ""))
 
 
-def _answer(choice: dict[str, Any]) -> str:
+def _answer(choice: dict[str, Any]) -> tuple[str, bool]:
+    """The text shown for a choice, and whether it was blocked."""
     message = choice.get("message") or {}
     if message.get("content") is None and message.get("refusal"):
-        return f"[blocked] {message['refusal']}"
-    return str(message.get("content") if "message" in choice else choice.get("text", ""))
+        return f"[blocked] {message['refusal']}", True
+    return str(message.get("content") if "message" in choice else choice.get("text", "")), False
 
 
-def _flags(event: CompletionEvent, index: int) -> str:
+def _decisions(event: CompletionEvent, index: int) -> list[tuple[str, str]] | None:
     output = (event.guardrails or {}).get("output") or []
     report = next((r for r in output if r.get("index") == index), None)
     if not report:
-        return "no guard report"
-    flagged = [
-        f"{g['guard']}: {g['decision']}" for g in report.get("guards", []) if g.get("decision") != "pass"
-    ]
-    return ", ".join(flagged) or "all guards passed"
+        return None
+    return [(str(g.get("guard")), str(g.get("decision"))) for g in report.get("guards", [])]
+
+
+def _title(candidate: Candidate) -> str:
+    origin = candidate.origin
+    if candidate.sampling:
+        origin += f" ({', '.join(f'{k}={v}' for k, v in candidate.sampling.items())})"
+    return f"{origin} - {', '.join(candidate.flags) or 'all guards passed'}"
 
 
 def task_key(request_id: str) -> str:
@@ -47,28 +92,55 @@ def task_key(request_id: str) -> str:
     return hashlib.sha256(request_id.encode()).hexdigest()[:32]
 
 
-def ranking_task(original: CompletionEvent, candidates: list[CompletionEvent]) -> dict[str, Any] | None:
-    """The task's data, or None when there are fewer than two answers to rank."""
-    items = []
-    for event in [original, *candidates]:
-        for choice in event.choices:
-            index = choice.get("index", 0)
-            item_id = f"{event.id}:{index}"
-            origin = (
-                "answer"
-                if event is original
-                else f"candidate ({', '.join(f'{k}={v}' for k, v in (event.sampling or {}).items())})"
+def _candidates(event: CompletionEvent, origin: str) -> list[Candidate]:
+    found = []
+    for choice in event.choices:
+        index = choice.get("index", 0)
+        text, blocked = _answer(choice)
+        decisions = _decisions(event, index)
+        flags = (
+            ["no guard report"]
+            if decisions is None
+            else [f"{guard}: {decision}" for guard, decision in decisions if decision != "pass"]
+        )
+        found.append(
+            Candidate(
+                id=f"{event.id}:{index}",
+                text=text,
+                model=event.model,
+                origin=origin,
+                sampling=event.sampling,
+                flags=flags,
+                blocked=blocked or any(d == "block" for _, d in decisions or []),
+                redacted=any(d == "redact" for _, d in decisions or []),
+                finish_reason=choice.get("finish_reason"),
             )
-            items.append(
-                {"id": item_id, "title": f"{origin} - {_flags(event, index)}", "body": _answer(choice)}
-            )
+        )
+    return found
+
+
+def ranking_task(original: CompletionEvent | None, candidates: list[CompletionEvent]) -> RankingTask | None:
+    """The task for one prompt, or None when there are fewer than two whole answers to rank. An answer
+    whose stream ended early (client gone, upstream failed) is not ranked: it was never finished. Without
+    the original (it may be lost, or not recorded yet) the sampled candidates can still be ranked."""
+    head = original or (candidates[0] if candidates else None)
+    if head is None:
+        return None
+    items = _candidates(original, "answer") if original is not None and original.complete else []
+    for event in candidates:
+        if event.complete:
+            items += _candidates(event, "candidate")
     if len(items) < 2:
         return None
-    return {
-        "prompt": prompt_text(original.request),
-        "completions": items,
-        TASK_KEY: task_key(original.id),
-        "request_id": original.id,
-        "tenant": original.tenant,
-        "model": original.model,
-    }
+    request_id = head.candidate_of or head.id
+    return RankingTask(
+        task_key=task_key(request_id),
+        request_id=request_id,
+        tenant=head.tenant,
+        model=original.model if original is not None else head.model,
+        endpoint=head.endpoint,
+        created=head.created,
+        request=head.request,
+        prompt=prompt_text(head.request),
+        candidates=items,
+    )

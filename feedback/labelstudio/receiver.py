@@ -1,0 +1,119 @@
+"""Annotations coming back, from either road: the webhook (one event at a time) or the reconciling poll
+(every task changed since the last poll). Both end in the same checks and the same idempotent store."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+from feedback.labelstudio.annotations import (
+    ConfigChecker,
+    InvalidAnnotation,
+    SkippedTask,
+    read_annotation,
+)
+from feedback.labelstudio.config import ranking_config
+from feedback.store import FeedbackStore
+
+log = logging.getLogger("hhh.labelstudio")
+
+ACTIONS_WITH_ANNOTATION = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
+DELETED = "ANNOTATIONS_DELETED"
+
+
+class MalformedWebhook(ValueError):
+    """The call is not a Label Studio annotation event."""
+
+
+def ranking_checker() -> ConfigChecker:
+    from label_studio_sdk.label_interface.interface import LabelInterface
+
+    checker: ConfigChecker = LabelInterface(ranking_config())
+    return checker
+
+
+class AnnotationReceiver:
+    def __init__(self, store: FeedbackStore, checker: ConfigChecker | None = None) -> None:
+        self.store = store
+        self.checker = checker or ranking_checker()
+
+    async def take(self, annotation: Any, task: Any, project: int | None) -> str:
+        """Check and store one annotation. Returns new, updated, same, skipped or rejected."""
+        try:
+            record = read_annotation(annotation, task, self.checker, project)
+        except SkippedTask:
+            await self.store.count("skipped")
+            return "skipped"
+        except InvalidAnnotation as exc:
+            annotation_id = annotation.get("id") if isinstance(annotation, dict) else None
+            identity = None
+            if annotation_id is not None:
+                identity = f"{annotation_id}@{annotation.get('updated_at') or annotation.get('created_at')}"
+            payload = {"annotation": annotation, "task": _task_id(task)}
+            if not await self.store.reject(str(exc), payload, identity):
+                return "same"
+            log.warning("rejected annotation %s of task %s: %s", annotation_id, _task_id(task), exc)
+            return "rejected"
+        return await self.store.save_annotation(record)
+
+    async def webhook(self, payload: Any) -> Counter[str]:
+        """One webhook call. Raises MalformedWebhook for a body that is no Label Studio event."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("action"), str):
+            raise MalformedWebhook("expected a JSON object with an 'action'")
+        action = payload["action"]
+        project = _project_id(payload.get("project"))
+        outcomes: Counter[str] = Counter()
+        if action in ACTIONS_WITH_ANNOTATION:
+            annotation, task = payload.get("annotation"), payload.get("task")
+            if not isinstance(annotation, dict) or not isinstance(task, dict):
+                raise MalformedWebhook(f"{action} needs 'annotation' and 'task' objects")
+            outcomes[await self.take(annotation, task, project)] += 1
+        elif action == DELETED:
+            annotations = payload.get("annotations")
+            if not isinstance(annotations, list) or project is None:
+                raise MalformedWebhook(f"{action} needs 'annotations' and 'project'")
+            for item in annotations:
+                deleted = isinstance(item, dict) and await self._delete(project, item)
+                outcomes["deleted" if deleted else "unknown"] += 1
+        else:
+            outcomes["ignored"] += 1  # another action the webhook was set up for by hand
+        return outcomes
+
+    async def _delete(self, project: int, annotation: dict[str, Any]) -> bool:
+        try:
+            task_id, annotation_id = int(annotation["task"]), int(annotation["id"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        task_key = await self.store.task_key_of(project, task_id)
+        return task_key is not None and await self.store.delete_annotation(task_key, annotation_id)
+
+    async def reconcile(self, task: dict[str, Any], project: int) -> Counter[str]:
+        """A task as the poll sees it: take every annotation, forget those deleted in Label Studio."""
+        outcomes: Counter[str] = Counter()
+        present = set()
+        for annotation in task.get("annotations") or []:
+            outcomes[await self.take(annotation, task, project)] += 1
+            if isinstance(annotation, dict) and "id" in annotation:
+                present.add(int(annotation["id"]))
+        task_key = (task.get("data") or {}).get("hhh_task_key")
+        if isinstance(task_key, str):
+            for stored in await self.store.annotations(task_key):
+                if stored.annotation_id not in present and await self.store.delete_annotation(
+                    task_key, stored.annotation_id
+                ):
+                    outcomes["deleted"] += 1
+        return outcomes
+
+
+def _project_id(value: Any) -> int | None:
+    if isinstance(value, dict):
+        value = value.get("id")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _task_id(task: Any) -> Any:
+    return task.get("id") if isinstance(task, dict) else None

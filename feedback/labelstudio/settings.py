@@ -1,0 +1,39 @@
+"""Where the Label Studio project lives and how the sync and the webhook talk to it."""
+
+from __future__ import annotations
+
+import msgspec
+
+SECRET_HEADER = "X-HHH-Webhook-Secret"
+
+
+class LabelStudioSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # The server's address, e.g. http://127.0.0.1:8081. Empty: there is no Label Studio to sync with.
+    url: str | None = None
+    # A token from the user's Account & Settings page (legacy or personal access token); use ${VAR}.
+    api_key: str | None = None
+    project_title: str = "HHH Gateway rankings"
+    # The address at which Label Studio reaches the gateway's webhook, e.g.
+    # http://gateway:8080/v1/feedback/labelstudio. Empty: no webhook; the reconciling poll does it all.
+    webhook_url: str | None = None
+    # The shared secret Label Studio sends in the X-HHH-Webhook-Secret header; use ${VAR}.
+    webhook_secret: str | None = None
+    batch_size: int = 50  # tasks per import call
+    # A prompt's task is pushed once every candidate it expects has arrived, or this long after the
+    # last one did (a failed candidate never arrives).
+    settle_s: float = 60.0
+    poll_interval_s: float = 30.0  # --watch: seconds between rounds
+    timeout_s: float = 30.0  # one HTTP call to Label Studio
+    # One-shot sync: how long to keep retrying an unreachable Label Studio before giving up (nothing is
+    # lost: what was not pushed waits in Redis for the next run).
+    retry_for_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError("url: must start with http:// or https://")
+        if self.batch_size < 1:
+            raise ValueError("batch_size: must be at least 1")
+        if self.webhook_url is not None and not self.webhook_secret:
+            raise ValueError("webhook_secret: required when webhook_url is set")
+        if self.webhook_secret is not None and len(self.webhook_secret) < 16:
+            raise ValueError("webhook_secret: use at least 16 characters")

@@ -1,0 +1,230 @@
+"""The feedback loop's state in Redis: candidate sets waiting to become tasks, the tasks pushed, the
+annotations received, and the users' own feedback. The export reads it all from here.
+
+Keys, under a prefix (``hhh:fb:``):
+
+    set:<request id>          hash  "original" | "candidate:<event id>" → CompletionEvent JSON
+    settling                  zset  request id → unix time at which its task may be pushed
+    task:<task key>           str   RankingTask JSON, as pushed (what the export pairs up)
+    ls:<project>:tasks        hash  task key → Label Studio task id (makes pushing idempotent)
+    ls:<project>:task-keys    hash  Label Studio task id → task key
+    ls:<project>:inflight     hash  task key → unix time an import of it began
+    ls:<project>:watermark    str   newest task ``updated_at`` the reconciling poll has seen
+    ann:<task key>            hash  annotation id → AnnotationRecord JSON
+    annotated                 set   task keys with at least one annotation
+    rejected                  list  rejected annotations with the reason (newest first, capped)
+    rejected-ids              hash  "<annotation id>@<updated_at>" of those rejected, to count each once
+    feedback                  hash  feedback id → FeedbackEvent JSON (thumbs, preferred choice)
+    completion-ids            hash  upstream completion id → request id
+    stats                     hash  running totals: pushed, received, updated, rejected, skipped, ...
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+import redis.asyncio
+
+from feedback.events import CompletionEvent, FeedbackEvent, decode_event
+from feedback.labelstudio.annotations import AnnotationRecord
+from feedback.labelstudio.tasks import RankingTask
+
+ORIGINAL = "original"
+REJECTED_KEEP = 10_000  # rejected annotations kept for inspection
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class CandidateSet(msgspec.Struct):
+    request_id: str
+    original: CompletionEvent | None
+    candidates: list[CompletionEvent]
+
+
+class FeedbackStore:
+    def __init__(self, client: redis.asyncio.Redis, prefix: str = "hhh:fb:") -> None:
+        # Typed loosely: redis-py's replies are declared bytes | str; this client always gives bytes.
+        self.client: Any = client
+        self.prefix = prefix
+
+    def key(self, *parts: object) -> str:
+        return self.prefix + ":".join(str(p) for p in parts)
+
+    # Candidate sets -----------------------------------------------------------------------------------
+
+    async def add_completion(self, event: CompletionEvent, raw: bytes, settle_s: float) -> float:
+        """File a completion under its prompt and (re)schedule the prompt's task; returns when it may go.
+
+        The task may go at once when the original and every candidate it asked for are in; otherwise
+        ``settle_s`` after this event (a failed candidate never arrives)."""
+        request_id = event.candidate_of or event.id
+        field = ORIGINAL if event.candidate_of is None else f"candidate:{event.id}"
+        set_key = self.key("set", request_id)
+        pipe: Any = self.client.pipeline(transaction=False)
+        pipe.hset(set_key, field, raw)
+        if event.completion_id:
+            pipe.hset(self.key("completion-ids"), event.completion_id, event.id)
+        pipe.hkeys(set_key)
+        pipe.hget(set_key, ORIGINAL)
+        *_, fields, original_raw = await pipe.execute()
+        now = time.time()
+        due = now + settle_s
+        if original_raw is not None:
+            expected = decode_event(original_raw).candidates_requested
+            if sum(1 for f in fields if f != ORIGINAL.encode()) >= expected:
+                due = now
+        await self.client.zadd(self.key("settling"), {request_id: due})
+        return due
+
+    async def settled(self, now: float, limit: int) -> list[str]:
+        ids = await self.client.zrangebyscore(self.key("settling"), "-inf", now, start=0, num=limit)
+        return [i.decode() for i in ids]
+
+    async def settling_due(self, due: float) -> int:
+        return int(await self.client.zcount(self.key("settling"), "-inf", due))
+
+    async def settling_count(self) -> int:
+        return int(await self.client.zcard(self.key("settling")))
+
+    async def candidate_set(self, request_id: str) -> CandidateSet:
+        fields = await self.client.hgetall(self.key("set", request_id))
+        original = None
+        candidates = []
+        for name, raw in sorted(fields.items()):
+            event = decode_event(raw)
+            if name == ORIGINAL.encode():
+                original = event
+            else:
+                candidates.append(event)
+        return CandidateSet(request_id, original, candidates)
+
+    async def unschedule(self, request_ids: Iterable[str], reason: str) -> None:
+        """Prompts that will get no task (fewer than two answers); their events stay for the export."""
+        ids = list(request_ids)
+        if ids:
+            pipe: Any = self.client.pipeline(transaction=False)
+            pipe.zrem(self.key("settling"), *ids)
+            pipe.hincrby(self.key("stats"), reason, len(ids))
+            await pipe.execute()
+
+    # Label Studio tasks ------------------------------------------------------------------------------
+
+    async def pushed_task_ids(self, project: int, task_keys: list[str]) -> dict[str, int]:
+        if not task_keys:
+            return {}
+        ids = await self.client.hmget(self.key("ls", project, "tasks"), task_keys)
+        return {k: int(i) for k, i in zip(task_keys, ids, strict=True) if i is not None}
+
+    async def begin_import(self, project: int, tasks: list[RankingTask]) -> None:
+        """Written before an import: if the call's fate is unknown, these are looked up in Label Studio."""
+        now = time.time()
+        pipe: Any = self.client.pipeline(transaction=True)
+        for task in tasks:
+            pipe.set(self.key("task", task.task_key), msgspec.json.encode(task))
+        pipe.hset(self.key("ls", project, "inflight"), mapping={t.task_key: now for t in tasks})
+        await pipe.execute()
+
+    async def in_flight(self, project: int) -> list[str]:
+        return [k.decode() for k in await self.client.hkeys(self.key("ls", project, "inflight"))]
+
+    async def clear_in_flight(self, project: int, task_keys: list[str]) -> None:
+        if task_keys:
+            await self.client.hdel(self.key("ls", project, "inflight"), *task_keys)
+
+    async def record_pushed(
+        self, project: int, pushed: list[tuple[RankingTask, int]], retention_s: float | None = None
+    ) -> None:
+        """Tasks now in Label Studio (``(task, Label Studio id)``): remembered, and no longer settling."""
+        if not pushed:
+            return
+        pipe: Any = self.client.pipeline(transaction=True)
+        pipe.hset(self.key("ls", project, "tasks"), mapping={t.task_key: ls_id for t, ls_id in pushed})
+        pipe.hset(self.key("ls", project, "task-keys"), mapping={ls_id: t.task_key for t, ls_id in pushed})
+        pipe.hincrby(self.key("stats"), "pushed", len(pushed))
+        for task, _ in pushed:
+            pipe.set(self.key("task", task.task_key), msgspec.json.encode(task))
+            if retention_s:
+                pipe.expire(self.key("set", task.request_id), int(retention_s))
+        pipe.zrem(self.key("settling"), *[t.request_id for t, _ in pushed])
+        pipe.hdel(self.key("ls", project, "inflight"), *[t.task_key for t, _ in pushed])
+        await pipe.execute()
+
+    async def task_key_of(self, project: int, ls_task_id: int) -> str | None:
+        return _text(await self.client.hget(self.key("ls", project, "task-keys"), ls_task_id))
+
+    async def task(self, task_key: str) -> RankingTask | None:
+        raw = await self.client.get(self.key("task", task_key))
+        return None if raw is None else msgspec.json.decode(raw, type=RankingTask)
+
+    async def watermark(self, project: int) -> str | None:
+        return _text(await self.client.get(self.key("ls", project, "watermark")))
+
+    async def set_watermark(self, project: int, value: str) -> None:
+        await self.client.set(self.key("ls", project, "watermark"), value)
+
+    # Annotations ---------------------------------------------------------------------------------------
+
+    async def save_annotation(self, record: AnnotationRecord) -> str:
+        """Returns "new", "updated" or "same": webhook and poll may both deliver one annotation."""
+        key = self.key("ann", record.task_key)
+        field = str(record.annotation_id)
+        encoded = msgspec.json.encode(record)
+        outcome = "new"
+        if not await self.client.hsetnx(key, field, encoded):  # atomic: a new one is counted once
+            known = await self.client.hget(key, field)
+            previous = msgspec.json.decode(known, type=AnnotationRecord)
+            if previous.updated_at >= record.updated_at:
+                return "same"
+            await self.client.hset(key, field, encoded)
+            outcome = "updated"
+        pipe: Any = self.client.pipeline(transaction=False)
+        pipe.sadd(self.key("annotated"), record.task_key)
+        pipe.hincrby(self.key("stats"), "received" if outcome == "new" else "updated", 1)
+        await pipe.execute()
+        return outcome
+
+    async def delete_annotation(self, task_key: str, annotation_id: int) -> bool:
+        key = self.key("ann", task_key)
+        removed = bool(await self.client.hdel(key, str(annotation_id)))
+        if removed:
+            await self.client.hincrby(self.key("stats"), "deleted", 1)
+            if not await self.client.hlen(key):
+                await self.client.srem(self.key("annotated"), task_key)
+        return removed
+
+    async def annotations(self, task_key: str) -> list[AnnotationRecord]:
+        raw = await self.client.hgetall(self.key("ann", task_key))
+        return [msgspec.json.decode(v, type=AnnotationRecord) for v in raw.values()]
+
+    async def annotated_task_keys(self) -> list[str]:
+        return sorted(k.decode() for k in await self.client.smembers(self.key("annotated")))
+
+    async def reject(self, reason: str, payload: Any, identity: str | None = None) -> bool:
+        """Keep a rejected annotation for inspection; ``identity`` (id and version) counts it once, as the
+        poll sees an annotation again every time its task changes. False: already rejected."""
+        if identity is not None and not await self.client.hsetnx(self.key("rejected-ids"), identity, 1):
+            return False
+        entry = msgspec.json.encode({"at": time.time(), "reason": reason, "payload": payload})
+        pipe: Any = self.client.pipeline(transaction=False)
+        pipe.lpush(self.key("rejected"), entry)
+        pipe.ltrim(self.key("rejected"), 0, REJECTED_KEEP - 1)
+        pipe.hincrby(self.key("stats"), "rejected", 1)
+        await pipe.execute()
+        return True
+
+    async def count(self, name: str, amount: int = 1) -> None:
+        await self.client.hincrby(self.key("stats"), name, amount)
+
+    # Users' own feedback --------------------------------------------------------------------------------
+
+    async def add_feedback(self, event: FeedbackEvent, raw: bytes) -> None:
+        await self.client.hset(self.key("feedback"), event.id, raw)
+
+    async def stats(self) -> dict[str, int]:
+        raw = await self.client.hgetall(self.key("stats"))
+        return {k.decode(): int(v) for k, v in raw.items()}

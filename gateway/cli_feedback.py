@@ -1,0 +1,149 @@
+"""``hhh feedback ...``: the human-feedback side of the command line (sync with Label Studio)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from gateway.settings import Settings
+
+log = logging.getLogger("hhh.feedback")
+
+
+class TqdmProgress:
+    """The sync's progress, as one tqdm bar a stage, on stderr (silent when stderr is not a terminal)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+
+    def start(self, stage: str, total: int | None) -> None:
+        from tqdm import tqdm
+
+        self.finish()
+        self._bar = tqdm(total=total, desc=stage, unit="item", disable=not self.enabled, leave=True)
+
+    def advance(self, amount: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.update(amount)
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+@asynccontextmanager
+async def _redis(settings: Settings, directory: Path) -> AsyncIterator[Any]:
+    """The configured Redis; else the one a running gateway embedded; else an embedded one of our own."""
+    import redis.asyncio
+
+    from feedback.embedded_redis import EmbeddedRedis, running_embedded_redis
+
+    async with AsyncExitStack() as stack:
+        url = settings.redis.url
+        if url is None:
+            url = await running_embedded_redis(directory)
+        if url is None:
+            url = (await stack.enter_async_context(EmbeddedRedis(directory))).url
+        client = redis.asyncio.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+        stack.push_async_callback(client.aclose)
+        await client.ping()
+        yield client
+
+
+async def _sync(settings: Settings, redis_dir: Path, watch: bool, flush: bool, show_progress: bool) -> int:
+    from feedback.collector import EventCollector
+    from feedback.labelstudio.client import LabelStudioProject, LabelStudioRefused, LabelStudioUnavailable
+    from feedback.labelstudio.receiver import AnnotationReceiver
+    from feedback.labelstudio.sync import LabelStudioSync, SyncBusy, SyncLock
+    from feedback.store import FeedbackStore
+
+    ls_settings = settings.feedback.labelstudio
+    async with _redis(settings, redis_dir) as client, LabelStudioProject(ls_settings) as api:
+        store = FeedbackStore(client)
+        collector = EventCollector(client, store, settings.redis.stream, ls_settings.settle_s)
+        progress = TqdmProgress(show_progress and not watch)
+        sync = LabelStudioSync(
+            ls_settings, api, store, collector, AnnotationReceiver(store), progress=progress
+        )
+        lock = SyncLock(store, ttl_s=max(300.0, 4 * ls_settings.poll_interval_s))
+        try:
+            await lock.acquire()
+        except SyncBusy as exc:
+            print(f"hhh: {exc}", file=sys.stderr)
+            return 1
+        try:
+            project = await sync.bootstrap()
+            print(f"Label Studio project {project}: {ls_settings.url}/projects/{project}", file=sys.stderr)
+            if watch:
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(signum, stop.set)
+                await sync.watch(stop, lock)
+                return 0
+            summary = await sync.run_once(flush=flush)
+            print(summary.describe())
+            totals = await store.stats()
+            print("totals so far: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))
+            return 0
+        except LabelStudioUnavailable as exc:
+            waiting = await store.settling_count()
+            print(
+                f"hhh: Label Studio unavailable ({exc}). Nothing is lost: {waiting} prompts wait in Redis "
+                "for the next sync.",
+                file=sys.stderr,
+            )
+            return 1
+        except LabelStudioRefused as exc:
+            print(f"hhh: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            progress.finish()
+            with contextlib.suppress(Exception):
+                await lock.release()
+
+
+def _feedback_sync(args: argparse.Namespace) -> int:
+    from gateway.cli import _configure_logging, _settings_for
+
+    settings = _settings_for(args)
+    _configure_logging(args.log_level or ("info" if args.watch else "warning"))
+    redis_dir = Path(settings.data_dir).expanduser() / "redis"
+    return asyncio.run(
+        _sync(settings, redis_dir, args.watch, args.flush, sys.stderr.isatty() or args.progress)
+    )
+
+
+def add_feedback_commands(commands: Any, config_help: str) -> None:
+    feedback = commands.add_parser("feedback", help="human feedback: sync with Label Studio").add_subparsers(
+        dest="feedback_command", required=True, metavar="ACTION"
+    )
+    sync = feedback.add_parser(
+        "sync",
+        help="push ranking tasks to Label Studio and take annotations back",
+        description="One round, then a summary: file recorded events into candidate sets (Redis consumer "
+        "group), push every settled prompt with two or more answers as a ranking task (batched, never "
+        "twice), and poll the tasks changed since the last round for annotations (the webhook's safety "
+        "net). Settings: feedback.labelstudio in the config file.",
+    )
+    sync.add_argument("--config", type=Path, default=os.environ.get("HHH_CONFIG"), help=config_help)
+    sync.add_argument("--watch", action="store_true", help="keep going: a round every poll_interval_s")
+    sync.add_argument(
+        "--flush", action="store_true", help="push every waiting prompt now, without waiting for it to settle"
+    )
+    sync.add_argument(
+        "--progress", action="store_true", help="show progress bars even when not on a terminal"
+    )
+    sync.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity")
+    sync.set_defaults(handler=_feedback_sync)
