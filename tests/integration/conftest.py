@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from gateway.auth import hash_key
+from tests.support.labelstudio_server import LabelStudioServer, ensure_installed
 from tests.support.servers import black_hole, closed_port, gateway_process, llama_server, stub_upstream
 
 GATEWAY_KEY = "hhh-integration-key"
@@ -82,6 +83,17 @@ def gateway_url(llama_url: str, stub: tuple[str, object], server_logs: Path) -> 
         path.write_text(yaml.safe_dump(config))
         with gateway_process(path, server_logs) as url:
             yield url
+
+
+@pytest.fixture(scope="session")
+def labelstudio(tmp_path_factory: pytest.TempPathFactory, server_logs: Path) -> Iterator[LabelStudioServer]:
+    """A real Label Studio (its own venv, installed on first use); tests use projects of their own."""
+    server = LabelStudioServer(ensure_installed(), tmp_path_factory.mktemp("ls") / "data", server_logs)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

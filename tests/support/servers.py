@@ -69,9 +69,11 @@ def llama_server(log_dir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def gateway_process(config: Path, log_dir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+def gateway_process(
+    config: Path, log_dir: Path, env: dict[str, str] | None = None, port: int | None = None
+) -> Iterator[str]:
     """``hhh serve`` as a user runs it; yields its base URL (``…/v1``)."""
-    port = free_port()
+    port = port or free_port()
     command = [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port)]
     environment = {**os.environ, **(env or {})}
     environment.pop("HHH_UPSTREAM_URL", None)

@@ -46,12 +46,26 @@ def test_a_task_gathers_every_answer_to_one_prompt() -> None:
     candidate = _event("req-1.0", ["Hey."], candidate_of="req-1", sampling={"temperature": 1.1})
     task = ranking_task(original, [candidate])
     assert task is not None
-    assert task["prompt"] == "system: Be brief.\n\nuser: Hi <PERSON>?"
-    assert [item["id"] for item in task["completions"]] == ["req-1:0", "req-1:1", "req-1.0:0"]
-    assert task["completions"][1]["title"] == "answer - pii: redact"
-    assert task["completions"][2]["title"].startswith("candidate (temperature=1.1)")
-    assert task["hhh_task_key"] == task_key("req-1") == ranking_task(original, [candidate])["hhh_task_key"]  # type: ignore[index]
+    data = task.labelstudio_data()
+    assert data["prompt"] == "system: Be brief.\n\nuser: Hi <PERSON>?"
+    assert [item["id"] for item in data["completions"]] == ["req-1:0", "req-1:1", "req-1.0:0"]
+    assert data["completions"][1]["title"] == "answer - pii: redact"
+    assert data["completions"][2]["title"].startswith("candidate (temperature=1.1)")
+    assert data["hhh_task_key"] == task_key("req-1") == task.task_key
+    assert [c.redacted for c in task.candidates] == [False, True, False]
+    assert task.request == original.request  # the export builds conversations from it
+    # Without the original, the sampled candidates of one prompt still make a task, under its key.
+    other = _event("req-1.1", ["Yo."], candidate_of="req-1", sampling={"temperature": 0.3})
+    orphaned = ranking_task(None, [candidate, other])
+    assert orphaned is not None
+    assert orphaned.task_key == task.task_key
     assert ranking_task(_event("lonely", ["Only one."]), []) is None  # nothing to rank
+
+
+def test_an_unfinished_answer_is_not_ranked() -> None:
+    cut = _event("req-3", ["Half an ans"], complete=False)
+    whole = _event("req-3.0", ["A whole answer."], candidate_of="req-3")
+    assert ranking_task(cut, [whole]) is None  # one whole answer only
 
 
 def test_blocked_answers_are_shown_as_such() -> None:
@@ -59,7 +73,9 @@ def test_blocked_answers_are_shown_as_such() -> None:
     blocked.choices[0]["message"] = {"role": "assistant", "content": None, "refusal": "Withheld by toxicity."}
     task = ranking_task(blocked, [])
     assert task is not None
-    assert task["completions"][0]["body"] == "[blocked] Withheld by toxicity."
+    assert task.labelstudio_data()["completions"][0]["body"] == "[blocked] Withheld by toxicity."
+    assert task.candidates[0].blocked
+    assert not task.candidates[1].blocked
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,176 @@
+"""End to end, with every part real: the openai SDK → the gateway → llama.cpp; events in Redis;
+`hhh feedback sync` pushes ranking tasks to a real Label Studio; annotations made through Label Studio's
+API come back through the webhook, and through the reconciling poll while the webhook is down."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import redis
+import yaml
+from label_studio_sdk import LabelStudio
+
+from feedback.labelstudio.annotations import AnnotationRecord
+from feedback.labelstudio.settings import SECRET_HEADER
+from gateway.embedded_llm import free_port
+from tests.support.labelstudio_server import LabelStudioServer
+from tests.support.redis_server import redis_server
+from tests.support.servers import LLAMA_ALIAS, gateway_process
+
+SECRET = "a-shared-secret-of-some-length"
+PROJECT = "e2e rankings"
+QUESTIONS = ["Name a colour.", "Name a fruit.", "Name an animal."]
+
+
+def _ranking(order: list[str], key: str = "rank") -> list[dict[str, Any]]:
+    return [
+        {"from_name": "rank", "to_name": "completions", "type": "ranker", "value": {"ranker": {key: order}}}
+    ]
+
+
+def _sync(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "feedback", "sync", "--config", str(config), *extra],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _wait_for(check: Any, timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+def _stored(client: redis.Redis, task_key: str) -> list[AnnotationRecord]:
+    import msgspec
+
+    raw = client.hgetall(f"hhh:fb:ann:{task_key}")
+    return [msgspec.json.decode(v, type=AnnotationRecord) for v in raw.values()]
+
+
+@pytest.fixture
+def setup(
+    labelstudio: LabelStudioServer, llama_url: str, tmp_path: Path
+) -> Iterator[tuple[Path, str, redis.Redis, int]]:
+    with redis_server(tmp_path) as redis_url:
+        port = free_port()
+        config = {
+            "data_dir": str(tmp_path / "data"),
+            "upstreams": [{"name": "llama", "url": llama_url, "supports_n": False}],
+            "redis": {"url": redis_url},
+            "feedback": {
+                "labelstudio": {
+                    "url": labelstudio.url,
+                    "api_key": "${TEST_LABEL_STUDIO_TOKEN}",  # secrets come from the environment
+                    "project_title": PROJECT,
+                    "webhook_url": f"http://127.0.0.1:{port}/v1/feedback/labelstudio",
+                    "webhook_secret": SECRET,
+                    "batch_size": 2,
+                }
+            },
+        }
+        path = tmp_path / "gateway.yaml"
+        path.write_text(yaml.safe_dump(config))
+        yield path, redis_url, redis.Redis.from_url(redis_url), port
+
+
+def test_traffic_becomes_tasks_and_annotations_come_back_both_ways(
+    setup: tuple[Path, str, redis.Redis, int], labelstudio: LabelStudioServer, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    config, _, store, port = setup
+    monkeypatch.setenv("TEST_LABEL_STUDIO_TOKEN", labelstudio.token)
+    ls = LabelStudio(base_url=labelstudio.url, api_key=labelstudio.token)
+    with gateway_process(config, tmp_path, port=port) as base_url:
+        with openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=120) as client:
+            for question in QUESTIONS:  # two answers each: a ranking task each
+                client.chat.completions.create(
+                    model=LLAMA_ALIAS, messages=[{"role": "user", "content": question}], max_tokens=12, n=2,
+                    temperature=1.0,
+                )  # fmt: skip
+            client.chat.completions.create(  # one answer: nothing to rank
+                model=LLAMA_ALIAS, messages=[{"role": "user", "content": "Say hi."}], max_tokens=4
+            )
+        _wait_for(lambda: store.xlen("hhh:events") >= 4)
+
+        first = _sync(config, "--flush")
+        assert first.returncode == 0, first.stderr
+        assert "tasks pushed: 3" in first.stdout, first.stdout
+        assert "prompts without two answers: 1" in first.stdout
+
+        project = next(p for p in ls.projects.list(title=PROJECT) if p.title == PROJECT)
+        tasks = list(ls.tasks.list(project=project.id, fields="all"))
+        assert len(tasks) == 3
+        prompts = sorted(t.data["prompt"] for t in tasks)
+        assert prompts == sorted(f"user: {q}" for q in QUESTIONS)
+        for task in tasks:
+            assert len(task.data["completions"]) == 2
+            assert all(c["body"] and " - " in c["title"] for c in task.data["completions"])
+        hooks = ls.webhooks.list(project=str(project.id))
+        assert [h.url for h in hooks] == [f"http://127.0.0.1:{port}/v1/feedback/labelstudio"]
+
+        # An annotator ranks the first task: Label Studio calls the webhook, which stores the ranking.
+        by_webhook = tasks[0]
+        ids = [c["id"] for c in by_webhook.data["completions"]]
+        made = ls.annotations.create(id=by_webhook.id, result=_ranking([ids[1], ids[0]]))
+        key = by_webhook.data["hhh_task_key"]
+        stored = _wait_for(lambda: _stored(store, key))
+        assert [(r.annotation_id, r.places) for r in stored] == [(made.id, [[ids[1]], [ids[0]]])]
+        assert stored[0].annotator == "annotator@example.com" or stored[0].annotator.isdigit()
+
+        # Calls without the secret, or with garbage, are refused (401 / 400) and logged.
+        hook_url = f"http://127.0.0.1:{port}/v1/feedback/labelstudio"
+        anonymous = httpx.post(hook_url, json={"action": "ANNOTATION_CREATED"})
+        assert anonymous.status_code == 401
+        assert anonymous.json()["error"]["code"] == "invalid_webhook_secret"
+        garbage = httpx.post(hook_url, content=b"{not json", headers={SECRET_HEADER: SECRET})
+        assert garbage.status_code == 400
+        assert garbage.json()["error"]["type"] == "invalid_request_error"
+        shapeless = httpx.post(
+            hook_url, json={"action": "ANNOTATION_CREATED"}, headers={SECRET_HEADER: SECRET}
+        )
+        assert shapeless.status_code == 400
+    log = next(tmp_path.glob("gateway-*.log")).read_text()
+    assert "webhook call from 127.0.0.1 refused" in log
+    assert "malformed webhook call" in log
+
+    # The gateway is gone, so the webhook is down: two more annotations, one of them invalid.
+    by_poll, invalid = tasks[1], tasks[2]
+    poll_ids = [c["id"] for c in by_poll.data["completions"]]
+    ls.annotations.create(id=by_poll.id, result=_ranking(poll_ids, key="_"))  # the browser's shape
+    ls.annotations.create(id=invalid.id, result=_ranking(["made-up", "ids"]))
+    assert not _stored(store, by_poll.data["hhh_task_key"])
+
+    second = _sync(config)
+    assert second.returncode == 0, second.stderr
+    assert "tasks pushed: 0" in second.stdout
+    assert "1 new" in second.stdout, second.stdout
+    assert "1 rejected" in second.stdout, second.stdout
+    assert [r.places for r in _stored(store, by_poll.data["hhh_task_key"])] == [[[i] for i in poll_ids]]
+    assert not _stored(store, invalid.data["hhh_task_key"])
+    rejected = json.loads(store.lindex("hhh:fb:rejected", 0))  # type: ignore[arg-type]
+    assert "every candidate once" in rejected["reason"]
+
+    # Run again: nothing new anywhere, nothing counted twice.
+    third = _sync(config)
+    assert third.returncode == 0, third.stderr
+    assert "tasks pushed: 0" in third.stdout
+    assert "0 new" in third.stdout
+    assert "0 rejected" in third.stdout
+    assert len(list(ls.tasks.list(project=project.id))) == 3
+    totals = {k.decode(): int(v) for k, v in store.hgetall("hhh:fb:stats").items()}  # type: ignore[union-attr]
+    assert totals["pushed"] == 3
+    assert totals["received"] == 2
+    assert totals["rejected"] == 1
