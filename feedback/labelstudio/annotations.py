@@ -109,7 +109,7 @@ def read_annotation(
             places=ranking.places,
             created_at=str(annotation.get("created_at") or ""),
             updated_at=str(annotation.get("updated_at") or annotation.get("created_at") or ""),
-            lead_time_s=annotation.get("lead_time"),
+            lead_time_s=float(lead) if isinstance(lead := annotation.get("lead_time"), int | float) else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidAnnotation(f"the annotation or task lacks a valid id: {exc}") from None

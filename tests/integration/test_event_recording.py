@@ -170,6 +170,7 @@ async def test_the_gateway_records_redacted_requests_and_what_clients_received(t
 
 
 def _app_with_redis(url: str, tmp_path: Path, **feedback: Any) -> Any:
+    from feedback.labelstudio.settings import LabelStudioSettings
     from gateway.app import create_app
     from gateway.settings import FeedbackSettings, RedisSettings, SamplingSettings, Settings, UpstreamSettings
     from guards.policy import Action, GuardSpec, Policy, PolicyBook, Rule
@@ -184,6 +185,7 @@ def _app_with_redis(url: str, tmp_path: Path, **feedback: Any) -> Any:
         feedback=FeedbackSettings(
             record=feedback.get("record", True),
             sampling=SamplingSettings(fraction=feedback.get("fraction", 0.0)),
+            labelstudio=LabelStudioSettings(webhook_secret=feedback.get("webhook_secret")),
         ),
         guards={"pii": GuardSpec(type="pii")},
         policies=PolicyBook(
@@ -248,6 +250,29 @@ async def test_feedback_without_recording_is_a_clear_503(tmp_path: Path) -> None
         response = await client.post("/v1/feedback", json={"completion_id": "c", "rating": "down"})
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "feedback_disabled"
+
+
+async def test_the_webhook_fails_clearly_when_off_or_when_redis_is_down(tmp_path: Path) -> None:
+    from litestar.testing import AsyncTestClient
+
+    from feedback.labelstudio.settings import SECRET_HEADER
+
+    payload = {"action": "ANNOTATION_CREATED", "annotation": {"id": 1}, "task": {"id": 1, "data": {}}}
+    off, _ = _app_with_redis("redis://127.0.0.1:1/0", tmp_path)
+    async with AsyncTestClient(off) as client:
+        response = await client.post("/v1/feedback/labelstudio", json=payload)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "webhook_disabled"
+    secret = "s" * 20
+    down, _ = _app_with_redis(f"redis://127.0.0.1:{free_port()}/0", tmp_path, webhook_secret=secret)
+    async with AsyncTestClient(down) as client:
+        response = await client.post(
+            "/v1/feedback/labelstudio", json=payload, headers={SECRET_HEADER: secret}
+        )
+        assert response.status_code == 503  # Label Studio logs it; the sync's poll picks it up later
+        assert response.json()["error"]["code"] == "feedback_store_unavailable"
+        metrics = (await client.get("/metrics")).text
+    assert 'hhh_labelstudio_webhook_calls_total{outcome="store_unavailable"} 1.0' in metrics
 
 
 async def test_sampling_records_extra_candidates_after_answering(tmp_path: Path) -> None:

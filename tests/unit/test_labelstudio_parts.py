@@ -9,7 +9,7 @@ import pytest
 from label_studio_sdk.label_interface import LabelInterface
 
 from feedback.events import CompletionEvent
-from feedback.labelstudio.annotations import InvalidAnnotation, parse_ranking
+from feedback.labelstudio.annotations import InvalidAnnotation, SkippedTask, parse_ranking, read_annotation
 from feedback.labelstudio.config import INSTRUCTIONS, ranking_config
 from feedback.labelstudio.tasks import ranking_task, task_key
 
@@ -104,3 +104,52 @@ def test_both_ranker_shapes_and_buckets(value: dict[str, Any], places: list[list
 def test_invalid_rankings_are_rejected(result: list[dict[str, Any]], message: str) -> None:
     with pytest.raises(InvalidAnnotation, match=message):
         parse_ranking(result, ["a", "b", "c"])
+
+
+def _task(ids: list[str]) -> dict[str, Any]:
+    return {"id": 11, "data": {"hhh_task_key": "key-1", "completions": [{"id": i} for i in ids]}}
+
+
+def _annotation(result: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"id": 5, "result": result, "completed_by": 3, "created_at": "t0", "updated_at": "t1", **extra}
+
+
+def test_an_annotation_becomes_a_record_for_the_export() -> None:
+    checker = LabelInterface(ranking_config())
+    record = read_annotation(
+        _annotation(_ranker({"_": ["b", "a"]}), lead_time=4.2), _task(["a", "b"]), checker, 9
+    )
+    assert (record.task_key, record.annotation_id, record.ls_task_id, record.project) == ("key-1", 5, 11, 9)
+    assert record.places == [["b"], ["a"]]
+    assert record.annotator == "3"
+    assert record.lead_time_s == 4.2
+    by_user = _annotation(_ranker({"rank": ["a", "b"]}), completed_by={"id": 3, "email": "x@y"})
+    nested = read_annotation(by_user, _task(["a", "b"]), checker, 9)
+    assert nested.annotator == "x@y"
+
+
+@pytest.mark.parametrize(
+    ("annotation", "task", "message"),
+    [
+        (_annotation(_ranker({"rank": ["a", "b"]}, from_name="stars")), _task(["a", "b"]),
+         "labelling config"),
+        (_annotation([{"from_name": "rank", "to_name": "completions", "type": "choices",
+                       "value": {"choices": ["a"]}}]), _task(["a", "b"]), "labelling config"),
+        (_annotation(_ranker({"rank": ["a"]})), _task(["a", "b"]), "every candidate once"),
+        (_annotation(_ranker({"rank": ["a", "b"]})), {"id": 1, "data": {}}, "not made by the gateway"),
+        ({"result": _ranker({"rank": ["a", "b"]})}, _task(["a", "b"]), "valid id"),
+        (_annotation("junk"), _task(["a", "b"]), "labelling config"),  # type: ignore[arg-type]
+    ],
+)  # fmt: skip
+def test_annotations_that_do_not_fit_are_rejected_with_the_reason(
+    annotation: dict[str, Any], task: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidAnnotation, match=message):
+        read_annotation(annotation, task, LabelInterface(ranking_config()), 1)
+
+
+def test_a_skipped_task_is_neither_stored_nor_rejected() -> None:
+    with pytest.raises(SkippedTask):
+        read_annotation(
+            _annotation([], was_cancelled=True), _task(["a", "b"]), LabelInterface(ranking_config()), 1
+        )
