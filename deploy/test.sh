@@ -6,6 +6,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 "$ROOT/deploy/bootstrap.sh"
 bin="${HHH_VENV:-$ROOT/.venv}/bin"
+# The integration tests run a real Label Studio: it lives in a virtual environment of its own.
+PYTHON="$bin/python" "$ROOT/deploy/labelstudio-venv.sh"
 
 echo "== ruff"
 "$bin/ruff" check .

@@ -25,6 +25,7 @@ from gateway.completion_service import CompletionService
 from gateway.context import request_id_from
 from gateway.embedded_llm import EmbeddedLLM
 from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, RouteNotFound, encode_error
+from gateway.feedback_worker import start_sync_worker
 from gateway.guardrails import Guardrails
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import REQUEST_ID_HEADER, request_observer
@@ -181,6 +182,9 @@ def create_app(
                 stack.push_async_callback(sampler.close)  # before the recorder closes (LIFO)
             app.state.recorder = recorder
             app.state.labelstudio_webhook = _labelstudio_webhook(settings, recorder, metrics)
+            labelstudio = settings.feedback.labelstudio
+            if recorder is not None and labelstudio.run_in_gateway:
+                await start_sync_worker(labelstudio, settings.redis.stream, recorder, metrics.registry, stack)
             app.state.completions = CompletionService(proxy, guardrails, recorder, sampler)
             if keyring.is_open:
                 log.warning("=" * 72)

@@ -23,6 +23,9 @@ class LabelStudioSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
     # last one did (a failed candidate never arrives).
     settle_s: float = 60.0
     poll_interval_s: float = 30.0  # --watch: seconds between rounds
+    # Run the sync's rounds inside the gateway process (one process to run), instead of
+    # `hhh feedback sync --watch` beside it. Either way one sync runs at a time (a lock in Redis).
+    run_in_gateway: bool = False
     timeout_s: float = 30.0  # one HTTP call to Label Studio
     # One-shot sync: how long to keep retrying an unreachable Label Studio before giving up (nothing is
     # lost: what was not pushed waits in Redis for the next run).
@@ -31,6 +34,8 @@ class LabelStudioSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
     def __post_init__(self) -> None:
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise ValueError("url: must start with http:// or https://")
+        if self.run_in_gateway and not (self.url and self.api_key):
+            raise ValueError("run_in_gateway: needs url and api_key as well")
         if self.batch_size < 1:
             raise ValueError("batch_size: must be at least 1")
         if self.webhook_url is not None and not self.webhook_secret:

@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+import redis.exceptions
+
 from feedback.collector import EventCollector
 from feedback.labelstudio.client import LabelStudioProject, LabelStudioUnavailable
 from feedback.labelstudio.receiver import AnnotationReceiver
@@ -138,15 +140,29 @@ class LabelStudioSync:
         summary.waiting = await self.store.settling_count()
         return summary
 
-    async def watch(self, stop: asyncio.Event, lock: SyncLock) -> None:
+    async def watch(
+        self,
+        stop: asyncio.Event,
+        lock: SyncLock,
+        on_round: Callable[[SyncSummary], None] | None = None,
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
         """Rounds until ``stop`` is set; a round that fails is logged, and the next one tries again."""
         while not stop.is_set():
             await lock.refresh()
             try:
                 summary = await self.run_once()
                 log.info("sync round: %s", summary.describe())
+                if on_round is not None:
+                    on_round(summary)
             except LabelStudioUnavailable as exc:
                 log.warning("Label Studio unavailable (%s); nothing is lost, retrying next round", exc)
+                if on_failure is not None:
+                    on_failure()
+            except (redis.exceptions.RedisError, OSError) as exc:
+                log.warning("Redis unavailable (%s); retrying next round", exc)
+                if on_failure is not None:
+                    on_failure()
             with contextlib.suppress(TimeoutError):  # the interval passed: next round
                 await asyncio.wait_for(stop.wait(), self.settings.poll_interval_s)
 

@@ -4,6 +4,7 @@ API come back through the webhook, and through the reconciling poll while the we
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -174,3 +175,46 @@ def test_traffic_becomes_tasks_and_annotations_come_back_both_ways(
     assert totals["pushed"] == 3
     assert totals["received"] == 2
     assert totals["rejected"] == 1
+
+
+async def test_the_gateway_can_run_the_sync_itself(labelstudio: LabelStudioServer, tmp_path: Path) -> None:
+    """``run_in_gateway``: one process records, pushes tasks and polls, with metrics for each."""
+    from litestar.testing import AsyncTestClient
+
+    from feedback.labelstudio.settings import LabelStudioSettings
+    from gateway.app import create_app
+    from gateway.settings import FeedbackSettings, RedisSettings, Settings, UpstreamSettings
+    from guards.policy import Policy, PolicyBook
+    from tests.support.fake_upstream import FakeUpstream
+
+    title = "in-gateway rankings"
+    with redis_server(tmp_path) as redis_url:
+        settings = Settings(
+            data_dir=str(tmp_path / "data"),
+            upstreams=[UpstreamSettings(name="fake", url="http://fake.test/v1")],
+            redis=RedisSettings(url=redis_url),
+            guards={},
+            policies=PolicyBook(default=Policy()),  # no guards: the sync is what is tested
+            feedback=FeedbackSettings(
+                labelstudio=LabelStudioSettings(
+                    url=labelstudio.url, api_key=labelstudio.token, project_title=title, run_in_gateway=True,
+                    settle_s=0, poll_interval_s=0.5,
+                )
+            ),
+        )  # fmt: skip
+        app = create_app(settings, upstream_transport=FakeUpstream().transport(), guards={})
+        ls = LabelStudio(base_url=labelstudio.url, api_key=labelstudio.token)
+        async with AsyncTestClient(app) as client:
+            body = {"model": "fake-model", "messages": [{"role": "user", "content": "Two, please."}], "n": 2}
+            assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
+
+            def tasks() -> list[Any]:
+                projects = [p for p in ls.projects.list(title=title) if p.title == title]
+                return list(ls.tasks.list(project=projects[0].id)) if projects else []
+
+            deadline = time.monotonic() + 30
+            while not tasks() and time.monotonic() < deadline:
+                await asyncio.sleep(0.3)
+            assert len(tasks()) == 1
+            metrics = (await client.get("/metrics")).text
+    assert "hhh_labelstudio_tasks_pushed_total 1.0" in metrics

@@ -1,0 +1,94 @@
+"""The Label Studio sync as a background task of the gateway (``feedback.labelstudio.run_in_gateway``),
+for a one-process set-up; ``hhh feedback sync --watch`` runs the same rounds in a process of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from contextlib import AsyncExitStack
+
+from prometheus_client import CollectorRegistry, Counter
+
+from feedback.collector import EventCollector
+from feedback.labelstudio.client import LabelStudioProject, LabelStudioRefused, LabelStudioUnavailable
+from feedback.labelstudio.receiver import AnnotationReceiver
+from feedback.labelstudio.settings import LabelStudioSettings
+from feedback.labelstudio.sync import LabelStudioSync, SyncBusy, SyncLock, SyncSummary
+from feedback.recorder import EventRecorder
+from feedback.store import FeedbackStore
+
+log = logging.getLogger("hhh.labelstudio")
+
+
+class SyncMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.tasks_pushed = Counter(
+            "hhh_labelstudio_tasks_pushed", "Ranking tasks pushed to Label Studio.", registry=registry
+        )
+        self.annotations = Counter(
+            "hhh_labelstudio_annotations",
+            "Annotations the sync's poll handled, by outcome (new, updated, same, rejected, deleted, ...).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.rounds_failed = Counter(
+            "hhh_labelstudio_sync_rounds_failed", "Sync rounds cut short by Label Studio.", registry=registry
+        )
+
+    def observe(self, summary: SyncSummary) -> None:
+        self.tasks_pushed.inc(summary.pushed + summary.recovered)
+        for outcome, count in summary.received.items():
+            self.annotations.labels(outcome).inc(count)
+
+
+async def start_sync_worker(
+    settings: LabelStudioSettings,
+    stream: str,
+    recorder: EventRecorder,
+    registry: CollectorRegistry,
+    stack: AsyncExitStack,
+) -> None:
+    """Starts the rounds; they stop with the gateway. Label Studio being away only delays them."""
+    api = await stack.enter_async_context(LabelStudioProject(settings))
+    store = FeedbackStore(recorder.client)
+    collector = EventCollector(recorder.client, store, stream, settings.settle_s)
+    sync = LabelStudioSync(settings, api, store, collector, AnnotationReceiver(store))
+    metrics = SyncMetrics(registry)
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        lock = SyncLock(store, ttl_s=max(300.0, 4 * settings.poll_interval_s))
+        try:
+            await lock.acquire()
+        except SyncBusy as exc:
+            log.warning("not syncing from the gateway: %s", exc)
+            return
+        try:
+            while not stop.is_set():
+                try:
+                    await sync.bootstrap()
+                    break
+                except LabelStudioUnavailable as exc:
+                    log.warning("Label Studio unavailable (%s); the sync will try again", exc)
+                    metrics.rounds_failed.inc()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), settings.poll_interval_s)
+            await sync.watch(stop, lock, on_round=metrics.observe, on_failure=metrics.rounds_failed.inc)
+        except LabelStudioRefused as exc:
+            log.error("Label Studio sync stopped: %s", exc)
+        except Exception:
+            log.exception("Label Studio sync stopped by an unexpected error")
+        finally:
+            with contextlib.suppress(Exception):
+                await lock.release()
+
+    task = asyncio.create_task(run(), name="labelstudio-sync")
+
+    async def finish() -> None:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=30)
+
+    stack.push_async_callback(finish)
+    log.info("syncing with Label Studio at %s every %.0f s", settings.url, settings.poll_interval_s)
