@@ -14,7 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from gateway.settings import Settings
+from gateway.settings import ConfigError, Settings
 
 log = logging.getLogger("hhh.feedback")
 
@@ -115,14 +115,24 @@ async def _sync(settings: Settings, redis_dir: Path, watch: bool, flush: bool, s
 
 
 def _feedback_sync(args: argparse.Namespace) -> int:
+    import redis.exceptions
+
     from gateway.cli import _configure_logging, _settings_for
 
     settings = _settings_for(args)
+    labelstudio = settings.feedback.labelstudio
+    for key, value, variable in (("url", labelstudio.url, "LABEL_STUDIO_URL"),
+                                 ("api_key", labelstudio.api_key, "LABEL_STUDIO_API_KEY")):  # fmt: skip
+        if not value:
+            raise ConfigError(f"feedback.labelstudio.{key}: required to sync (or set {variable})")
     _configure_logging(args.log_level or ("info" if args.watch else "warning"))
     redis_dir = Path(settings.data_dir).expanduser() / "redis"
-    return asyncio.run(
-        _sync(settings, redis_dir, args.watch, args.flush, sys.stderr.isatty() or args.progress)
-    )
+    show_progress = sys.stderr.isatty() or args.progress
+    try:
+        return asyncio.run(_sync(settings, redis_dir, args.watch, args.flush, show_progress))
+    except redis.exceptions.RedisError as exc:
+        print(f"hhh: Redis unavailable ({exc}); nothing was pushed or stored", file=sys.stderr)
+        return 1
 
 
 def add_feedback_commands(commands: Any, config_help: str) -> None:
