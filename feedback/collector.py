@@ -70,12 +70,15 @@ class EventCollector:
         return len(entries)
 
     async def lag(self) -> int | None:
-        """Entries not yet read by the group (Redis 7+), for the summary."""
+        """Entries not yet read by the group, for a progress bar; None when Redis cannot say cheaply."""
         for group in await self.client.xinfo_groups(self.stream):
             name = group.get("name")
-            if (name.decode() if isinstance(name, bytes) else name) == self.group:
-                lag = group.get("lag")
-                return None if lag is None else int(lag)
+            if (name.decode() if isinstance(name, bytes) else name) != self.group:
+                continue
+            if group.get("lag") is not None:  # Redis 7+
+                return int(group["lag"])
+            if group.get("last-delivered-id") in (b"0-0", "0-0"):  # nothing read yet: all of it
+                return int(await self.client.xlen(self.stream))
         return None
 
     async def _next_batch(self, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:

@@ -81,6 +81,35 @@ def test_env_upstream_and_file_upstreams_conflict() -> None:
 
 def test_the_shipped_example_config_is_valid() -> None:
     example = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "gateway.yaml"
-    settings = load_settings(example, environ={"OPENAI_API_KEY": "sk-test"})
+    environ = {
+        "OPENAI_API_KEY": "sk-test",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "LABEL_STUDIO_API_KEY": "ls-token",
+        "HHH_WEBHOOK_SECRET": "a-secret-of-sixteen-or-more",
+    }
+    settings = load_settings(example, environ=environ)
     assert [u.name for u in settings.upstreams] == ["local", "openai"]
     assert settings.upstreams[1].api_key == "sk-test"
+    assert settings.feedback.labelstudio.api_key == "ls-token"
+
+
+def test_label_studio_settings_name_the_key_that_is_wrong() -> None:
+    for raw, message in [
+        ({"url": "ftp://x"}, "feedback.labelstudio.url: must start with http"),
+        (
+            {"webhook_url": "http://gw/v1/feedback/labelstudio"},
+            "feedback.labelstudio.webhook_secret: required",
+        ),
+        ({"webhook_secret": "short"}, "feedback.labelstudio.webhook_secret: use at least 16"),
+        ({"run_in_gateway": True}, "feedback.labelstudio.run_in_gateway: needs url and api_key"),
+        ({"batch_size": 0}, "feedback.labelstudio.batch_size: must be at least 1"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            settings_from_mapping({"feedback": {"labelstudio": raw}}, environ={})
+    from_env = settings_from_mapping(
+        {}, environ={"LABEL_STUDIO_URL": "http://ls:8080", "LABEL_STUDIO_API_KEY": "k"}
+    )
+    assert (from_env.feedback.labelstudio.url, from_env.feedback.labelstudio.api_key) == (
+        "http://ls:8080",
+        "k",
+    )
