@@ -73,10 +73,9 @@ async def _sync(settings: Settings, redis_dir: Path, watch: bool, flush: bool, s
         store = FeedbackStore(client)
         collector = EventCollector(client, store, settings.redis.stream, ls_settings.settle_s)
         progress = TqdmProgress(show_progress and not watch)
-        sync = LabelStudioSync(
-            ls_settings, api, store, collector, AnnotationReceiver(store), progress=progress
-        )
         lock = SyncLock(store, ttl_s=max(300.0, 4 * ls_settings.poll_interval_s))
+        receiver = AnnotationReceiver(store)
+        sync = LabelStudioSync(ls_settings, api, store, collector, receiver, progress=progress, lock=lock)
         try:
             await lock.acquire()
         except SyncBusy as exc:
@@ -90,7 +89,7 @@ async def _sync(settings: Settings, redis_dir: Path, watch: bool, flush: bool, s
                 loop = asyncio.get_running_loop()
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(signum, stop.set)
-                await sync.watch(stop, lock)
+                await sync.watch(stop)
                 return 0
             summary = await sync.run_once(flush=flush)
             print(summary.describe())

@@ -53,12 +53,12 @@ async def start_sync_worker(
     api = await stack.enter_async_context(LabelStudioProject(settings))
     store = FeedbackStore(recorder.client)
     collector = EventCollector(recorder.client, store, stream, settings.settle_s)
-    sync = LabelStudioSync(settings, api, store, collector, AnnotationReceiver(store))
+    lock = SyncLock(store, ttl_s=max(300.0, 4 * settings.poll_interval_s))
+    sync = LabelStudioSync(settings, api, store, collector, AnnotationReceiver(store), lock=lock)
     metrics = SyncMetrics(registry)
     stop = asyncio.Event()
 
     async def run() -> None:
-        lock = SyncLock(store, ttl_s=max(300.0, 4 * settings.poll_interval_s))
         try:
             await lock.acquire()
         except SyncBusy as exc:
@@ -74,7 +74,7 @@ async def start_sync_worker(
                     metrics.rounds_failed.inc()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), settings.poll_interval_s)
-            await sync.watch(stop, lock, on_round=metrics.observe, on_failure=metrics.rounds_failed.inc)
+            await sync.watch(stop, on_round=metrics.observe, on_failure=metrics.rounds_failed.inc)
         except LabelStudioRefused as exc:
             log.error("Label Studio sync stopped: %s", exc)
         except Exception:

@@ -110,6 +110,7 @@ class LabelStudioSync:
         *,
         retention_s: float | None = 30 * 86400,
         progress: Progress | None = None,
+        lock: SyncLock | None = None,
     ) -> None:
         self.settings = settings
         self.api = api
@@ -118,6 +119,7 @@ class LabelStudioSync:
         self.receiver = receiver
         self.retention_s = retention_s
         self.progress = progress or NoProgress()
+        self.lock = lock
         self.project = 0
 
     async def bootstrap(self) -> int:
@@ -143,13 +145,13 @@ class LabelStudioSync:
     async def watch(
         self,
         stop: asyncio.Event,
-        lock: SyncLock,
         on_round: Callable[[SyncSummary], None] | None = None,
         on_failure: Callable[[], None] | None = None,
     ) -> None:
         """Rounds until ``stop`` is set; a round that fails is logged, and the next one tries again."""
         while not stop.is_set():
-            await lock.refresh()
+            if self.lock is not None:
+                await self.lock.refresh()
             try:
                 summary = await self.run_once()
                 log.info("sync round: %s", summary.describe())
@@ -186,14 +188,16 @@ class LabelStudioSync:
             await self.store.unschedule(empty, "unrankable")
             summary.unrankable += len(empty)
             known = await self.store.pushed_task_ids(self.project, [t.task_key for t in tasks])
-            # Pushed by an earlier round: a late candidate must not replace what annotators see.
-            await self.store.unschedule(
-                [t.request_id for t in tasks if t.task_key in known], "late_candidates"
-            )
+            # Pushed by an earlier round (a late candidate, or an event delivered again): what annotators
+            # see is not replaced.
+            already = [t.request_id for t in tasks if t.task_key in known]
+            await self.store.unschedule(already, "already_pushed")
             fresh = [t for t in tasks if t.task_key not in known]
             if fresh:
                 await self._import(fresh, summary)
             self.progress.advance(len(request_ids))
+            if self.lock is not None:
+                await self.lock.refresh()  # a long backlog outlasts the lock's expiry otherwise
         self.progress.finish()
 
     async def _import(self, tasks: list[RankingTask], summary: SyncSummary) -> None:

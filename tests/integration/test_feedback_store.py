@@ -115,3 +115,18 @@ async def test_an_annotation_delivered_twice_counts_once_and_a_newer_version_rep
     assert await store.delete_annotation("k", 7)
     assert await store.annotated_task_keys() == []
     assert await store.stats() == {"received": 1, "updated": 1, "deleted": 1}
+
+
+async def test_one_sync_at_a_time(client: redis.asyncio.Redis) -> None:
+    from feedback.labelstudio.sync import SyncBusy, SyncLock
+
+    store = FeedbackStore(client)
+    first, second = SyncLock(store, ttl_s=60), SyncLock(store, ttl_s=60)
+    await first.acquire()
+    with pytest.raises(SyncBusy, match="another `hhh feedback sync` is running"):
+        await second.acquire()
+    await second.release()  # not its lock: changes nothing
+    with pytest.raises(SyncBusy):
+        await second.acquire()
+    await first.release()
+    await second.acquire()
