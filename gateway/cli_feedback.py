@@ -104,7 +104,7 @@ async def _sync(settings: Settings, redis_dir: Path, watch: bool, flush: bool, s
                 file=sys.stderr,
             )
             return 1
-        except LabelStudioRefused as exc:
+        except (LabelStudioRefused, SyncBusy) as exc:
             print(f"hhh: {exc}", file=sys.stderr)
             return 1
         finally:

@@ -75,7 +75,7 @@ async def start_sync_worker(
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), settings.poll_interval_s)
             await sync.watch(stop, on_round=metrics.observe, on_failure=metrics.rounds_failed.inc)
-        except LabelStudioRefused as exc:
+        except (LabelStudioRefused, SyncBusy) as exc:
             log.error("Label Studio sync stopped: %s", exc)
         except Exception:
             log.exception("Label Studio sync stopped by an unexpected error")

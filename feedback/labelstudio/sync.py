@@ -92,8 +92,15 @@ class SyncLock:
         if not await self.store.client.set(self.key, self.token, nx=True, px=self.ttl_ms):
             raise SyncBusy(f"another `hhh feedback sync` is running (Redis key {self.key}); wait for it")
 
+    _REFRESH = (
+        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end "
+        "return 0"
+    )
+
     async def refresh(self) -> None:
-        await self.store.client.set(self.key, self.token, xx=True, px=self.ttl_ms)
+        """Extends the lock; raises SyncBusy if it expired and another sync took it meanwhile."""
+        if not await self.store.client.eval(self._REFRESH, 1, self.key, self.token, self.ttl_ms):
+            raise SyncBusy(f"the sync lock ({self.key}) expired and is held by another sync now")
 
     async def release(self) -> None:
         await self.store.client.eval(self._RELEASE, 1, self.key, self.token)

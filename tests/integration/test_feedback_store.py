@@ -4,6 +4,7 @@ events go to a dead-letter list, and an annotation delivered by webhook and by p
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -130,3 +131,18 @@ async def test_one_sync_at_a_time(client: redis.asyncio.Redis) -> None:
         await second.acquire()
     await first.release()
     await second.acquire()
+
+
+async def test_a_sync_whose_lock_expired_does_not_take_it_back(client: redis.asyncio.Redis) -> None:
+    from feedback.labelstudio.sync import SyncBusy, SyncLock
+
+    store = FeedbackStore(client)
+    slow = SyncLock(store, ttl_s=0.05)
+    await slow.acquire()
+    await slow.refresh()
+    await asyncio.sleep(0.1)  # it stalls past its expiry; another sync starts
+    other = SyncLock(store, ttl_s=60)
+    await other.acquire()
+    with pytest.raises(SyncBusy, match="expired"):
+        await slow.refresh()
+    assert await client.get(other.key) == other.token.encode()
