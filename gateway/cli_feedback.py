@@ -17,6 +17,7 @@ from typing import Any
 from gateway.settings import ConfigError, Settings
 
 log = logging.getLogger("hhh.feedback")
+PROGRESS_HELP = "show progress bars even when not on a terminal"
 
 
 class TqdmProgress:
@@ -134,6 +135,53 @@ def _feedback_sync(args: argparse.Namespace) -> int:
         return 1
 
 
+async def _export(settings: Settings, redis_dir: Path, options: Any, out: Path, show_progress: bool) -> int:
+    from tqdm import tqdm
+
+    from feedback.preferences.export import gather
+    from feedback.preferences.writer import write_dataset
+    from feedback.store import FeedbackStore
+
+    async with _redis(settings, redis_dir) as client:
+        store = FeedbackStore(client)
+        total = len(await store.annotated_task_keys())
+        with tqdm(total=total, desc="reading rankings", unit="task", disable=not show_progress) as bar:
+            gathered = await gather(store, options, bar.update)
+    with tqdm(total=len(gathered.pairs), desc="writing pairs", unit="pair", disable=not show_progress) as bar:
+        written = await asyncio.to_thread(
+            write_dataset, gathered, options, out, settings.feedback.labelstudio.url, bar.update
+        )
+    counts, report = gathered.counts, gathered.agreement
+    splits = ", ".join(f"{split} {count}" for split, count in written.items()) or "none"
+    dropped = {k.removeprefix("dropped_"): v for k, v in counts.items() if k.startswith("dropped_")}
+    print(
+        f"exported {sum(written.values())} pairs ({splits}) as {options.format} to {out}\n"
+        f"from {counts.get('tasks', 0)} ranked tasks ({counts.get('annotations', 0)} annotations) and "
+        f"{counts.get('feedback', 0)} user feedback events; dropped: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "none")
+        + "\nannotator agreement: "
+        + ("n/a (no task had two annotators)" if report.rate is None else f"{report.rate:.1%}")
+        + f" over {report.comparisons} comparisons; dataset card: {out / 'README.md'}"
+    )
+    return 0 if written else 1
+
+
+def _feedback_export(args: argparse.Namespace) -> int:
+    from feedback.preferences.export import ExportOptions
+    from gateway.cli import _configure_logging, _settings_for
+
+    settings = _settings_for(args)
+    _configure_logging(args.log_level or "warning")
+    options = ExportOptions(
+        format=args.format, aggregation=args.aggregate, ties=args.ties, margin=args.margin,
+        blocked=args.blocked, redacted=args.redacted, test_fraction=args.test_fraction,
+        split_seed=args.split_seed, sources=tuple(s.strip() for s in args.sources.split(",") if s.strip()),
+    )  # fmt: skip
+    redis_dir = Path(settings.data_dir).expanduser() / "redis"
+    show_progress = sys.stderr.isatty() or args.progress
+    return asyncio.run(_export(settings, redis_dir, options, args.out, show_progress))
+
+
 def add_feedback_commands(commands: Any, config_help: str) -> None:
     feedback = commands.add_parser("feedback", help="human feedback: sync with Label Studio").add_subparsers(
         dest="feedback_command", required=True, metavar="ACTION"
@@ -156,3 +204,39 @@ def add_feedback_commands(commands: Any, config_help: str) -> None:
     )
     sync.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity")
     sync.set_defaults(handler=_feedback_sync)
+
+    from feedback.preferences.aggregate import AGGREGATIONS
+    from feedback.preferences.formats import FORMATS
+
+    export = feedback.add_parser(
+        "export",
+        help="turn rankings and user feedback into a pairwise preference dataset",
+        description="Every ranking of K answers gives C(K,2) pairs, the higher-ranked answer 'chosen'; "
+        "users' preferred choices and thumbs give pairs where they imply one. Written to OUT as JSON lines "
+        "and Parquet (train/test split by prompt), with provenance in OUT/meta and a dataset card.",
+    )
+    export.add_argument("--format", choices=FORMATS, default="trl", help="row layout (default: trl)")
+    export.add_argument("--out", type=Path, required=True, help="directory to write the dataset to")
+    export.add_argument("--config", type=Path, default=os.environ.get("HHH_CONFIG"), help=config_help)
+    export.add_argument(
+        "--aggregate", choices=AGGREGATIONS, default="none",
+        help="several annotators: a row per annotator (none), majority vote, or a Bradley-Terry fit",
+    )  # fmt: skip
+    export.add_argument("--ties", action="store_true", help="tied answers give a pair with margin 0")
+    export.add_argument("--margin", action="store_true", help="add a margin column (TRL formats)")
+    export.add_argument(
+        "--blocked", choices=["exclude", "include"], default="exclude",
+        help="pairs with an answer a guard blocked (its text is the refusal; default: exclude)",
+    )  # fmt: skip
+    export.add_argument(
+        "--redacted", choices=["include", "exclude"], default="include",
+        help="pairs with an answer a guard redacted (it stays redacted; default: include)",
+    )  # fmt: skip
+    export.add_argument("--test-fraction", type=float, default=0.1, help="share of prompts held out (0.1)")
+    export.add_argument("--split-seed", default="hhh", help="salt of the split by prompt")
+    export.add_argument(
+        "--sources", default="rankings,feedback", help="rankings (Label Studio) and/or feedback (the API)"
+    )
+    export.add_argument("--progress", action="store_true", help=PROGRESS_HELP)
+    export.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity")
+    export.set_defaults(handler=_feedback_export)

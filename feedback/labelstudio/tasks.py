@@ -38,6 +38,7 @@ class RankingTask(msgspec.Struct, kw_only=True):
     request: dict[str, Any]  # as the upstream received it: after the input guards' redaction
     prompt: str  # the conversation as annotators read it
     candidates: list[Candidate]
+    policy: str | None = None  # the guard policy the original request was served under
 
     def labelstudio_data(self) -> dict[str, Any]:
         items = [{"id": c.id, "title": _title(c), "body": c.text} for c in self.candidates]
@@ -143,4 +144,5 @@ def ranking_task(original: CompletionEvent | None, candidates: list[CompletionEv
         request=head.request,
         prompt=prompt_text(head.request),
         candidates=items,
+        policy=(head.guardrails or {}).get("policy"),
     )

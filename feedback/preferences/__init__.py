@@ -1,0 +1,1 @@
+"""Preference datasets: rankings and users' feedback become pairwise reward-model data."""

@@ -1,0 +1,171 @@
+"""Gathering preference pairs from the feedback store: annotated ranking tasks (aggregated across
+annotators as asked) and users' own feedback; then the hygiene: guarded candidates kept or dropped,
+identical and duplicate pairs dropped, and a train/test split by prompt."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter, defaultdict
+from typing import Any
+
+import msgspec
+
+from feedback.events import FeedbackEvent
+from feedback.labelstudio.tasks import Candidate, RankingTask, ranking_task
+from feedback.preferences.aggregate import AGGREGATIONS, aggregate
+from feedback.preferences.agreement import AgreementReport, agreement
+from feedback.preferences.formats import FORMATS, messages_of
+from feedback.preferences.pairs import Comparison
+from feedback.preferences.user_feedback import feedback_comparisons
+from feedback.store import FeedbackStore
+
+SOURCES = ("rankings", "feedback")
+
+
+class ExportOptions(msgspec.Struct, kw_only=True, frozen=True):
+    format: str = "trl"
+    aggregation: str = "none"  # none (a row per annotator), majority, bradley-terry
+    ties: bool = False  # tied candidates give a margin-0 pair
+    margin: bool = False  # a margin column (TRL formats)
+    blocked: str = "exclude"  # candidates a guard blocked: their text is the gateway's refusal
+    redacted: str = "include"  # candidates a guard redacted: the text stays redacted
+    test_fraction: float = 0.1
+    split_seed: str = "hhh"
+    sources: tuple[str, ...] = SOURCES
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"--format: one of {', '.join(FORMATS)}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"--aggregate: one of {', '.join(AGGREGATIONS)}")
+        if self.blocked not in ("include", "exclude") or self.redacted not in ("include", "exclude"):
+            raise ValueError("--blocked and --redacted: include or exclude")
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise ValueError("--test-fraction: at least 0 and below 1")
+        if unknown := set(self.sources) - set(SOURCES):
+            raise ValueError(f"--sources: unknown {', '.join(sorted(unknown))}")
+
+
+class PreferencePair(msgspec.Struct, kw_only=True):
+    prompt_id: str
+    task_key: str
+    request_id: str
+    request: dict[str, Any]
+    chosen: Candidate
+    rejected: Candidate
+    comparison: Comparison
+    policy: str | None = None
+    project: int | None = None
+
+
+class Gathered(msgspec.Struct, kw_only=True):
+    pairs: list[PreferencePair]
+    agreement: AgreementReport
+    counts: dict[str, int]  # tasks, annotations, feedback, dropped_blocked, duplicates, ...
+    projects: list[int]
+
+
+def prompt_id(request: dict[str, Any]) -> str:
+    """The same conversation gets the same id, wherever it came from: the split's unit."""
+    canonical = json.dumps(messages_of(request), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def split_of(prompt: str, test_fraction: float, seed: str) -> str:
+    """Deterministic: a prompt is in test or in train, never both, in every export with the same seed."""
+    digest = hashlib.sha256(f"{seed}:{prompt}".encode()).digest()
+    return "test" if int.from_bytes(digest[:8], "big") / 2**64 < test_fraction else "train"
+
+
+async def gather(store: FeedbackStore, options: ExportOptions, advance: Any = None) -> Gathered:
+    counts: Counter[str] = Counter()
+    pairs: list[PreferencePair] = []
+    rankings_by_task: list[list[tuple[str, list[list[str]]]]] = []
+    projects: set[int] = set()
+    if "rankings" in options.sources:
+        for task_key in await store.annotated_task_keys():
+            task = await store.task(task_key)
+            records = sorted(await store.annotations(task_key), key=lambda r: r.annotation_id)
+            if task is None or not records:
+                counts["tasks_missing"] += task is None
+                continue
+            counts["tasks"] += 1
+            counts["annotations"] += len(records)
+            projects.update(r.project for r in records if r.project is not None)
+            rankings = [(r.annotator, r.places) for r in records]
+            rankings_by_task.append(rankings)
+            project = records[0].project
+            for comparison in aggregate(rankings, options.aggregation, options.ties):
+                pairs += _pair(task, comparison, project)
+            if advance is not None:
+                advance(1)
+    if "feedback" in options.sources:
+        for task, rated in await _rated_tasks(store, counts):
+            for comparison in feedback_comparisons(task, rated):
+                pairs += _pair(task, comparison, None)
+    kept = _hygiene(pairs, options, counts)
+    return Gathered(
+        pairs=kept, agreement=agreement(rankings_by_task), counts=dict(counts), projects=sorted(projects)
+    )
+
+
+async def _rated_tasks(
+    store: FeedbackStore, counts: Counter[str]
+) -> list[tuple[RankingTask, list[tuple[FeedbackEvent, str]]]]:
+    by_request: dict[str, list[tuple[FeedbackEvent, str]]] = defaultdict(list)
+    for feedback in await store.feedback_events():
+        counts["feedback"] += 1
+        found = await store.locate_completion(feedback.completion_id)
+        if found is None:
+            counts["feedback_unmatched"] += 1  # its completion was not recorded, or has expired
+            continue
+        request_id, event_id = found
+        by_request[request_id].append((feedback, event_id))
+    tasks = []
+    for request_id, rated in sorted(by_request.items()):
+        found_set = await store.candidate_set(request_id)
+        task = ranking_task(found_set.original, found_set.candidates)
+        if task is not None:
+            tasks.append((task, rated))
+    return tasks
+
+
+def _pair(task: RankingTask, comparison: Comparison, project: int | None) -> list[PreferencePair]:
+    by_id = {c.id: c for c in task.candidates}
+    chosen, rejected = by_id.get(comparison.chosen), by_id.get(comparison.rejected)
+    if chosen is None or rejected is None:
+        return []
+    return [
+        PreferencePair(
+            prompt_id=prompt_id(task.request), task_key=task.task_key, request_id=task.request_id,
+            request=task.request, chosen=chosen, rejected=rejected, comparison=comparison,
+            policy=task.policy, project=project,
+        )
+    ]  # fmt: skip
+
+
+def _hygiene(
+    pairs: list[PreferencePair], options: ExportOptions, counts: Counter[str]
+) -> list[PreferencePair]:
+    kept = []
+    seen: set[tuple[str, str, str, str | None]] = set()
+    for pair in pairs:
+        counts[f"pairs_{pair.comparison.source}"] += 1
+        sides = (pair.chosen, pair.rejected)
+        if options.blocked == "exclude" and any(c.blocked for c in sides):
+            counts["dropped_blocked"] += 1
+            continue
+        if options.redacted == "exclude" and any(c.redacted for c in sides):
+            counts["dropped_redacted"] += 1
+            continue
+        if pair.chosen.text == pair.rejected.text:
+            counts["dropped_identical"] += 1  # two answers alike teach nothing
+            continue
+        key = (pair.prompt_id, pair.chosen.text, pair.rejected.text, pair.comparison.annotator)
+        if key in seen:
+            counts["dropped_duplicates"] += 1
+            continue
+        seen.add(key)
+        kept.append(pair)
+    return kept

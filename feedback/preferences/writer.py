@@ -1,0 +1,78 @@
+"""Writing an export: each split as JSON lines and as Parquet, provenance beside the rows, and a card.
+
+OUT/README.md              the dataset card; its YAML header lets `datasets.load_dataset(OUT)` find
+                           the splits (config "default": JSON lines; config "parquet")
+OUT/jsonl/<split>.jsonl    rows in the chosen format's published layout, nothing else
+OUT/parquet/<split>.parquet
+OUT/meta/<split>.jsonl     one line per row, same order: prompt id, task key, request id, source,
+                           annotator, candidate ids, guard flags, models, margin
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from feedback.preferences.card import dataset_card
+from feedback.preferences.export import ExportOptions, Gathered, PreferencePair, split_of
+from feedback.preferences.formats import MARGIN_FORMATS, row
+
+SPLITS = ("train", "test")
+
+
+def _meta(pair: PreferencePair) -> dict[str, Any]:
+    return {
+        "prompt_id": pair.prompt_id,
+        "task_key": pair.task_key,
+        "request_id": pair.request_id,
+        "source": pair.comparison.source,
+        "annotator": pair.comparison.annotator,
+        "margin": pair.comparison.margin,
+        "chosen_id": pair.chosen.id,
+        "rejected_id": pair.rejected.id,
+        "chosen_model": pair.chosen.model,
+        "rejected_model": pair.rejected.model,
+        "chosen_flags": pair.chosen.flags,
+        "rejected_flags": pair.rejected.flags,
+        "policy": pair.policy,
+        "project": pair.project,
+    }
+
+
+def write_dataset(
+    gathered: Gathered, options: ExportOptions, out: Path, labelstudio_url: str | None, advance: Any = None
+) -> dict[str, int]:
+    """Returns the rows written per split."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with_margin = options.margin and options.format in MARGIN_FORMATS
+    rows: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
+    metas: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
+    for pair in gathered.pairs:
+        split = split_of(pair.prompt_id, options.test_fraction, options.split_seed)
+        margin = pair.comparison.margin if with_margin else None
+        rows[split].append(row(options.format, pair.request, pair.chosen.text, pair.rejected.text, margin))
+        metas[split].append(_meta(pair))
+        if advance is not None:
+            advance(1)
+    for folder in ("jsonl", "parquet", "meta"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+        for stale in (out / folder).glob("*"):
+            stale.unlink()  # an earlier export's splits must not linger beside this one's
+    written = {split: len(rows[split]) for split in SPLITS if rows[split]}
+    for split in written:
+        _write_jsonl(out / "jsonl" / f"{split}.jsonl", rows[split])
+        _write_jsonl(out / "meta" / f"{split}.jsonl", metas[split])
+        pq.write_table(pa.Table.from_pylist(rows[split]), out / "parquet" / f"{split}.parquet")
+    policies = Counter(p.policy or "(none recorded)" for p in gathered.pairs)
+    (out / "README.md").write_text(dataset_card(gathered, options, written, labelstudio_url, policies))
+    return written
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for item in rows:
+            handle.write(json.dumps(item, ensure_ascii=False) + "\n")
