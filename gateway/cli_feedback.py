@@ -199,9 +199,7 @@ def add_feedback_commands(commands: Any, config_help: str) -> None:
     sync.add_argument(
         "--flush", action="store_true", help="push every waiting prompt now, without waiting for it to settle"
     )
-    sync.add_argument(
-        "--progress", action="store_true", help="show progress bars even when not on a terminal"
-    )
+    sync.add_argument("--progress", action="store_true", help=PROGRESS_HELP)
     sync.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity")
     sync.set_defaults(handler=_feedback_sync)
 

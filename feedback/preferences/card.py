@@ -26,15 +26,15 @@ def _by_source(counts: dict[str, int]) -> str:
     return ", ".join(f"{source} {count}" for source, count in made)
 
 
-def _header(written: dict[str, int]) -> str:
+def _header(stems: dict[str, str]) -> str:
     def files(folder: str, ext: str) -> str:
-        return "".join(f"\n  - split: {s}\n    path: {folder}/{s}.{ext}" for s in written)
+        return "".join(
+            f"\n  - split: {split}\n    path: {folder}/{stem}.{ext}" for split, stem in stems.items()
+        )
 
     return (
         "---\nconfigs:\n- config_name: default\n  data_files:"
         + files("jsonl", "jsonl")
-        + "\n- config_name: parquet\n  data_files:"
-        + files("parquet", "parquet")
         + "\ntags:\n- preference\n- reward-modeling\n- rlhf\n---\n"
     )
 
@@ -43,6 +43,7 @@ def dataset_card(
     gathered: Gathered,
     options: ExportOptions,
     written: dict[str, int],
+    stems: dict[str, str],
     labelstudio_url: str | None,
     policies: Counter[str],
 ) -> str:
@@ -51,14 +52,15 @@ def dataset_card(
     margin = ", `margin`" if options.margin and options.format in ("trl", "trl-conversational") else ""
     projects = ", ".join(str(p) for p in gathered.projects) or "none"
     lines = [
-        _header(written),
+        _header(stems),
         "# HHH Gateway preference dataset\n",
         "Pairs of answers to the same prompt, the preferred one as `chosen`, from people ranking the "
         "gateway's recorded answers in Label Studio and from users' feedback sent to `POST /v1/feedback`.\n",
         f"- Exported: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}",
         f"- Source: Label Studio {labelstudio_url or '(not configured)'}, project(s) {projects}",
         f"- Format: `{options.format}`: {FORMAT_FIELDS[options.format].format(margin=margin)}",
-        '- Load: `datasets.load_dataset("<this folder>")` (JSON lines), or with `name="parquet"`',
+        '- Load: `datasets.load_dataset("<this folder>")` (JSON lines), or '
+        '`datasets.load_dataset("<this folder>/parquet")` (the same rows as Parquet)',
         "",
         "## Counts\n",
         "| split | pairs |",

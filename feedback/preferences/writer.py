@@ -1,15 +1,16 @@
 """Writing an export: each split as JSON lines and as Parquet, provenance beside the rows, and a card.
 
-OUT/README.md              the dataset card; its YAML header lets `datasets.load_dataset(OUT)` find
-                           the splits (config "default": JSON lines; config "parquet")
-OUT/jsonl/<split>.jsonl    rows in the chosen format's published layout, nothing else
-OUT/parquet/<split>.parquet
-OUT/meta/<split>.jsonl     one line per row, same order: prompt id, task key, request id, source,
-                           annotator, candidate ids, guard flags, models, margin
+OUT/README.md                        the dataset card; its YAML header lets `datasets.load_dataset(OUT)`
+                                     find the JSON-lines splits
+OUT/jsonl/<split>-<digest>.jsonl     rows in the chosen format's published layout, nothing else
+OUT/parquet/<split>-<digest>.parquet the same rows: `datasets.load_dataset(OUT / "parquet")`
+OUT/meta/<split>.jsonl               one line per row, same order: prompt id, task key, request id,
+                                     source, annotator, candidate ids, guard flags, models, margin
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -63,16 +64,20 @@ def write_dataset(
         for stale in (out / folder).glob("*"):
             stale.unlink()  # an earlier export's splits must not linger beside this one's
     written = {split: len(rows[split]) for split in SPLITS if rows[split]}
+    stems = {}
     for split in written:
-        _write_jsonl(out / "jsonl" / f"{split}.jsonl", rows[split])
-        _write_jsonl(out / "meta" / f"{split}.jsonl", metas[split])
-        pq.write_table(pa.Table.from_pylist(rows[split]), out / "parquet" / f"{split}.parquet")
+        data = _jsonl(rows[split])
+        # The content's digest is in the name: `datasets` caches a folder's data by its file names, and
+        # would go on serving an earlier export written to the same folder.
+        stems[split] = f"{split}-{hashlib.sha256(data).hexdigest()[:10]}"
+        (out / "jsonl" / f"{stems[split]}.jsonl").write_bytes(data)
+        pq.write_table(pa.Table.from_pylist(rows[split]), out / "parquet" / f"{stems[split]}.parquet")
+        (out / "meta" / f"{split}.jsonl").write_bytes(_jsonl(metas[split]))
     policies = Counter(p.policy or "(none recorded)" for p in gathered.pairs)
-    (out / "README.md").write_text(dataset_card(gathered, options, written, labelstudio_url, policies))
+    card = dataset_card(gathered, options, written, stems, labelstudio_url, policies)
+    (out / "README.md").write_text(card)
     return written
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        for item in rows:
-            handle.write(json.dumps(item, ensure_ascii=False) + "\n")
+def _jsonl(rows: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in rows).encode()
