@@ -182,6 +182,30 @@ def _feedback_export(args: argparse.Namespace) -> int:
     return asyncio.run(_export(settings, redis_dir, options, args.out, show_progress))
 
 
+def _train_reward(args: argparse.Namespace) -> int:
+    from feedback.preferences.reward_training import TrainingOptions, train_reward_model
+    from gateway.cli import _configure_logging
+
+    _configure_logging(args.log_level or "warning")
+    if args.base is None:
+        from guards.models.sentence_embeddings import default_embedding_model
+
+        args.base = default_embedding_model()  # all-MiniLM-L6-v2, shipped on PyPI; a fresh scoring head
+    options = TrainingOptions(
+        base=args.base, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, max_length=args.max_length, seed=args.seed, device=args.device,
+    )  # fmt: skip
+    report = train_reward_model(args.data, args.out, options)
+    accuracy = "n/a (no test split)" if report.test_accuracy is None else f"{report.test_accuracy:.1%}"
+    print(
+        f"trained {report.steps} steps on {report.train_pairs} pairs ({report.device}); "
+        f"final training loss {report.train_loss:.4f}; held-out pairwise accuracy {accuracy} on "
+        f"{report.test_pairs} pairs (chance: 50%)\nreward model saved to {args.out}: one output, its logit "
+        "is the reward"
+    )
+    return 0
+
+
 def add_feedback_commands(commands: Any, config_help: str) -> None:
     feedback = commands.add_parser("feedback", help="human feedback: sync with Label Studio").add_subparsers(
         dest="feedback_command", required=True, metavar="ACTION"
@@ -238,3 +262,25 @@ def add_feedback_commands(commands: Any, config_help: str) -> None:
     export.add_argument("--progress", action="store_true", help=PROGRESS_HELP)
     export.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity")
     export.set_defaults(handler=_feedback_export)
+
+    train = feedback.add_parser(
+        "train-reward",
+        help="train a reward model on an exported preference dataset (TRL RewardTrainer)",
+        description="Fine-tune a sequence classifier with one output (its logit is the reward) on the "
+        "train split of an export with the pairwise loss -log sigmoid(r_chosen - r_rejected), then "
+        "measure the pairwise accuracy on the test split. Any export format is accepted.",
+    )
+    train.add_argument("--data", type=Path, required=True, help="a folder written by `hhh feedback export`")
+    train.add_argument("--out", type=Path, required=True, help="where to save the reward model")
+    train.add_argument("--base", help="base model id or path (default: the all-MiniLM-L6-v2 shipped on PyPI)")
+    train.add_argument("--epochs", type=float, default=1.0)
+    train.add_argument(
+        "--max-steps", type=int, default=-1, help="stop after this many steps (default: epochs)"
+    )
+    train.add_argument("--batch-size", type=int, default=16, help="pairs a step")
+    train.add_argument("--learning-rate", type=float, default=5e-5)
+    train.add_argument("--max-length", type=int, default=512, help="tokens; longer pairs are left out")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    train.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity")
+    train.set_defaults(handler=_train_reward)
