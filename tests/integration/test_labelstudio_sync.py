@@ -171,6 +171,14 @@ def test_traffic_becomes_tasks_and_annotations_come_back_both_ways(
     assert "0 new" in third.stdout
     assert "0 rejected" in third.stdout
     assert len(list(ls.tasks.list(project=project.id))) == 3
+    # What the annotators said is now a dataset: two rankings of two answers, a pair each.
+    exported = subprocess.run(
+        [sys.executable, "-m", "gateway", "feedback", "export", "--config", str(config), "--out",
+         str(tmp_path / "dataset"), "--format", "trl-conversational", "--test-fraction", "0"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    assert "exported 2 pairs (train 2)" in exported.stdout
     totals = {k.decode(): int(v) for k, v in store.hgetall("hhh:fb:stats").items()}  # type: ignore[union-attr]
     assert totals["pushed"] == 3
     assert totals["received"] == 2

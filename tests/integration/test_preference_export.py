@@ -145,6 +145,10 @@ def test_every_format_loads_with_datasets_in_its_published_layout(
         assert "\n\nAssistant: " in rows[0]["chosen"]
     if fmt == "openai-preference":
         assert rows[0]["input"]["messages"][0] == {"role": "system", "content": "Be kind."}
+    if fmt.startswith("trl"):  # TRL's own reading of the rows
+        from trl.data_utils import is_conversational
+
+        assert is_conversational(rows[0]) == (fmt == "trl-conversational")
 
 
 def test_pairs_aggregation_split_and_card(filled: Path, tmp_path: Path) -> None:
@@ -170,6 +174,15 @@ def test_pairs_aggregation_split_and_card(filled: Path, tmp_path: Path) -> None:
                      "with a blocked answer", "Ties: no pair", "Answers a guard blocked (their text is the "
                      "gateway's refusal): excluded"):  # fmt: skip
         assert expected in card, expected
+
+    fitted = tmp_path / "bradley-terry"
+    _export(filled, fitted, "--aggregate", "bradley-terry", "--margin", "--sources", "rankings")
+    fitted_rows = [json.loads(line) for path in (fitted / "meta").glob("*.jsonl") for line in path.open()]
+    assert {r["source"] for r in fitted_rows} == {"bradley-terry"}
+    # Every pair the fit orders: a 1-1 split leaves two answers equally strong (no pair), one task in
+    # four; in task 0 that pair is the blocked answer's, whose other pair is dropped too.
+    assert len(fitted_rows) == 3 * PROMPTS - PROMPTS // 4 - 1
+    assert all(r["margin"] > 0 for r in fitted_rows)
 
     majority = tmp_path / "majority"
     _export(filled, majority, "--aggregate", "majority", "--blocked", "include", "--sources", "rankings")
