@@ -17,6 +17,10 @@ FORMAT_FIELDS = {
 }
 
 
+def _pairs(count: int) -> str:
+    return f"{count} pair" if count == 1 else f"{count} pairs"
+
+
 def _rate(value: float | None) -> str:
     return "n/a (no task had two annotators)" if value is None else f"{value:.1%}"
 
@@ -96,7 +100,7 @@ def dataset_card(
         f"- Split by prompt (no prompt in both): test fraction {options.test_fraction}, "
         f"seed `{options.split_seed}`",
         "- Guard policies the answers were served under: "
-        + ", ".join(f"`{name}` ({count} pairs)" for name, count in sorted(policies.items())),
+        + ", ".join(f"`{name}` ({_pairs(count)})" for name, count in sorted(policies.items())),
         "",
         "## Annotator agreement\n",
         f"Pairwise agreement: {_rate(report.rate)} over {report.comparisons} comparisons "
