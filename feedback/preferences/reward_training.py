@@ -9,6 +9,7 @@ accuracy on the held-out split (reward of chosen > reward of rejected) is measur
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -144,4 +145,20 @@ def train_reward_model(data: Path, out: Path, options: TrainingOptions) -> Train
         device="cuda" if use_cuda else "cpu",
     )
     (out / "reward_training.json").write_text(json.dumps(msgspec.to_builtins(report), indent=2) + "\n")
+    (out / "README.md").write_text(_model_card(report, data))
+    with contextlib.suppress(OSError):
+        (out / "checkpoints").rmdir()  # nothing was saved there (save_strategy "no")
     return report
+
+
+def _model_card(report: TrainingReport, data: Path) -> str:
+    accuracy = "n/a" if report.test_accuracy is None else f"{report.test_accuracy:.1%}"
+    return (
+        "---\ntags:\n- reward-model\n- trl\n---\n\n# Reward model\n\n"
+        "A sequence classifier with one output: its logit is the reward (higher: more preferred). Trained by "
+        "`hhh feedback train-reward` with TRL's RewardTrainer (pairwise loss -log sigmoid(r_chosen - "
+        "r_rejected)).\n\n"
+        f"- Base: `{report.base}`\n- Data: `{data}` ({report.train_pairs} train pairs)\n"
+        f"- Steps: {report.steps} on {report.device}; final training loss {report.train_loss}\n"
+        f"- Held-out pairwise accuracy: {accuracy} on {report.test_pairs} pairs (chance: 50%)\n"
+    )
