@@ -138,12 +138,23 @@ def _feedback_sync(args: argparse.Namespace) -> int:
 async def _export(settings: Settings, redis_dir: Path, options: Any, out: Path, show_progress: bool) -> int:
     from tqdm import tqdm
 
+    from feedback.collector import EventCollector
     from feedback.preferences.export import gather
     from feedback.preferences.writer import write_dataset
     from feedback.store import FeedbackStore
 
     async with _redis(settings, redis_dir) as client:
         store = FeedbackStore(client)
+        # Events not yet filed (no sync has run since, or there is no Label Studio at all): users'
+        # feedback lives in the stream until then. Filing is idempotent, so a sync running beside us is
+        # no harm.
+        collector = EventCollector(
+            client, store, settings.redis.stream, settings.feedback.labelstudio.settle_s
+        )
+        await collector.ensure_group()
+        with tqdm(desc="collecting events", unit="event", disable=not show_progress) as bar:
+            while filed := await collector.collect():
+                bar.update(filed)
         total = len(await store.annotated_task_keys())
         with tqdm(total=total, desc="reading rankings", unit="task", disable=not show_progress) as bar:
             gathered = await gather(store, options, bar.update)

@@ -204,3 +204,36 @@ def test_pairs_aggregation_split_and_card(filled: Path, tmp_path: Path) -> None:
     prompt = "system: Be kind.\n\nuser: Question fb-only: reply to <PERSON>?"
     expected = {"prompt": prompt, "chosen": "A fuller, kinder answer.", "rejected": "Short."}
     assert again["train"].to_list() == [expected]
+
+
+async def _record_only(url: str) -> None:
+    """What a gateway with no Label Studio leaves: events in the stream, nothing filed."""
+    client = redis.asyncio.from_url(url)
+    answer = _event("thumbs", ["Kind and complete.", "Curt."])
+    other = _event("thumbs.0", ["Rude."], candidate_of="thumbs", sampling={"temperature": 1.1})
+    thumb = FeedbackEvent(
+        id="fb-2", created=0.0, tenant="t", completion_id="chatcmpl-thumbs", preferred_choice=0
+    )
+    down = FeedbackEvent(id="fb-3", created=0.0, tenant="t", completion_id="chatcmpl-thumbs.0", rating="down")
+    up = FeedbackEvent(
+        id="fb-4", created=0.0, tenant="t", completion_id="chatcmpl-thumbs", preferred_choice=0, rating="up"
+    )
+    events = [("completion", answer), ("completion", other), ("feedback", thumb), ("feedback", down),
+              ("feedback", up)]  # fmt: skip
+    for kind, event in events:
+        await client.xadd("hhh:events", {"kind": kind, "event": encode_event(event)})
+    await client.aclose()
+
+
+def test_users_feedback_is_exported_without_any_sync(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as url:
+        asyncio.run(_record_only(url))
+        config = tmp_path / "gateway.yaml"
+        config.write_text(yaml.safe_dump({"redis": {"url": url}, "data_dir": str(tmp_path / "data")}))
+        out = tmp_path / "out"
+        summary = _export(config, out, "--format", "trl", "--test-fraction", "0")
+    assert "3 user feedback events" in summary
+    rows = datasets.load_dataset(str(out))["train"].to_list()
+    pairs = sorted((r["chosen"], r["rejected"]) for r in rows)
+    # The preferred choice beats its sibling; the answer rated up beats the candidate rated down.
+    assert pairs == [("Kind and complete.", "Curt."), ("Kind and complete.", "Rude.")]
