@@ -226,3 +226,25 @@ async def test_the_gateway_can_run_the_sync_itself(labelstudio: LabelStudioServe
             assert len(tasks()) == 1
             metrics = (await client.get("/metrics")).text
     assert "hhh_labelstudio_tasks_pushed_total 1.0" in metrics
+
+
+async def test_a_personal_access_token_works_as_well_as_a_legacy_one(labelstudio: LabelStudioServer) -> None:
+    """Label Studio's default token kind is a JWT personal access token; the SDK refreshes it."""
+    from feedback.labelstudio.client import LabelStudioProject
+    from feedback.labelstudio.settings import LabelStudioSettings
+
+    async with httpx.AsyncClient(headers={"Authorization": f"Token {labelstudio.token}"}) as client:
+        made = await client.post(f"{labelstudio.url}/api/token/")
+    assert made.status_code in (200, 201), made.text
+    settings = LabelStudioSettings(
+        url=labelstudio.url, api_key=made.json()["token"], project_title="pat rankings"
+    )
+    async with LabelStudioProject(settings) as api:
+        project = await api.ensure_project()
+        task = {
+            "prompt": "p",
+            "completions": [{"id": "a", "title": "t", "body": "x"}],
+            "hhh_task_key": "pat-1",
+        }
+        [task_id] = await api.import_tasks(project, [task])
+        assert await api.find_tasks(project, ["pat-1"]) == {"pat-1": task_id}
