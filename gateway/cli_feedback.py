@@ -62,7 +62,27 @@ async def _redis(settings: Settings, directory: Path) -> AsyncIterator[Any]:
         yield client
 
 
-async def _sync(settings: Settings, redis_dir: Path, watch: bool, flush: bool, show_progress: bool) -> int:
+def _serve_metrics(port: int) -> Any:
+    """The standalone worker's Prometheus endpoint (the gateway serves its own at /metrics)."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from gateway.feedback_worker import SyncMetrics
+
+    registry = CollectorRegistry()
+    metrics = SyncMetrics(registry)
+    start_http_server(port, addr="127.0.0.1", registry=registry)
+    print(f"metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)
+    return metrics
+
+
+async def _sync(
+    settings: Settings,
+    redis_dir: Path,
+    watch: bool,
+    flush: bool,
+    show_progress: bool,
+    metrics_port: int | None,
+) -> int:
     from feedback.collector import EventCollector
     from feedback.labelstudio.client import LabelStudioProject, LabelStudioRefused, LabelStudioUnavailable
     from feedback.labelstudio.receiver import AnnotationReceiver
@@ -76,7 +96,10 @@ async def _sync(settings: Settings, redis_dir: Path, watch: bool, flush: bool, s
         progress = TqdmProgress(show_progress and not watch)
         lock = SyncLock(store, ttl_s=max(300.0, 4 * ls_settings.poll_interval_s))
         receiver = AnnotationReceiver(store)
-        sync = LabelStudioSync(ls_settings, api, store, collector, receiver, progress=progress, lock=lock)
+        sync = LabelStudioSync(
+            ls_settings, api, store, collector, receiver, progress=progress, lock=lock,
+            retention_s=ls_settings.retention_days * 86400,
+        )  # fmt: skip
         try:
             await lock.acquire()
         except SyncBusy as exc:
@@ -90,7 +113,11 @@ async def _sync(settings: Settings, redis_dir: Path, watch: bool, flush: bool, s
                 loop = asyncio.get_running_loop()
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(signum, stop.set)
-                await sync.watch(stop)
+                if metrics_port is None:
+                    await sync.watch(stop)
+                else:
+                    metrics = _serve_metrics(metrics_port)
+                    await sync.watch(stop, on_round=metrics.observe, on_failure=metrics.rounds_failed.inc)
                 return 0
             summary = await sync.run_once(flush=flush)
             print(summary.describe())
@@ -129,7 +156,9 @@ def _feedback_sync(args: argparse.Namespace) -> int:
     redis_dir = Path(settings.data_dir).expanduser() / "redis"
     show_progress = sys.stderr.isatty() or args.progress
     try:
-        return asyncio.run(_sync(settings, redis_dir, args.watch, args.flush, show_progress))
+        return asyncio.run(
+            _sync(settings, redis_dir, args.watch, args.flush, show_progress, args.metrics_port)
+        )
     except redis.exceptions.RedisError as exc:
         print(f"hhh: Redis unavailable ({exc}); nothing was pushed or stored", file=sys.stderr)
         return 1
@@ -235,6 +264,9 @@ def add_feedback_commands(commands: Any, config_help: str) -> None:
         "--flush", action="store_true", help="push every waiting prompt now, without waiting for it to settle"
     )
     sync.add_argument("--progress", action="store_true", help=PROGRESS_HELP)
+    sync.add_argument(
+        "--metrics-port", type=int, help="--watch: serve Prometheus metrics on 127.0.0.1:PORT/metrics"
+    )
     sync.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity")
     sync.set_defaults(handler=_feedback_sync)
 

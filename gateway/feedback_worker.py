@@ -54,7 +54,9 @@ async def start_sync_worker(
     store = FeedbackStore(recorder.client)
     collector = EventCollector(recorder.client, store, stream, settings.settle_s)
     lock = SyncLock(store, ttl_s=max(300.0, 4 * settings.poll_interval_s))
-    sync = LabelStudioSync(settings, api, store, collector, AnnotationReceiver(store), lock=lock)
+    receiver = AnnotationReceiver(store)
+    retention_s = settings.retention_days * 86400
+    sync = LabelStudioSync(settings, api, store, collector, receiver, lock=lock, retention_s=retention_s)
     metrics = SyncMetrics(registry)
     stop = asyncio.Event()
 

@@ -26,6 +26,9 @@ class LabelStudioSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
     # Run the sync's rounds inside the gateway process (one process to run), instead of
     # `hhh feedback sync --watch` beside it. Either way one sync runs at a time (a lock in Redis).
     run_in_gateway: bool = False
+    # A prompt's recorded answers are kept this long after its task is pushed (users' thumbs about
+    # them can become pairs until then); the pushed task itself, which the export reads, is kept.
+    retention_days: float = 30.0
     timeout_s: float = 30.0  # one HTTP call to Label Studio
     # One-shot sync: how long to keep retrying an unreachable Label Studio before giving up (nothing is
     # lost: what was not pushed waits in Redis for the next run).
@@ -36,6 +39,8 @@ class LabelStudioSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
             raise ValueError("url: must start with http:// or https://")
         if self.run_in_gateway and not (self.url and self.api_key):
             raise ValueError("run_in_gateway: needs url and api_key as well")
+        if self.retention_days <= 0:
+            raise ValueError("retention_days: must be more than 0")
         if self.batch_size < 1:
             raise ValueError("batch_size: must be at least 1")
         if self.webhook_url is not None and not self.webhook_secret:

@@ -248,3 +248,51 @@ async def test_a_personal_access_token_works_as_well_as_a_legacy_one(labelstudio
         }
         [task_id] = await api.import_tasks(project, [task])
         assert await api.find_tasks(project, ["pat-1"]) == {"pat-1": task_id}
+
+
+def test_the_watch_worker_pushes_serves_metrics_and_stops_cleanly(
+    labelstudio: LabelStudioServer, tmp_path: Path
+) -> None:
+    import signal
+
+    from feedback.events import CompletionEvent, encode_event
+
+    with redis_server(tmp_path) as redis_url:
+        store = redis.Redis.from_url(redis_url)
+        event = CompletionEvent(
+            id="w-1", completion_id="c-w-1", created=time.time(), tenant="t", model="m",
+            endpoint="chat.completions", stream=False,
+            request={"messages": [{"role": "user", "content": "Two?"}]},
+            choices=[{"index": i, "message": {"role": "assistant", "content": f"answer {i}"}}
+                     for i in range(2)],
+        )  # fmt: skip
+        store.xadd("hhh:events", {"kind": "completion", "event": encode_event(event)})
+        config = tmp_path / "gateway.yaml"
+        settings = {"url": labelstudio.url, "api_key": labelstudio.token, "project_title": "watch rankings",
+                    "settle_s": 0, "poll_interval_s": 0.5}  # fmt: skip
+        config.write_text(
+            yaml.safe_dump({"redis": {"url": redis_url}, "feedback": {"labelstudio": settings}})
+        )
+        port = free_port()
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "feedback", "sync", "--config", str(config), "--watch",
+             "--metrics-port", str(port)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+
+            def pushed() -> bool:
+                try:
+                    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+                except httpx.HTTPError:
+                    return False
+                return "hhh_labelstudio_tasks_pushed_total 1.0" in text
+
+            assert _wait_for(pushed, timeout=60)
+            worker.send_signal(signal.SIGTERM)
+            _, errors = worker.communicate(timeout=30)
+        finally:
+            worker.kill()
+        assert worker.returncode == 0, errors
+        assert "sync round: events collected: 1; tasks pushed: 1" in errors
+        assert store.get("hhh:fb:sync-lock") is None  # released for the next worker
