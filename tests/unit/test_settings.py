@@ -103,6 +103,7 @@ def test_label_studio_settings_name_the_key_that_is_wrong() -> None:
         ({"webhook_secret": "short"}, "feedback.labelstudio.webhook_secret: use at least 16"),
         ({"run_in_gateway": True}, "feedback.labelstudio.run_in_gateway: needs url and api_key"),
         ({"batch_size": 0}, "feedback.labelstudio.batch_size: must be at least 1"),
+        ({"retention_days": 0}, "feedback.labelstudio.retention_days: must be more than 0"),
     ]:
         with pytest.raises(ConfigError, match=message):
             settings_from_mapping({"feedback": {"labelstudio": raw}}, environ={})
