@@ -238,7 +238,8 @@ def _train_reward(args: argparse.Namespace) -> int:
     report = train_reward_model(args.data, args.out, options)
     accuracy = "n/a (no test split)" if report.test_accuracy is None else f"{report.test_accuracy:.1%}"
     print(
-        f"trained {report.steps} steps on {report.train_pairs} pairs ({report.device}); "
+        f"trained {report.steps} steps on {report.train_pairs - report.too_long} pairs ({report.device}; "
+        f"{report.too_long} over --max-length left out); "
         f"final training loss {report.train_loss:.4f}; held-out pairwise accuracy {accuracy} on "
         f"{report.test_pairs} pairs (chance: 50%)\nreward model saved to {args.out}: one output, its logit "
         "is the reward"

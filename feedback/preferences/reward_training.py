@@ -33,6 +33,7 @@ class TrainingOptions(msgspec.Struct, kw_only=True, frozen=True):
 class TrainingReport(msgspec.Struct, kw_only=True):
     base: str
     train_pairs: int
+    too_long: int  # train pairs over max_length tokens, which TRL leaves out
     test_pairs: int
     steps: int
     train_loss: float | None
@@ -131,6 +132,7 @@ def train_reward_model(data: Path, out: Path, options: TrainingOptions) -> Train
         train_dataset=datasets.Dataset.from_list(splits["train"]),
         processing_class=tokenizer,
     )
+    train_set: Any = trainer.train_dataset  # after TRL's filtering: a Dataset, so it has a length
     result = trainer.train()
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
@@ -138,6 +140,7 @@ def train_reward_model(data: Path, out: Path, options: TrainingOptions) -> Train
     report = TrainingReport(
         base=options.base,
         train_pairs=len(splits["train"]),
+        too_long=len(splits["train"]) - len(train_set),
         test_pairs=len(splits.get("test", [])),
         steps=int(result.global_step),
         train_loss=float(result.training_loss) if result.training_loss is not None else None,

@@ -120,3 +120,4 @@ def test_a_reward_model_learns_politeness_from_an_export(tmp_path: Path) -> None
     report = json.loads((model_dir / "reward_training.json").read_text())
     assert report["test_accuracy"] == accuracy
     assert report["steps"] == 40
+    assert report["too_long"] == 0
