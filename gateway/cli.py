@@ -85,6 +85,10 @@ def _config_check(args: argparse.Namespace) -> int:
     for upstream in masked["upstreams"]:
         if upstream.get("api_key"):
             upstream["api_key"] = "***"
+    labelstudio = masked["feedback"]["labelstudio"]
+    for secret in ("api_key", "webhook_secret"):
+        if labelstudio.get(secret):
+            labelstudio[secret] = "***"
     print(msgspec.json.format(msgspec.json.encode(masked), indent=2).decode())
     print(f"\nconfig OK; guards in use: {', '.join(sorted(used)) or 'none'}", file=sys.stderr)
     return 0

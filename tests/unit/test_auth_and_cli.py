@@ -47,11 +47,17 @@ def test_cli_config_errors_name_the_key(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_cli_config_check_masks_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "ok.yaml"
-    config.write_text("upstreams:\n  - {name: a, url: 'http://x/v1', api_key: sk-secret}\n")
+    config.write_text(
+        "upstreams:\n  - {name: a, url: 'http://x/v1', api_key: sk-secret}\n"
+        "feedback:\n  labelstudio:\n    {url: 'http://ls:8080', api_key: ls-secret,\n"
+        "     webhook_secret: hook-secret-0123456789}\n"
+    )
     assert main(["config", "check", "--config", str(config)]) == 0
     out = capsys.readouterr().out
-    assert "sk-secret" not in out
+    for secret in ("sk-secret", "ls-secret", "hook-secret"):
+        assert secret not in out
     assert '"api_key": "***"' in out
+    assert '"webhook_secret": "***"' in out
 
 
 def test_serve_with_a_missing_embedded_model_fails_cleanly(
