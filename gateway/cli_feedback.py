@@ -248,9 +248,9 @@ def _train_reward(args: argparse.Namespace) -> int:
 
 
 def add_feedback_commands(commands: Any, config_help: str) -> None:
-    feedback = commands.add_parser("feedback", help="human feedback: sync with Label Studio").add_subparsers(
-        dest="feedback_command", required=True, metavar="ACTION"
-    )
+    feedback = commands.add_parser(
+        "feedback", help="human feedback: Label Studio sync, preference datasets, reward models"
+    ).add_subparsers(dest="feedback_command", required=True, metavar="ACTION")
     sync = feedback.add_parser(
         "sync",
         help="push ranking tasks to Label Studio and take annotations back",
