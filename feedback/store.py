@@ -13,6 +13,7 @@ Keys, under a prefix (``hhh:fb:``):
     ann:<task key>            hash  annotation id → AnnotationRecord JSON
     annotated                 set   task keys with at least one annotation
     rejected                  list  rejected annotations with the reason (newest first, capped)
+    refused                   list  tasks Label Studio refused to import, with the reason
     rejected-ids              hash  "<annotation id>@<updated_at>" of those rejected, to count each once
     feedback                  hash  feedback id → FeedbackEvent JSON (thumbs, preferred choice)
     completion-ids            hash  upstream completion id → "<request id> <event id>"
@@ -152,6 +153,16 @@ class FeedbackStore:
                 pipe.expire(self.key("set", task.request_id), int(retention_s))
         pipe.zrem(self.key("settling"), *[t.request_id for t, _ in pushed])
         pipe.hdel(self.key("ls", project, "inflight"), *[t.task_key for t, _ in pushed])
+        await pipe.execute()
+
+    async def set_aside(self, project: int, task: RankingTask, reason: str) -> None:
+        """A task Label Studio refused: kept with the reason, no longer settling or in flight."""
+        entry = msgspec.json.encode({"at": time.time(), "reason": reason, "task": task})
+        pipe: Any = self.client.pipeline(transaction=True)
+        pipe.rpush(self.key("refused"), entry)
+        pipe.zrem(self.key("settling"), task.request_id)
+        pipe.hdel(self.key("ls", project, "inflight"), task.task_key)
+        pipe.hincrby(self.key("stats"), "refused", 1)
         await pipe.execute()
 
     async def task_key_of(self, project: int, ls_task_id: int) -> str | None:

@@ -36,6 +36,10 @@ class LabelStudioRefused(Exception):
     """Label Studio answered no (a bad API key, a bad request): retrying will not help."""
 
 
+class LabelStudioKeyRefused(LabelStudioRefused):
+    """401/403: nothing will work until the key is fixed."""
+
+
 def _instructions_html(text: str) -> str:
     items = "".join(f"<li>{line}</li>" for line in text.splitlines()[1:])
     return f"<p>{text.splitlines()[0]}</p><ol>{items}</ol>"
@@ -77,7 +81,7 @@ class LabelStudioProject:
             if status >= 500 or status in (408, 429):
                 raise LabelStudioUnavailable(f"{what}: HTTP {status} {detail}") from None
             if status in (401, 403):
-                raise LabelStudioRefused(
+                raise LabelStudioKeyRefused(
                     f"{what}: Label Studio refused the key (HTTP {status}); "
                     "check feedback.labelstudio.api_key"
                 ) from None

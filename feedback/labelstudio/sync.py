@@ -26,7 +26,12 @@ from typing import Protocol, TypeVar
 import redis.exceptions
 
 from feedback.collector import EventCollector
-from feedback.labelstudio.client import LabelStudioProject, LabelStudioUnavailable
+from feedback.labelstudio.client import (
+    LabelStudioKeyRefused,
+    LabelStudioProject,
+    LabelStudioRefused,
+    LabelStudioUnavailable,
+)
 from feedback.labelstudio.receiver import AnnotationReceiver
 from feedback.labelstudio.settings import LabelStudioSettings
 from feedback.labelstudio.tasks import RankingTask, ranking_task
@@ -63,6 +68,7 @@ class SyncSummary:
     pushed: int = 0  # new tasks in Label Studio
     recovered: int = 0  # tasks an interrupted import had made, found and recorded instead of re-sent
     unrankable: int = 0  # prompts with fewer than two whole answers: no task
+    refused: int = 0  # tasks Label Studio refused (400), set aside in hhh:fb:refused
     received: Counter[str] = field(default_factory=Counter)  # new, updated, same, skipped, rejected, ...
     waiting: int = 0  # prompts still settling after this round
 
@@ -74,6 +80,7 @@ class SyncSummary:
             f"annotations received: {got['new']} new, {got['updated']} updated, {got['deleted']} deleted, "
             f"{got['skipped']} skipped, {got['rejected']} rejected; "
             f"prompts without two answers: {self.unrankable}; prompts still settling: {self.waiting}"
+            + (f"; tasks refused by Label Studio (set aside): {self.refused}" if self.refused else "")
         )
 
 
@@ -201,11 +208,28 @@ class LabelStudioSync:
             await self.store.unschedule(already, "already_pushed")
             fresh = [t for t in tasks if t.task_key not in known]
             if fresh:
-                await self._import(fresh, summary)
+                await self._import_or_isolate(fresh, summary)
             self.progress.advance(len(request_ids))
             if self.lock is not None:
                 await self.lock.refresh()  # a long backlog outlasts the lock's expiry otherwise
         self.progress.finish()
+
+    async def _import_or_isolate(self, tasks: list[RankingTask], summary: SyncSummary) -> None:
+        """A task Label Studio refuses (400) must not hold up the others: a refused batch is sent again
+        one task at a time, and a task refused alone is set aside with the reason."""
+        try:
+            await self._import(tasks, summary)
+        except LabelStudioKeyRefused:
+            raise
+        except LabelStudioRefused as exc:
+            if len(tasks) > 1:
+                for task in tasks:
+                    await self._import_or_isolate([task], summary)
+                return
+            [task] = tasks
+            log.error("Label Studio refused the task for request %s (%s); set aside", task.request_id, exc)
+            await self.store.set_aside(self.project, task, str(exc))
+            summary.refused += 1
 
     async def _import(self, tasks: list[RankingTask], summary: SyncSummary) -> None:
         await self.store.begin_import(self.project, tasks)

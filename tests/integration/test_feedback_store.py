@@ -146,3 +146,54 @@ async def test_a_sync_whose_lock_expired_does_not_take_it_back(client: redis.asy
     with pytest.raises(SyncBusy, match="expired"):
         await slow.refresh()
     assert await client.get(other.key) == other.token.encode()
+
+
+class _RefusingLabelStudio:
+    """A stand-in for the Label Studio client that refuses any batch holding a 'poison' prompt (400)."""
+
+    def __init__(self) -> None:
+        self.made: list[str] = []
+
+    async def import_tasks(self, project: int, tasks: list[dict[str, object]]) -> list[int]:
+        from feedback.labelstudio.client import LabelStudioRefused
+
+        if any("poison" in str(t["prompt"]) for t in tasks):
+            raise LabelStudioRefused("import tasks: HTTP 400 bad data")
+        self.made += [str(t["hhh_task_key"]) for t in tasks]
+        return list(range(len(self.made) - len(tasks), len(self.made)))
+
+    async def find_tasks(self, project: int, task_keys: list[str]) -> dict[str, int]:
+        return {}
+
+    async def changed_tasks(self, project: int, since: str | None) -> AsyncIterator[dict[str, object]]:
+        return
+        yield
+
+
+async def test_a_task_label_studio_refuses_is_set_aside_and_the_rest_go_through(
+    client: redis.asyncio.Redis,
+) -> None:
+    from feedback.labelstudio.receiver import AnnotationReceiver
+    from feedback.labelstudio.settings import LabelStudioSettings
+    from feedback.labelstudio.sync import LabelStudioSync
+
+    store = FeedbackStore(client)
+    for number in range(6):
+        event = _event(f"r{number}", answers=2)
+        if number == 3:
+            event.request = {"messages": [{"role": "user", "content": "poison"}]}
+        await _add(client, event, "completion")
+    collector = EventCollector(client, store, STREAM, settle_s=0)
+    await collector.ensure_group()
+    fake = _RefusingLabelStudio()
+    settings = LabelStudioSettings(url="http://ls.test", api_key="k", batch_size=4)
+    sync = LabelStudioSync(settings, fake, store, collector, AnnotationReceiver(store))  # type: ignore[arg-type]
+    sync.project = 1
+    summary = await sync.run_once(flush=True)
+    assert (summary.pushed, summary.refused) == (5, 1)
+    assert len(fake.made) == 5
+    refused = msgspec.json.decode(await client.lindex(store.key("refused"), 0))
+    assert refused["task"]["request_id"] == "r3"
+    assert "HTTP 400" in refused["reason"]
+    assert await store.settling_count() == 0
+    assert await store.in_flight(1) == []
