@@ -23,7 +23,7 @@ Keys, under a prefix (``hhh:fb:``):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import msgspec
@@ -211,6 +211,23 @@ class FeedbackStore:
     async def annotations(self, task_key: str) -> list[AnnotationRecord]:
         raw = await self.client.hgetall(self.key("ann", task_key))
         return [msgspec.json.decode(v, type=AnnotationRecord) for v in raw.values()]
+
+    async def annotated_tasks(
+        self, task_keys: list[str], chunk: int = 500
+    ) -> AsyncIterator[tuple[str, RankingTask | None, list[AnnotationRecord]]]:
+        """Each task with its annotations, read ``chunk`` tasks a round trip (an export reads them all)."""
+        for start in range(0, len(task_keys), chunk):
+            keys = task_keys[start : start + chunk]
+            pipe: Any = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.get(self.key("task", key))
+                pipe.hgetall(self.key("ann", key))
+            replies = await pipe.execute()
+            for index, key in enumerate(keys):
+                raw_task, raw_annotations = replies[2 * index], replies[2 * index + 1]
+                task = None if raw_task is None else msgspec.json.decode(raw_task, type=RankingTask)
+                records = [msgspec.json.decode(v, type=AnnotationRecord) for v in raw_annotations.values()]
+                yield key, task, records
 
     async def annotated_task_keys(self) -> list[str]:
         return sorted(k.decode() for k in await self.client.smembers(self.key("annotated")))

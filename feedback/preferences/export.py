@@ -84,9 +84,8 @@ async def gather(store: FeedbackStore, options: ExportOptions, advance: Any = No
     rankings_by_task: list[list[tuple[str, list[list[str]]]]] = []
     projects: set[int] = set()
     if "rankings" in options.sources:
-        for task_key in await store.annotated_task_keys():
-            task = await store.task(task_key)
-            records = sorted(await store.annotations(task_key), key=lambda r: r.annotation_id)
+        async for _, task, unordered in store.annotated_tasks(await store.annotated_task_keys()):
+            records = sorted(unordered, key=lambda r: r.annotation_id)
             if task is None or not records:
                 counts["tasks_missing"] += task is None
                 continue
