@@ -222,9 +222,14 @@ class LabelStudioSync:
         except LabelStudioKeyRefused:
             raise
         except LabelStudioRefused as exc:
+            # An earlier attempt of this batch may have made (and recorded) some of them.
+            known = await self.store.pushed_task_ids(self.project, [t.task_key for t in tasks])
+            tasks = [t for t in tasks if t.task_key not in known]
             if len(tasks) > 1:
                 for task in tasks:
                     await self._import_or_isolate([task], summary)
+                return
+            if not tasks:
                 return
             [task] = tasks
             log.error("Label Studio refused the task for request %s (%s); set aside", task.request_id, exc)
