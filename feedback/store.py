@@ -7,11 +7,11 @@ Keys, under a prefix (``hhh:fb:``):
     settling                  zset  request id → unix time at which its task may be pushed
     task:<task key>           str   RankingTask JSON, as pushed (what the export pairs up)
     ls:<project>:tasks        hash  task key → Label Studio task id (makes pushing idempotent)
-    ls:<project>:task-keys    hash  Label Studio task id → task key
     ls:<project>:inflight     hash  task key → unix time an import of it began
     ls:<project>:watermark    str   newest task ``updated_at`` the reconciling poll has seen
     ann:<task key>            hash  annotation id → AnnotationRecord JSON
     annotated                 set   task keys with at least one annotation
+    annotation-tasks          hash  annotation id → task key (a deletion names only the annotation)
     rejected                  list  rejected annotations with the reason (newest first, capped)
     refused                   list  tasks Label Studio refused to import, with the reason
     rejected-ids              hash  "<annotation id>@<updated_at>" of those rejected, to count each once
@@ -145,7 +145,6 @@ class FeedbackStore:
             return
         pipe: Any = self.client.pipeline(transaction=True)
         pipe.hset(self.key("ls", project, "tasks"), mapping={t.task_key: ls_id for t, ls_id in pushed})
-        pipe.hset(self.key("ls", project, "task-keys"), mapping={ls_id: t.task_key for t, ls_id in pushed})
         pipe.hincrby(self.key("stats"), "pushed", len(pushed))
         for task, _ in pushed:
             pipe.set(self.key("task", task.task_key), msgspec.json.encode(task))
@@ -164,9 +163,6 @@ class FeedbackStore:
         pipe.hdel(self.key("ls", project, "inflight"), task.task_key)
         pipe.hincrby(self.key("stats"), "refused", 1)
         await pipe.execute()
-
-    async def task_key_of(self, project: int, ls_task_id: int) -> str | None:
-        return _text(await self.client.hget(self.key("ls", project, "task-keys"), ls_task_id))
 
     async def task(self, task_key: str) -> RankingTask | None:
         raw = await self.client.get(self.key("task", task_key))
@@ -195,6 +191,7 @@ class FeedbackStore:
             outcome = "updated"
         pipe: Any = self.client.pipeline(transaction=False)
         pipe.sadd(self.key("annotated"), record.task_key)
+        pipe.hset(self.key("annotation-tasks"), field, record.task_key)
         pipe.hincrby(self.key("stats"), "received" if outcome == "new" else "updated", 1)
         await pipe.execute()
         return outcome
@@ -202,11 +199,15 @@ class FeedbackStore:
     async def delete_annotation(self, task_key: str, annotation_id: int) -> bool:
         key = self.key("ann", task_key)
         removed = bool(await self.client.hdel(key, str(annotation_id)))
+        await self.client.hdel(self.key("annotation-tasks"), str(annotation_id))
         if removed:
             await self.client.hincrby(self.key("stats"), "deleted", 1)
             if not await self.client.hlen(key):
                 await self.client.srem(self.key("annotated"), task_key)
         return removed
+
+    async def task_key_of_annotation(self, annotation_id: int) -> str | None:
+        return _text(await self.client.hget(self.key("annotation-tasks"), str(annotation_id)))
 
     async def annotations(self, task_key: str) -> list[AnnotationRecord]:
         raw = await self.client.hgetall(self.key("ann", task_key))

@@ -71,21 +71,22 @@ class AnnotationReceiver:
             outcomes[await self.take(annotation, task, project)] += 1
         elif action == DELETED:
             annotations = payload.get("annotations")
-            if not isinstance(annotations, list) or project is None:
-                raise MalformedWebhook(f"{action} needs 'annotations' and 'project'")
+            if not isinstance(annotations, list):
+                raise MalformedWebhook(f"{action} needs 'annotations'")
             for item in annotations:
-                deleted = isinstance(item, dict) and await self._delete(project, item)
+                deleted = isinstance(item, dict) and await self._delete(item)
                 outcomes["deleted" if deleted else "unknown"] += 1
         else:
             outcomes["ignored"] += 1  # another action the webhook was set up for by hand
         return outcomes
 
-    async def _delete(self, project: int, annotation: dict[str, Any]) -> bool:
+    async def _delete(self, annotation: dict[str, Any]) -> bool:
+        """Label Studio names only the annotation's id (``{"annotations": [{"id": 1}]}``)."""
         try:
-            task_id, annotation_id = int(annotation["task"]), int(annotation["id"])
+            annotation_id = int(annotation["id"])
         except (KeyError, TypeError, ValueError):
             return False
-        task_key = await self.store.task_key_of(project, task_id)
+        task_key = await self.store.task_key_of_annotation(annotation_id)
         return task_key is not None and await self.store.delete_annotation(task_key, annotation_id)
 
     async def reconcile(self, task: dict[str, Any], project: int) -> Counter[str]:

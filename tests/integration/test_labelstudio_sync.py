@@ -131,6 +131,13 @@ def test_traffic_becomes_tasks_and_annotations_come_back_both_ways(
         assert [(r.annotation_id, r.places) for r in stored] == [(made.id, [[ids[1]], [ids[0]]])]
         assert stored[0].annotator == "annotator@example.com" or stored[0].annotator.isdigit()
 
+        # An annotation deleted in Label Studio is forgotten (ANNOTATIONS_DELETED), and one made again
+        # is taken again.
+        ls.annotations.delete(id=made.id)
+        assert _wait_for(lambda: not _stored(store, key))
+        made = ls.annotations.create(id=by_webhook.id, result=_ranking([ids[1], ids[0]]))
+        assert _wait_for(lambda: [r.annotation_id for r in _stored(store, key)] == [made.id])
+
         # Calls without the secret, or with garbage, are refused (401 / 400) and logged.
         hook_url = f"http://127.0.0.1:{port}/v1/feedback/labelstudio"
         anonymous = httpx.post(hook_url, json={"action": "ANNOTATION_CREATED"})
@@ -181,7 +188,8 @@ def test_traffic_becomes_tasks_and_annotations_come_back_both_ways(
     assert "exported 2 pairs (train 2)" in exported.stdout
     totals = {k.decode(): int(v) for k, v in store.hgetall("hhh:fb:stats").items()}  # type: ignore[union-attr]
     assert totals["pushed"] == 3
-    assert totals["received"] == 2
+    assert totals["received"] == 3  # the one deleted and made again counts twice
+    assert totals["deleted"] == 1
     assert totals["rejected"] == 1
 
 
