@@ -137,6 +137,9 @@ def test_traffic_becomes_tasks_and_annotations_come_back_both_ways(
         assert _wait_for(lambda: not _stored(store, key))
         made = ls.annotations.create(id=by_webhook.id, result=_ranking([ids[1], ids[0]]))
         assert _wait_for(lambda: [r.annotation_id for r in _stored(store, key)] == [made.id])
+        # An annotator changes their mind (ANNOTATION_UPDATED): the newer ranking replaces the older.
+        ls.annotations.update(id=made.id, result=_ranking([ids[0], ids[1]]))
+        assert _wait_for(lambda: [r.places for r in _stored(store, key)] == [[[ids[0]], [ids[1]]]])
 
         # Calls without the secret, or with garbage, are refused (401 / 400) and logged.
         hook_url = f"http://127.0.0.1:{port}/v1/feedback/labelstudio"
@@ -190,6 +193,7 @@ def test_traffic_becomes_tasks_and_annotations_come_back_both_ways(
     assert totals["pushed"] == 3
     assert totals["received"] == 3  # the one deleted and made again counts twice
     assert totals["deleted"] == 1
+    assert totals["updated"] == 1
     assert totals["rejected"] == 1
 
 
