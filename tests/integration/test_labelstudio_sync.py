@@ -198,12 +198,13 @@ def test_traffic_becomes_tasks_and_annotations_come_back_both_ways(
 
 
 async def test_the_gateway_can_run_the_sync_itself(labelstudio: LabelStudioServer, tmp_path: Path) -> None:
-    """``run_in_gateway``: one process records, pushes tasks and polls, with metrics for each."""
+    """``run_in_gateway``: one process records, samples extra candidates, pushes tasks and polls, with
+    metrics. The sampled set goes out as soon as it is whole: settle_s is an hour, and is not waited."""
     from litestar.testing import AsyncTestClient
 
     from feedback.labelstudio.settings import LabelStudioSettings
     from gateway.app import create_app
-    from gateway.settings import FeedbackSettings, RedisSettings, Settings, UpstreamSettings
+    from gateway.settings import FeedbackSettings, RedisSettings, SamplingSettings, Settings, UpstreamSettings
     from guards.policy import Policy, PolicyBook
     from tests.support.fake_upstream import FakeUpstream
 
@@ -216,26 +217,31 @@ async def test_the_gateway_can_run_the_sync_itself(labelstudio: LabelStudioServe
             guards={},
             policies=PolicyBook(default=Policy()),  # no guards: the sync is what is tested
             feedback=FeedbackSettings(
+                sampling=SamplingSettings(fraction=1.0, temperatures=[0.3, 1.1]),
                 labelstudio=LabelStudioSettings(
                     url=labelstudio.url, api_key=labelstudio.token, project_title=title, run_in_gateway=True,
-                    settle_s=0, poll_interval_s=0.5,
-                )
+                    settle_s=3600, poll_interval_s=0.5,
+                ),
             ),
         )  # fmt: skip
         app = create_app(settings, upstream_transport=FakeUpstream().transport(), guards={})
         ls = LabelStudio(base_url=labelstudio.url, api_key=labelstudio.token)
         async with AsyncTestClient(app) as client:
-            body = {"model": "fake-model", "messages": [{"role": "user", "content": "Two, please."}], "n": 2}
+            body = {"model": "fake-model", "messages": [{"role": "user", "content": "One, please."}]}
             assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
 
             def tasks() -> list[Any]:
                 projects = [p for p in ls.projects.list(title=title) if p.title == title]
-                return list(ls.tasks.list(project=projects[0].id)) if projects else []
+                return list(ls.tasks.list(project=projects[0].id, fields="all")) if projects else []
 
             deadline = time.monotonic() + 30
             while not tasks() and time.monotonic() < deadline:
                 await asyncio.sleep(0.3)
-            assert len(tasks()) == 1
+            [task] = tasks()
+            titles = sorted(c["title"] for c in task.data["completions"])
+            assert [t.split(" - ")[0] for t in titles] == [
+                "answer", "candidate (temperature=0.3)", "candidate (temperature=1.1)"
+            ]  # fmt: skip
             metrics = (await client.get("/metrics")).text
     assert "hhh_labelstudio_tasks_pushed_total 1.0" in metrics
 
