@@ -84,7 +84,8 @@ async def _sync(
     metrics_port: int | None,
 ) -> int:
     from feedback.collector import EventCollector
-    from feedback.labelstudio.client import LabelStudioProject, LabelStudioRefused, LabelStudioUnavailable
+    from feedback.labelstudio.client import LabelStudioProject
+    from feedback.labelstudio.errors import LabelStudioRefused, LabelStudioUnavailable
     from feedback.labelstudio.receiver import AnnotationReceiver
     from feedback.labelstudio.sync import LabelStudioSync, SyncBusy, SyncLock
     from feedback.store import FeedbackStore

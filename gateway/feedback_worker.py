@@ -11,7 +11,7 @@ from contextlib import AsyncExitStack
 from prometheus_client import CollectorRegistry, Counter
 
 from feedback.collector import EventCollector
-from feedback.labelstudio.client import LabelStudioProject, LabelStudioRefused, LabelStudioUnavailable
+from feedback.labelstudio.errors import LabelStudioRefused, LabelStudioUnavailable
 from feedback.labelstudio.receiver import AnnotationReceiver
 from feedback.labelstudio.settings import LabelStudioSettings
 from feedback.labelstudio.sync import LabelStudioSync, SyncBusy, SyncLock, SyncSummary
@@ -50,6 +50,8 @@ async def start_sync_worker(
     stack: AsyncExitStack,
 ) -> None:
     """Starts the rounds; they stop with the gateway. Label Studio being away only delays them."""
+    from feedback.labelstudio.client import LabelStudioProject  # the SDK: only when configured
+
     api = await stack.enter_async_context(LabelStudioProject(settings))
     store = FeedbackStore(recorder.client)
     collector = EventCollector(recorder.client, store, stream, settings.settle_s)

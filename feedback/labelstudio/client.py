@@ -15,6 +15,7 @@ from label_studio_sdk import AsyncLabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
 from feedback.labelstudio.config import INSTRUCTIONS, ranking_config
+from feedback.labelstudio.errors import LabelStudioKeyRefused, LabelStudioRefused, LabelStudioUnavailable
 from feedback.labelstudio.settings import SECRET_HEADER, LabelStudioSettings
 from feedback.labelstudio.tasks import TASK_KEY
 
@@ -26,18 +27,6 @@ LS_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # the only datetime format Label Studio's tas
 # The poll re-reads a little before its watermark: a task saved just before the last poll may have
 # committed just after it.
 POLL_OVERLAP = timedelta(seconds=60)
-
-
-class LabelStudioUnavailable(Exception):
-    """Label Studio did not answer, or answered 5xx/429: try again later."""
-
-
-class LabelStudioRefused(Exception):
-    """Label Studio answered no (a bad API key, a bad request): retrying will not help."""
-
-
-class LabelStudioKeyRefused(LabelStudioRefused):
-    """401/403: nothing will work until the key is fixed."""
 
 
 def _instructions_html(text: str) -> str:

@@ -21,21 +21,19 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import redis.exceptions
 
 from feedback.collector import EventCollector
-from feedback.labelstudio.client import (
-    LabelStudioKeyRefused,
-    LabelStudioProject,
-    LabelStudioRefused,
-    LabelStudioUnavailable,
-)
+from feedback.labelstudio.errors import LabelStudioKeyRefused, LabelStudioRefused, LabelStudioUnavailable
 from feedback.labelstudio.receiver import AnnotationReceiver
 from feedback.labelstudio.settings import LabelStudioSettings
 from feedback.labelstudio.tasks import RankingTask, ranking_task
 from feedback.store import FeedbackStore
+
+if TYPE_CHECKING:
+    from feedback.labelstudio.client import LabelStudioProject
 
 log = logging.getLogger("hhh.labelstudio")
 T = TypeVar("T")

@@ -155,7 +155,7 @@ class _RefusingLabelStudio:
         self.made: list[str] = []
 
     async def import_tasks(self, project: int, tasks: list[dict[str, object]]) -> list[int]:
-        from feedback.labelstudio.client import LabelStudioRefused
+        from feedback.labelstudio.errors import LabelStudioRefused
 
         if any("poison" in str(t["prompt"]) for t in tasks):
             raise LabelStudioRefused("import tasks: HTTP 400 bad data")

@@ -14,7 +14,8 @@ import redis.asyncio
 
 from feedback.collector import EventCollector
 from feedback.events import CompletionEvent, encode_event
-from feedback.labelstudio.client import LabelStudioProject, LabelStudioUnavailable
+from feedback.labelstudio.client import LabelStudioProject
+from feedback.labelstudio.errors import LabelStudioUnavailable
 from feedback.labelstudio.receiver import AnnotationReceiver
 from feedback.labelstudio.settings import LabelStudioSettings
 from feedback.labelstudio.sync import LabelStudioSync
