@@ -217,6 +217,7 @@ def _feedback_export(args: argparse.Namespace) -> int:
         format=args.format, aggregation=args.aggregate, ties=args.ties, margin=args.margin,
         blocked=args.blocked, redacted=args.redacted, test_fraction=args.test_fraction,
         split_seed=args.split_seed, sources=tuple(s.strip() for s in args.sources.split(",") if s.strip()),
+        tenants=tuple(args.tenant or ()), min_annotators=args.min_annotators,
     )  # fmt: skip
     redis_dir = Path(settings.data_dir).expanduser() / "redis"
     show_progress = sys.stderr.isatty() or args.progress
@@ -303,6 +304,10 @@ def add_feedback_commands(commands: Any, config_help: str) -> None:
     export.add_argument("--split-seed", default="hhh", help="salt of the split by prompt")
     export.add_argument(
         "--sources", default="rankings,feedback", help="rankings (Label Studio) and/or feedback (the API)"
+    )
+    export.add_argument("--tenant", action="append", help="only this tenant's traffic (repeatable)")
+    export.add_argument(
+        "--min-annotators", type=int, default=1, help="only tasks ranked by at least N annotators (1)"
     )
     export.add_argument("--progress", action="store_true", help=PROGRESS_HELP)
     export.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity")

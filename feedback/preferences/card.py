@@ -97,6 +97,9 @@ def dataset_card(
         f"- Answers a guard redacted: {options.redacted}d; redacted text stays redacted (placeholders such "
         "as `<PERSON>`): the gateway never recorded the original",
         "- Prompts: as the upstream received them, after the input guards' redaction",
+        f"- Tenants: {', '.join(options.tenants) or 'all'}; ranking tasks with at least "
+        f"{options.min_annotators} annotator(s) ({counts.get('tasks_too_few_annotators', 0)} with fewer "
+        "left out)",
         f"- Split by prompt (no prompt in both): test fraction {options.test_fraction}, "
         f"seed `{options.split_seed}`",
         "- Guard policies the answers were served under: "

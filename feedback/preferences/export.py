@@ -33,6 +33,8 @@ class ExportOptions(msgspec.Struct, kw_only=True, frozen=True):
     test_fraction: float = 0.1
     split_seed: str = "hhh"
     sources: tuple[str, ...] = SOURCES
+    tenants: tuple[str, ...] = ()  # only these tenants' traffic; empty: everyone's
+    min_annotators: int = 1  # rankings: only tasks ranked by at least this many annotators
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -43,6 +45,8 @@ class ExportOptions(msgspec.Struct, kw_only=True, frozen=True):
             raise ValueError("--blocked and --redacted: include or exclude")
         if not 0.0 <= self.test_fraction < 1.0:
             raise ValueError("--test-fraction: at least 0 and below 1")
+        if self.min_annotators < 1:
+            raise ValueError("--min-annotators: at least 1")
         if unknown := set(self.sources) - set(SOURCES):
             raise ValueError(f"--sources: unknown {', '.join(sorted(unknown))}")
 
@@ -85,9 +89,16 @@ async def gather(store: FeedbackStore, options: ExportOptions, advance: Any = No
     projects: set[int] = set()
     if "rankings" in options.sources:
         async for _, task, unordered in store.annotated_tasks(await store.annotated_task_keys()):
+            if advance is not None:
+                advance(1)
             records = sorted(unordered, key=lambda r: r.annotation_id)
             if task is None or not records:
                 counts["tasks_missing"] += task is None
+                continue
+            if options.tenants and task.tenant not in options.tenants:
+                continue
+            if len(records) < options.min_annotators:
+                counts["tasks_too_few_annotators"] += 1
                 continue
             counts["tasks"] += 1
             counts["annotations"] += len(records)
@@ -97,10 +108,10 @@ async def gather(store: FeedbackStore, options: ExportOptions, advance: Any = No
             project = records[0].project
             for comparison in aggregate(rankings, options.aggregation, options.ties):
                 pairs += _pair(task, comparison, project)
-            if advance is not None:
-                advance(1)
     if "feedback" in options.sources:
         for task, rated in await _rated_tasks(store, counts):
+            if options.tenants and task.tenant not in options.tenants:
+                continue
             for comparison in feedback_comparisons(task, rated):
                 pairs += _pair(task, comparison, None)
     kept = _hygiene(pairs, options, counts)

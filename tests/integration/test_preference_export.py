@@ -237,3 +237,16 @@ def test_users_feedback_is_exported_without_any_sync(tmp_path: Path) -> None:
     pairs = sorted((r["chosen"], r["rejected"]) for r in rows)
     # The preferred choice beats its sibling; the answer rated up beats the candidate rated down.
     assert pairs == [("Kind and complete.", "Curt."), ("Kind and complete.", "Rude.")]
+
+
+def test_filters_by_tenant_and_by_number_of_annotators(filled: Path, tmp_path: Path) -> None:
+    kept = _export(filled, tmp_path / "t", "--tenant", "t", "--min-annotators", "2", "--sources", "rankings")
+    assert "exported 236 pairs" in kept  # every task has two annotators, all of tenant t
+    for options in (["--tenant", "nobody"], ["--min-annotators", "3"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway", "feedback", "export", "--config", str(filled), "--out",
+             str(tmp_path / "none"), "--sources", "rankings", *options],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 1, options  # nothing to export is not a success
+        assert "exported 0 pairs" in done.stdout
