@@ -112,17 +112,33 @@ async def test_quality_on_the_labelled_set(grounding: GroundingGuard) -> None:
     assert confusion[("dangling_citation", "dangling_citation")] == 13
 
 
-async def test_nli_scorer_loads_by_path_and_batches(resources: GuardResources, tmp_path: Path) -> None:
-    for style in ("mnli", "hhem"):
-        model = build_nli_model(tmp_path / style, style)
-        guard = GroundingGuard(f"nli-{style}", GroundingConfig(scorer="nli", nli_model=str(model)), resources)
-        await guard.start()
-        answers = ["The harbour of Vela opened in 1893.", "It handles 4,000 ships a year."] * 4
-        verdicts = await guard.judge(answers, guard.default_thresholds, JudgeContext(sources=[HARBOUR]))
-        assert len(verdicts) == 8
-        kinds = {e.kind for v in verdicts for e in v.evidence}
-        assert kinds <= {"supported", "unsupported", "contradicted"}
-        assert all(0.0 <= (e.score or 0.0) <= 1.0 for v in verdicts for e in v.evidence)
+# Each layout with logits that leave no doubt, and the verdict they must give. Before label names were
+# matched whole, "not_entailment" and "inconsistent" were read as support, inverting these verdicts.
+NLI_CASES = [
+    ("mnli", [0.0, 0.0, 6.0], "supported"),
+    ("mnli", [6.0, 0.0, 0.0], "contradicted"),
+    ("binary", [-3.0, 3.0], "unsupported"),
+    ("binary", [3.0, -3.0], "supported"),
+    ("consistency", [-3.0, 3.0], "contradicted"),
+    ("hhem", [6.0], "supported"),
+    ("hhem", [-6.0], "contradicted"),
+]
+
+
+@pytest.mark.parametrize(("style", "logits", "expected"), NLI_CASES)
+async def test_nli_scorer_loads_by_path_batches_and_reads_each_label_layout(
+    resources: GuardResources, tmp_path: Path, style: str, logits: list[float], expected: str
+) -> None:
+    model = build_nli_model(tmp_path / style, style, fixed_logits=logits)
+    guard = GroundingGuard(f"nli-{style}", GroundingConfig(scorer="nli", nli_model=str(model)), resources)
+    await guard.start()
+    answers = ["The harbour of Vela opened in 1893.", "It handles 4,000 ships a year."] * 4
+    verdicts = await guard.judge(answers, guard.default_thresholds, JudgeContext(sources=[HARBOUR]))
+    assert len(verdicts) == 8
+    kinds = [e.kind for v in verdicts for e in v.evidence]
+    assert kinds, "every answer is a claim with evidence"
+    assert set(kinds) == {expected}
+    assert all(0.0 <= (e.score or 0.0) <= 1.0 for v in verdicts for e in v.evidence)
     metrics = resources.runners.metrics
     assert metrics is not None
     sizes = metrics.batch_size.collect()[0].samples
