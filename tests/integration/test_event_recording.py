@@ -169,6 +169,71 @@ async def test_the_gateway_records_redacted_requests_and_what_clients_received(t
     assert "ann@example.org" not in str(events)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_answers_an_output_guard_redacted_or_blocked_are_recorded_as_the_client_saw_them(
+    tmp_path: Path, stream: bool
+) -> None:
+    from litestar.testing import AsyncTestClient
+
+    from gateway.app import create_app
+    from gateway.settings import RedisSettings, Settings, UpstreamSettings
+    from guards.policy import Action, GuardSpec, Policy, PolicyBook, Rule
+    from tests.support.fake_guards import EmailGuard, WordGuard
+    from tests.support.fake_upstream import FakeUpstream
+    from tests.support.redis_server import redis_server
+    from tests.support.sse import sse_events
+
+    output = [Rule(guard="toxicity"), Rule(guard="pii", action=Action.REDACT)]
+    with redis_server(tmp_path) as url:
+        settings = Settings(
+            data_dir=str(tmp_path / "data"),
+            upstreams=[UpstreamSettings(name="fake", url="http://fake.test/v1")],
+            redis=RedisSettings(url=url),
+            guards={"toxicity": GuardSpec(type="toxicity"), "pii": GuardSpec(type="pii")},
+            policies=PolicyBook(default=Policy(output=output)),
+        )
+        guards = {"toxicity": WordGuard(), "pii": EmailGuard()}
+        app = create_app(settings, upstream_transport=FakeUpstream().transport(), guards=guards)
+        # The echo answers each "||" part as its own choice: one to redact, one to block.
+        prompt = "Write to ann@example.org today.||You are a BADWORD."
+        body = {"model": "echo", "messages": [{"role": "user", "content": prompt}], "n": 2, "stream": stream}
+        async with AsyncTestClient(app) as client:
+            response = await client.post("/v1/chat/completions", json=body)
+            deadline = time.monotonic() + 5
+            while not redis.Redis.from_url(url).xlen("hhh:events") and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        ((_, fields),) = redis.Redis.from_url(url).xrange("hhh:events")
+    event = decode_event(fields[b"event"])
+    if stream:
+        seen: dict[int, dict[str, Any]] = {}
+        for chunk in sse_events(response.text)[:-1]:
+            for choice in chunk.get("choices") or ():
+                entry = seen.setdefault(choice["index"], {"content": "", "refusal": None})
+                entry["content"] += choice["delta"].get("content") or ""
+                entry["refusal"] = choice["delta"].get("refusal") or entry["refusal"]
+                entry["finish_reason"] = choice.get("finish_reason") or entry.get("finish_reason")
+        client_saw = [seen[i] for i in sorted(seen)]
+    else:
+        client_saw = [
+            {**{k: c["message"].get(k) for k in ("content", "refusal")}, "finish_reason": c["finish_reason"]}
+            for c in response.json()["choices"]
+        ]
+    recorded = [
+        {**{k: c["message"].get(k) for k in ("content", "refusal")}, "finish_reason": c.get("finish_reason")}
+        for c in event.choices
+    ]
+    assert client_saw[0]["content"] == "Write to <EMAIL_ADDRESS> today."
+    assert client_saw[1]["finish_reason"] == "content_filter"
+    assert "BADWORD" not in str(client_saw)
+    if stream:  # a stream's recorded choice carries "" where the client got no content at all
+        recorded[1]["content"] = recorded[1]["content"] or None
+        client_saw[1]["content"] = client_saw[1]["content"] or None
+    assert recorded == client_saw
+    assert "ann@example.org" not in str(event.choices)
+    assert "BADWORD" not in str(event.choices)
+    assert event.guardrails is not None
+
+
 def _app_with_redis(url: str, tmp_path: Path, **feedback: Any) -> Any:
     from feedback.labelstudio.settings import LabelStudioSettings
     from gateway.app import create_app

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from prometheus_client import CollectorRegistry
 
+from guards.metrics import GuardMetrics
+from guards.models.classic_toxicity import classic_predict
 from guards.pii import EntityAction, PiiConfig, PiiGuard
 from guards.registry import GuardResources
 from guards.runner import RunnerPool
@@ -24,8 +27,8 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def resources(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[GuardResources]:
-    pool = RunnerPool()
-    yield GuardResources(pool, None, tmp_path_factory.mktemp("guards"))
+    pool = RunnerPool(GuardMetrics(CollectorRegistry()))  # metrics: tests read what each runner was given
+    yield GuardResources(pool, pool.metrics, tmp_path_factory.mktemp("guards"))
     await pool.close()
 
 
@@ -120,12 +123,25 @@ async def test_cascade_runs_detoxify_only_where_the_classic_tier_is_unsure(
     config = ToxicityConfig(detoxify=detoxify, cascade=CascadeConfig(clear_below=0.2, flag_above=0.95))
     guard = ToxicityGuard("cascade", config, resources)
     await guard.start()
-    texts = ["What a lovely morning for a walk.", "you fucking piece of shit", "I disagree with your take."]
+    texts = ["What a lovely morning for a walk.", "you fucking piece of shit", "that movie sucked"]
+    classic = classic_predict(texts)
+    assert classic[0] < 0.2, classic  # sure it is clean
+    assert classic[1] >= 0.95, classic  # sure it is toxic
+    assert 0.2 <= classic[2] < 0.95, classic  # unsure: this one must go on to detoxify
+    detoxify_runs = _runner_items(resources, "detoxify")
     verdicts = await guard.judge(texts, guard.default_thresholds)
     tiers = [v.evidence[0].detail for v in verdicts]
-    assert tiers[0] == "classic"  # clearly clean: the model never ran
-    assert tiers[1] == "classic"  # clearly toxic: blocked by the cheap tier
+    assert tiers == ["classic", "classic", "detoxify"]
     assert not verdicts[1].allowed
+    assert set(verdicts[2].scores) > {"toxicity"}  # detoxify's six categories, not the classic score
+    assert _runner_items(resources, "detoxify") - detoxify_runs == 1  # the unsure text alone
+
+
+def _runner_items(resources: GuardResources, kind: str) -> float:
+    """Texts the runners of ``kind`` have been given so far (from the batch-size histogram's sum)."""
+    assert resources.runners.metrics is not None
+    samples = resources.runners.metrics.batch_size.collect()[0].samples
+    return sum(s.value for s in samples if s.name.endswith("_sum") and kind in s.labels["runner"])
 
 
 # --- PII ---------------------------------------------------------------------------------------

@@ -149,6 +149,22 @@ def test_every_format_loads_with_datasets_in_its_published_layout(
         from trl.data_utils import is_conversational
 
         assert is_conversational(rows[0]) == (fmt == "trl-conversational")
+    # Which answer is chosen: both annotators rank "Go away" last, and the user preferred the fuller one.
+    pairs = [_chosen_and_rejected(fmt, row) for row in rows]
+    assert not [p for p in pairs if p[0].startswith("Go away")]
+    assert sum(1 for c, r in pairs if c.startswith("Gladly") and r.startswith("Go away")) == 2 * (PROMPTS - 1)
+    assert ("A fuller, kinder answer.", "Short.") in pairs
+
+
+def _chosen_and_rejected(fmt: str, row: dict[str, Any]) -> tuple[str, str]:
+    """The chosen and rejected answers' text, read the way each published format is meant to be read."""
+    if fmt == "openai-preference":
+        return row["preferred_output"][-1]["content"], row["non_preferred_output"][-1]["content"]
+    if fmt == "trl-conversational":
+        return row["chosen"][-1]["content"], row["rejected"][-1]["content"]
+    if fmt == "hh-rlhf":  # the whole dialogue; the answer is what follows the last "Assistant: "
+        return tuple(row[k].rpartition("\n\nAssistant: ")[2] for k in ("chosen", "rejected"))  # type: ignore[return-value]
+    return row["chosen"], row["rejected"]
 
 
 def test_pairs_aggregation_split_and_card(filled: Path, tmp_path: Path) -> None:

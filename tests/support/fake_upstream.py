@@ -94,16 +94,22 @@ class FakeUpstream:
 
     def _echo(self, body: dict[str, Any]) -> httpx.Response:
         """Answers with the last message's text (chat) or the prompt (legacy), n times; streamed in
-        three-character chunks, so guards see words split across chunks."""
+        three-character chunks, so guards see words split across chunks. A text with ``||`` in it gives
+        each choice its own part (choice i answers part i), so choices can differ."""
         chat = "messages" in body
-        text = body["messages"][-1]["content"] if chat else body["prompt"]
+        prompt = body["messages"][-1]["content"] if chat else body["prompt"]
         n = body.get("n") or 1
+        parts = prompt.split("||")
+        texts = [parts[i % len(parts)] for i in range(n)]
         if not body.get("stream"):
             if chat:
-                answer = completion(text, model="echo")
-                answer["choices"] = [{**answer["choices"][0], "index": i} for i in range(n)]
+                answer = completion("", model="echo")
+                answer["choices"] = [
+                    {**answer["choices"][0], "index": i, "message": {"role": "assistant", "content": t}}
+                    for i, t in enumerate(texts)
+                ]
             else:
-                choices = [{"index": i, "text": text, "finish_reason": "stop"} for i in range(n)]
+                choices = [{"index": i, "text": t, "finish_reason": "stop"} for i, t in enumerate(texts)]
                 answer = {"id": "cmpl-echo", "object": "text_completion", "model": "echo", "choices": choices}
             return httpx.Response(200, json=answer)
 
@@ -111,9 +117,11 @@ class FakeUpstream:
             for i in range(n):
                 if chat:
                     yield sse(chunk({"role": "assistant"}, index=i))
-            for start in range(0, len(text), 3):
+            for start in range(0, max(map(len, texts)), 3):
                 for i in range(n):
-                    piece = text[start : start + 3]
+                    piece = texts[i][start : start + 3]
+                    if not piece:
+                        continue
                     if chat:
                         yield sse(chunk({"content": piece}, index=i))
                     else:

@@ -9,8 +9,22 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
-from gateway.settings import FeedbackSettings, Settings, UpstreamSettings
-from guards.policy import Action, FailMode, GuardSpec, Policy, PolicyBook, Rule, StreamMode, StreamPolicy
+from gateway.auth import hash_key
+from gateway.guardrails import Guardrails, ResolvedPolicy
+from gateway.settings import ApiKey, AuthSettings, FeedbackSettings, Settings, UpstreamSettings
+from gateway.stream_guard import StreamGuard
+from guards.pipeline import GuardEngine
+from guards.policy import (
+    Action,
+    FailMode,
+    GuardSpec,
+    Policy,
+    PolicyBook,
+    Rule,
+    StreamMode,
+    StreamPolicy,
+    TenantPolicies,
+)
 from tests.support.fake_guards import EmailGuard, WordGuard
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.sse import sse_events
@@ -18,7 +32,8 @@ from tests.support.sse import sse_events
 GUARDS = {"toxicity": GuardSpec(type="toxicity"), "pii": GuardSpec(type="pii")}
 INPUT = [Rule(guard="toxicity"), Rule(guard="pii", action=Action.REDACT)]
 OUTPUT = [Rule(guard="toxicity"), Rule(guard="pii", action=Action.REDACT)]
-WINDOWS = StreamPolicy(min_chars=10, max_chars=40, overlap_chars=12)
+WINDOW_SIZES = {"min_chars": 10, "max_chars": 40, "overlap_chars": 12}
+WINDOWS = StreamPolicy(**WINDOW_SIZES)
 
 
 def _book(**models: Policy) -> PolicyBook:
@@ -39,11 +54,15 @@ class Harness:
         self.emails = emails
 
 
-async def _harness(book: PolicyBook) -> AsyncIterator[Harness]:
+async def _harness(book: PolicyBook, auth: AuthSettings | None = None) -> AsyncIterator[Harness]:
     upstream, words, emails = FakeUpstream(), WordGuard(), EmailGuard()
     settings = Settings(
         feedback=FeedbackSettings(record=False),  # recording has its own tests
-        upstreams=[UpstreamSettings(name="fake", url="http://fake.test/v1")],
+        auth=auth or AuthSettings(),
+        upstreams=[
+            UpstreamSettings(name="fake", url="http://fake.test/v1"),
+            UpstreamSettings(name="second", url="http://second.test/v1", models=["second-model"]),
+        ],
         guards=GUARDS,
         policies=book,
     )
@@ -212,6 +231,40 @@ async def test_stream_first_sends_at_once_and_stops_within_a_window() -> None:
         assert "More text after" not in streamed
 
 
+def _chunks(text: str) -> list[dict[str, Any]]:
+    pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
+    return [
+        {"id": "c", "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]} for p in pieces
+    ] + [{"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]
+
+
+@pytest.mark.parametrize(("mode", "judged_before_first_text"), [("stream_first", 0), ("buffer", 1)])
+async def test_stream_first_releases_text_before_its_window_is_judged(
+    mode: str, judged_before_first_text: int
+) -> None:
+    """Step through the stream guard chunk by chunk: in stream_first mode the first text goes out while
+    no window has been judged yet; in buffer mode only after its window was."""
+    words = WordGuard()
+    engine = GuardEngine({"toxicity": words})
+    policy = Policy(
+        output=[Rule(guard="toxicity")], stream=StreamPolicy(mode=StreamMode(mode), **WINDOW_SIZES)
+    )
+    guard = StreamGuard(
+        Guardrails(engine, PolicyBook(default=policy), GUARDS), ResolvedPolicy("p", policy), "chat"
+    )
+
+    async def upstream() -> AsyncIterator[dict[str, Any]]:
+        for chunk in _chunks("First sentence is fine. Second one is fine too."):
+            yield chunk
+
+    judged_at_first_text = None
+    async for out in guard.run(upstream()):
+        if any((c.get("delta") or {}).get("content") for c in out.get("choices") or ()):
+            judged_at_first_text = len(words.calls)
+            break
+    assert judged_at_first_text == judged_before_first_text
+
+
 async def test_stream_guard_work_is_linear(harness: Harness) -> None:
     answer = "A sentence of ordinary, harmless text. " * 100  # 3,900 characters
     harness.words.calls.clear()
@@ -220,15 +273,35 @@ async def test_stream_guard_work_is_linear(harness: Harness) -> None:
     assert checked <= 1.5 * len(answer)  # each character once, plus window context
 
 
-async def test_stream_n_2_blocks_only_the_offending_choice() -> None:
+@pytest.mark.parametrize("stream", [True, False])
+async def test_n_2_blocks_only_the_offending_choice(stream: bool) -> None:
     async for h in _harness(_book()):
-        # Both echo the same text; n=2 checks each choice's windows separately.
+        # The echo answers "||"-separated parts as separate choices: choice 1 alone is toxic.
+        prompt = "All good here. Nothing bad.||Fine start. Then BADWORD here."
         response = await h.client.post(
-            "/v1/chat/completions", json=_chat("All good here. Nothing bad.", model="echo", stream=True, n=2)
+            "/v1/chat/completions", json=_chat(prompt, model="echo", stream=stream, n=2)
         )
-        events = sse_events(response.text)
-        assert _streamed_text(events, 0) == _streamed_text(events, 1) == "All good here. Nothing bad."
-        assert [c["decision"] for c in events[-2]["guardrails"]["output"]] == ["pass", "pass"]
+        if stream:
+            events = sse_events(response.text)
+            report = events[-2]["guardrails"]["output"]
+            finishes = {
+                c["index"]: c["finish_reason"]
+                for e in events
+                if isinstance(e, dict)
+                for c in e.get("choices", [])
+                if c.get("finish_reason")
+            }
+            assert _streamed_text(events, 0) == "All good here. Nothing bad."
+            assert "BADWORD" not in _streamed_text(events, 1)
+        else:
+            body = response.json()
+            report = body["guardrails"]["output"]
+            finishes = {c["index"]: c["finish_reason"] for c in body["choices"]}
+            assert body["choices"][0]["message"]["content"] == "All good here. Nothing bad."
+            assert body["choices"][1]["message"]["content"] is None
+            assert "toxicity" in body["choices"][1]["message"]["refusal"]
+        assert finishes == {0: "stop", 1: "content_filter"}
+        assert [c["decision"] for c in sorted(report, key=lambda c: c["index"])] == ["pass", "block"]
 
 
 # --- fail modes, policies, tightening ----------------------------------------------------------
@@ -283,11 +356,27 @@ async def test_the_guardrails_field_is_not_forwarded(harness: Harness) -> None:
 
 
 async def test_policies_resolve_per_tenant_and_model() -> None:
-    book = PolicyBook(default=Policy(input=INPUT), models={"fake-model": Policy()})
-    async for h in _harness(book):
-        response = await h.client.post("/v1/chat/completions", json=_chat("BADWORD", model="fake-model"))
-        assert response.status_code == 200  # this model's policy runs no guards
-        assert "guardrails" not in response.json()
+    """Key → tenant → policy, through the gateway: the same request gets each tenant's own policy."""
+    book = PolicyBook(
+        default=Policy(input=INPUT),
+        tenants={
+            "lenient": TenantPolicies(default=Policy(), models={"second-model": Policy(input=INPUT)}),
+            "strict": TenantPolicies(default=Policy(input=INPUT)),
+        },
+    )
+    keys = [ApiKey(tenant="lenient", sha256=hash_key("key-lenient")),
+            ApiKey(tenant="strict", sha256=hash_key("key-strict"))]  # fmt: skip
+    async for h in _harness(book, auth=AuthSettings(keys=keys)):
+
+        async def ask(key: str, model: str = "fake-model", client: Any = h.client) -> int:
+            headers = {"authorization": f"Bearer {key}"}
+            body = _chat("BADWORD", model=model)
+            return (await client.post("/v1/chat/completions", json=body, headers=headers)).status_code
+
+        assert await ask("key-lenient") == 200  # the lenient tenant's default runs no guards
+        assert await ask("key-strict") == 400
+        assert await ask("key-lenient", model="second-model") == 400  # its per-model policy guards
+        assert await ask("key-unknown") == 401
 
 
 # --- moderations -------------------------------------------------------------------------------

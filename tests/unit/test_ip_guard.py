@@ -224,12 +224,23 @@ async def _gateway(policy: Policy) -> Any:
     return AsyncTestClient(create_app(settings, upstream_transport=upstream.transport()))
 
 
-async def test_a_copy_split_across_stream_windows_is_caught() -> None:
+# Two pieces of the GPL's own text, each under min_match_chars (60), together 88 characters. The first
+# ends a sentence, so a stream window ends there: only the overlap carried into the next window shows
+# the copy whole.
+COPY_HEAD = "You can apply it to your programs, too."
+COPY_TAIL = "When we speak of free software, we are referring"
+OWN_INTRO = "My own words come first. "
+
+
+async def test_a_copy_straddling_a_window_cut_is_caught_only_through_the_overlap() -> None:
     from guards.policy import Action
 
+    guard = await _guard()
+    for half in (COPY_HEAD, COPY_TAIL, OWN_INTRO + COPY_HEAD):
+        assert (await _judge(guard, half)).allowed, half  # no window alone holds a copy
+    assert not (await _judge(guard, f"{COPY_HEAD} {COPY_TAIL}")).allowed  # the two together do
     windows = StreamPolicy(min_chars=20, max_chars=120, overlap_chars=64)
-    # The copy starts right before a forced cut, so no single window holds it whole without overlap.
-    answer = "A short intro sentence for the answer. " + EXCERPT + " And an outro."
+    answer = f"{OWN_INTRO}{COPY_HEAD} {COPY_TAIL} to the words of my own that follow here."
     async with await _gateway(
         Policy(output=[Rule(guard="ip", action=Action.BLOCK)], stream=windows)
     ) as client:
@@ -237,7 +248,7 @@ async def test_a_copy_split_across_stream_windows_is_caught() -> None:
         text = (await client.post("/v1/chat/completions", json=body)).text
     assert '"finish_reason":"content_filter"' in text
     streamed = "".join(re.findall(r'"content":"([^"]*)"', text))
-    assert len(streamed) < len("A short intro sentence for the answer. ") + 60  # less than a minimum match
+    assert streamed == f"{OWN_INTRO}{COPY_HEAD} "  # the windows before the cut passed; the tail never went
 
 
 async def test_truncate_cuts_the_answer_before_the_copy() -> None:
