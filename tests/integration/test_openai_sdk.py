@@ -182,15 +182,21 @@ def test_upstream_error_status_is_rewrapped(sync_client: openai.OpenAI) -> None:
     assert caught.value.type == "upstream_error"
 
 
-def test_upstream_error_status_from_llama_cpp_is_passed_on(sync_client: openai.OpenAI) -> None:
-    # llama.cpp rejects a prompt longer than its context; the gateway keeps the status and an envelope.
-    with pytest.raises(openai.APIStatusError) as caught:
-        sync_client.chat.completions.create(
-            model=LLAMA_ALIAS, messages=[{"role": "user", "content": "word " * 6000}], max_tokens=4
-        )
-    assert 400 <= caught.value.status_code < 600
+def test_upstream_error_status_from_llama_cpp_is_passed_on(
+    sync_client: openai.OpenAI, llama_url: str
+) -> None:
+    # llama.cpp rejects a prompt longer than its context; the gateway keeps its status and its envelope.
+    # 1,000 emoji are about 3,000 tokens but only 1,000 characters for the input guards to read.
+    body = {"model": LLAMA_ALIAS, "messages": [{"role": "user", "content": "🦜" * 1000}], "max_tokens": 4}
+    direct = httpx.post(f"{llama_url}/chat/completions", json=body, timeout=120)
+    assert direct.status_code == 400
+    assert direct.json()["error"]["code"] == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError) as caught:
+        sync_client.chat.completions.create(**body)
+    assert caught.value.status_code == 400
     assert isinstance(caught.value.body, dict)
-    assert caught.value.message
+    assert caught.value.code == "context_length_exceeded"
+    assert caught.value.body["message"] == direct.json()["error"]["message"]  # type: ignore[index]
 
 
 def test_upstream_dies_mid_stream(sync_client: openai.OpenAI) -> None:
