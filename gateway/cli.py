@@ -144,8 +144,14 @@ def _ip_index(args: argparse.Namespace) -> int:
     else:
         index = FingerprintIndex.open_or_create(Path(args.out), k=args.shingle_words, w=args.window)
     before = len(index.documents)
+    skipped: list[Path] = []
+
+    def report_skip(path: Path, reason: str) -> None:
+        skipped.append(path)
+        tqdm.write(f"hhh: skipped {path}: {reason}", file=sys.stderr)  # above the progress bar
+
     with tqdm(total=corpus_size(args.corpus), unit="char", unit_scale=True, desc="indexing") as bar:
-        added = index.add(read_corpus(args.corpus), bar.update)
+        added = index.add(read_corpus(args.corpus, report_skip), bar.update)
     if in_redis:
         asyncio.run(_redis_index(args.out, save=index))
     else:
@@ -153,7 +159,8 @@ def _ip_index(args: argparse.Namespace) -> int:
     replaced = len(index.retired)
     print(
         f"indexed {added} documents into {args.out} ({before} there before, {replaced} versions retired); "
-        f"{index.nbytes / 1e6:.1f} MB of fingerprints in {len(index.segments)} segment(s)"
+        f"{index.nbytes / 1e6:.1f} MB of fingerprints in {len(index.segments)} segment(s); "
+        f"{len(skipped)} file(s) skipped"
     )
     return 0
 
