@@ -23,6 +23,7 @@ from feedback.store import FeedbackStore
 from gateway.auth import KeyRing, Tenant
 from gateway.completion_service import CompletionService
 from gateway.context import request_id_from
+from gateway.credentials import mask_credentials
 from gateway.embedded_llm import EmbeddedLLM
 from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, RouteNotFound, encode_error
 from gateway.feedback_worker import start_sync_worker
@@ -115,7 +116,7 @@ async def _open_recorder(
     )
     await recorder.start()
     stack.push_async_callback(recorder.close)  # runs before the client closes: queued events are kept
-    log.info("recording completions to %s stream %s", url, settings.redis.stream)
+    log.info("recording completions to %s stream %s", mask_credentials(url), settings.redis.stream)
     return recorder
 
 
@@ -191,7 +192,8 @@ def create_app(
                 log.warning("NO API KEYS CONFIGURED: this gateway is OPEN to anyone who can reach it.")
                 log.warning("Add auth.keys to the config (`hhh keys new --tenant NAME` makes one).")
                 log.warning("=" * 72)
-            log.info("upstreams: %s", ", ".join(f"{u.name} → {u.url}" for u in upstreams))
+            shown = (f"{u.name} → {mask_credentials(u.url)}" for u in upstreams)
+            log.info("upstreams: %s", ", ".join(shown))
             yield
 
     def provide_proxy(state: State) -> Proxy:

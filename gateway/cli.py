@@ -74,6 +74,7 @@ def _keys_new(args: argparse.Namespace) -> int:
 
 def _config_check(args: argparse.Namespace) -> int:
     from gateway.app import used_guards
+    from gateway.credentials import mask_credentials
     from guards.registry import GuardResources, build_guards
     from guards.runner import RunnerPool
 
@@ -83,9 +84,14 @@ def _config_check(args: argparse.Namespace) -> int:
     used = used_guards(settings, guards)
     masked = msgspec.to_builtins(settings)
     for upstream in masked["upstreams"]:
+        upstream["url"] = mask_credentials(upstream["url"])
         if upstream.get("api_key"):
             upstream["api_key"] = "***"
+    if masked["redis"].get("url"):
+        masked["redis"]["url"] = mask_credentials(masked["redis"]["url"])
     labelstudio = masked["feedback"]["labelstudio"]
+    if labelstudio.get("url"):
+        labelstudio["url"] = mask_credentials(labelstudio["url"])
     for secret in ("api_key", "webhook_secret"):
         if labelstudio.get(secret):
             labelstudio[secret] = "***"

@@ -18,6 +18,7 @@ import msgspec
 import yaml
 
 from feedback.labelstudio.settings import LabelStudioSettings
+from gateway.credentials import has_credentials
 from guards.config_errors import ConfigValidationError, convert_or_explain
 from guards.policy import GuardSpec, PolicyBook, default_guards
 
@@ -65,6 +66,11 @@ class UpstreamSettings(_Strict):
     # usage chunk itself: completion tokens counted from the streamed deltas, prompt tokens estimated
     # (marked `"estimated": true`).
     supports_stream_usage: bool = True
+
+    def __post_init__(self) -> None:
+        # user:pass@ in the URL is sent as Basic auth; with api_key too, one would silently replace the other.
+        if self.api_key and has_credentials(self.url):
+            raise ValueError("url: carries credentials (user:pass@) and api_key is set too; keep one")
 
 
 class ApiKey(_Strict):
