@@ -29,8 +29,10 @@ from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, RouteNotF
 from gateway.feedback_worker import start_sync_worker
 from gateway.guardrails import Guardrails
 from gateway.metrics import GatewayMetrics
+from gateway.metrics_access import MetricsAccess
 from gateway.middleware import REQUEST_ID_HEADER, request_observer
 from gateway.proxy import Proxy
+from gateway.readiness import Readiness
 from gateway.routes import feedback as feedback_routes
 from gateway.routes import inference, labelstudio_webhook, models, moderations, operations
 from gateway.routes.labelstudio_webhook import LabelStudioWebhook
@@ -146,6 +148,9 @@ def create_app(
     if guards is None:
         guards = build_guards(settings.guards, GuardResources(runners, runners.metrics, data_dir))
     engine = GuardEngine(used_guards(settings, guards), runners.metrics)
+    operations_settings = settings.server.operations
+    metrics_access = MetricsAccess(operations_settings, keyring)
+    readiness = Readiness(operations_settings.ready_cache_s)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -172,6 +177,7 @@ def create_app(
             recorder = await _open_recorder(settings, data_dir, metrics, stack)
             pool = UpstreamPool(upstreams, client, metrics)
             await pool.discover()
+            metrics.label_models_served_by(pool.serves)  # any other model name is labelled "other"
             proxy = Proxy(pool, metrics)
             guardrails = Guardrails(engine, settings.policies, settings.guards)
             app.state.proxy = proxy
@@ -242,6 +248,8 @@ def create_app(
             "labelstudio_webhook": Provide(provide_labelstudio_webhook, sync_to_thread=False),
             "tenant": Provide(provide_tenant, sync_to_thread=False),
             "gateway_metrics": Provide(lambda: metrics, sync_to_thread=False, use_cache=True),
+            "metrics_access": Provide(lambda: metrics_access, sync_to_thread=False, use_cache=True),
+            "readiness": Provide(lambda: readiness, sync_to_thread=False, use_cache=True),
         },
         middleware=[request_observer(metrics)],
         exception_handlers={

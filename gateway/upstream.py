@@ -110,6 +110,9 @@ class UpstreamPool:
                 return upstream
         raise ModelNotFound(model)
 
+    def serves(self, model: str) -> bool:
+        return model in self._by_model
+
     def model_cards(self) -> list[dict[str, Any]]:
         return [
             {"id": model, "object": "model", "created": 0, "owned_by": upstream.name}
