@@ -43,6 +43,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from gateway.app import create_app
     from gateway.embedded_llm import check_embedded_llm
+    from gateway.http_limits import uvicorn_options
 
     settings = _settings_for(args)
     _configure_logging(settings.server.log_level)
@@ -51,12 +52,12 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     uvicorn.run(
         app,
+        **uvicorn_options(settings.server.limits),  # the http protocol, keep-alive and concurrency limits
         host=settings.server.host,
         port=settings.server.port,
         log_config=None,
         access_log=settings.server.access_log,
         loop="auto",
-        http="auto",
         timeout_graceful_shutdown=10,
     )
     return 0
