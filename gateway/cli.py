@@ -90,6 +90,9 @@ def _config_check(args: argparse.Namespace) -> int:
             upstream["api_key"] = "***"
     if masked["redis"].get("url"):
         masked["redis"]["url"] = mask_credentials(masked["redis"]["url"])
+    operations = masked["server"]["operations"]
+    if operations.get("metrics_token"):
+        operations["metrics_token"] = "***"
     labelstudio = masked["feedback"]["labelstudio"]
     if labelstudio.get("url"):
         labelstudio["url"] = mask_credentials(labelstudio["url"])

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+import yaml
 from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
+from gateway.cli import main
 from gateway.settings import ConfigError, ServerSettings, Settings, settings_from_mapping
 from tests.support.fake_upstream import FakeUpstream
 from tests.unit.conftest import GATEWAY_KEY
@@ -71,6 +74,21 @@ async def test_metrics_can_require_a_gateway_key(settings: Settings) -> None:
 def test_a_token_mode_without_a_token_is_a_config_error_naming_the_key() -> None:
     with pytest.raises(ConfigError, match=r"server\.operations\.metrics_token"):
         settings_from_mapping({"server": {"operations": {"metrics_auth": "token"}}}, environ={})
+
+
+def test_config_check_does_not_show_the_metrics_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = {
+        "guards": {},
+        "policies": {"default": {}},
+        "server": {"operations": {"metrics_auth": "token", "metrics_token": SCRAPER_TOKEN}},
+    }
+    (tmp_path / "gateway.yaml").write_text(yaml.safe_dump(config))
+    assert main(["config", "check", "--config", str(tmp_path / "gateway.yaml")]) == 0
+    captured = capsys.readouterr()
+    assert SCRAPER_TOKEN not in captured.out + captured.err
+    assert '"metrics_token": "***"' in captured.out
 
 
 def _probes(fake: FakeUpstream) -> int:
