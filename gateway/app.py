@@ -23,13 +23,16 @@ from feedback.store import FeedbackStore
 from gateway.auth import KeyRing, Tenant
 from gateway.completion_service import CompletionService
 from gateway.context import request_id_from
+from gateway.credentials import mask_credentials
 from gateway.embedded_llm import EmbeddedLLM
 from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, RouteNotFound, encode_error
 from gateway.feedback_worker import start_sync_worker
 from gateway.guardrails import Guardrails
 from gateway.metrics import GatewayMetrics
+from gateway.metrics_access import MetricsAccess
 from gateway.middleware import REQUEST_ID_HEADER, request_observer
 from gateway.proxy import Proxy
+from gateway.readiness import Readiness
 from gateway.routes import feedback as feedback_routes
 from gateway.routes import inference, labelstudio_webhook, models, moderations, operations
 from gateway.routes.labelstudio_webhook import LabelStudioWebhook
@@ -115,7 +118,7 @@ async def _open_recorder(
     )
     await recorder.start()
     stack.push_async_callback(recorder.close)  # runs before the client closes: queued events are kept
-    log.info("recording completions to %s stream %s", url, settings.redis.stream)
+    log.info("recording completions to %s stream %s", mask_credentials(url), settings.redis.stream)
     return recorder
 
 
@@ -145,6 +148,9 @@ def create_app(
     if guards is None:
         guards = build_guards(settings.guards, GuardResources(runners, runners.metrics, data_dir))
     engine = GuardEngine(used_guards(settings, guards), runners.metrics)
+    operations_settings = settings.server.operations
+    metrics_access = MetricsAccess(operations_settings, keyring)
+    readiness = Readiness(operations_settings.ready_cache_s)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -171,6 +177,7 @@ def create_app(
             recorder = await _open_recorder(settings, data_dir, metrics, stack)
             pool = UpstreamPool(upstreams, client, metrics)
             await pool.discover()
+            metrics.label_models_served_by(pool.serves)  # any other model name is labelled "other"
             proxy = Proxy(pool, metrics)
             guardrails = Guardrails(engine, settings.policies, settings.guards)
             app.state.proxy = proxy
@@ -191,7 +198,8 @@ def create_app(
                 log.warning("NO API KEYS CONFIGURED: this gateway is OPEN to anyone who can reach it.")
                 log.warning("Add auth.keys to the config (`hhh keys new --tenant NAME` makes one).")
                 log.warning("=" * 72)
-            log.info("upstreams: %s", ", ".join(f"{u.name} → {u.url}" for u in upstreams))
+            shown = (f"{u.name} → {mask_credentials(u.url)}" for u in upstreams)
+            log.info("upstreams: %s", ", ".join(shown))
             yield
 
     def provide_proxy(state: State) -> Proxy:
@@ -240,6 +248,8 @@ def create_app(
             "labelstudio_webhook": Provide(provide_labelstudio_webhook, sync_to_thread=False),
             "tenant": Provide(provide_tenant, sync_to_thread=False),
             "gateway_metrics": Provide(lambda: metrics, sync_to_thread=False, use_cache=True),
+            "metrics_access": Provide(lambda: metrics_access, sync_to_thread=False, use_cache=True),
+            "readiness": Provide(lambda: readiness, sync_to_thread=False, use_cache=True),
         },
         middleware=[request_observer(metrics)],
         exception_handlers={

@@ -43,6 +43,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from gateway.app import create_app
     from gateway.embedded_llm import check_embedded_llm
+    from gateway.http_limits import uvicorn_options
 
     settings = _settings_for(args)
     _configure_logging(settings.server.log_level)
@@ -51,12 +52,12 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     uvicorn.run(
         app,
+        **uvicorn_options(settings.server.limits),  # the http protocol, keep-alive and concurrency limits
         host=settings.server.host,
         port=settings.server.port,
         log_config=None,
         access_log=settings.server.access_log,
         loop="auto",
-        http="auto",
         timeout_graceful_shutdown=10,
     )
     return 0
@@ -74,6 +75,7 @@ def _keys_new(args: argparse.Namespace) -> int:
 
 def _config_check(args: argparse.Namespace) -> int:
     from gateway.app import used_guards
+    from gateway.credentials import mask_credentials
     from guards.registry import GuardResources, build_guards
     from guards.runner import RunnerPool
 
@@ -83,9 +85,17 @@ def _config_check(args: argparse.Namespace) -> int:
     used = used_guards(settings, guards)
     masked = msgspec.to_builtins(settings)
     for upstream in masked["upstreams"]:
+        upstream["url"] = mask_credentials(upstream["url"])
         if upstream.get("api_key"):
             upstream["api_key"] = "***"
+    if masked["redis"].get("url"):
+        masked["redis"]["url"] = mask_credentials(masked["redis"]["url"])
+    operations = masked["server"]["operations"]
+    if operations.get("metrics_token"):
+        operations["metrics_token"] = "***"
     labelstudio = masked["feedback"]["labelstudio"]
+    if labelstudio.get("url"):
+        labelstudio["url"] = mask_credentials(labelstudio["url"])
     for secret in ("api_key", "webhook_secret"):
         if labelstudio.get(secret):
             labelstudio[secret] = "***"
@@ -144,8 +154,14 @@ def _ip_index(args: argparse.Namespace) -> int:
     else:
         index = FingerprintIndex.open_or_create(Path(args.out), k=args.shingle_words, w=args.window)
     before = len(index.documents)
+    skipped: list[Path] = []
+
+    def report_skip(path: Path, reason: str) -> None:
+        skipped.append(path)
+        tqdm.write(f"hhh: skipped {path}: {reason}", file=sys.stderr)  # above the progress bar
+
     with tqdm(total=corpus_size(args.corpus), unit="char", unit_scale=True, desc="indexing") as bar:
-        added = index.add(read_corpus(args.corpus), bar.update)
+        added = index.add(read_corpus(args.corpus, report_skip), bar.update)
     if in_redis:
         asyncio.run(_redis_index(args.out, save=index))
     else:
@@ -153,7 +169,8 @@ def _ip_index(args: argparse.Namespace) -> int:
     replaced = len(index.retired)
     print(
         f"indexed {added} documents into {args.out} ({before} there before, {replaced} versions retired); "
-        f"{index.nbytes / 1e6:.1f} MB of fingerprints in {len(index.segments)} segment(s)"
+        f"{index.nbytes / 1e6:.1f} MB of fingerprints in {len(index.segments)} segment(s); "
+        f"{len(skipped)} file(s) skipped"
     )
     return 0
 

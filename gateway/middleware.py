@@ -36,7 +36,8 @@ def request_observer(metrics: GatewayMetrics) -> type:
                 return
             context = RequestContext(request_id_from(_header(scope, REQUEST_ID_HEADER)))
             scope.setdefault("state", {})[STATE_KEY] = context
-            route = scope["path"]
+            # The route's template (/v1/models/{model_id}), never the raw path: labels must stay bounded.
+            route = scope.get("path_template") or "unmatched"
 
             async def observed_send(message: Message) -> None:
                 if message["type"] == "http.response.start":
@@ -46,7 +47,8 @@ def request_observer(metrics: GatewayMetrics) -> type:
                         (REQUEST_ID_HEADER, context.request_id.encode()),
                         (OVERHEAD_HEADER, f"{overhead * 1000:.3f}".encode()),
                     ]
-                    metrics.requests.labels(route, context.model, str(message["status"])).inc()
+                    model = metrics.model_label(context.model)
+                    metrics.requests.labels(route, model, str(message["status"])).inc()
                     metrics.request_duration.labels(route).observe(overhead + context.upstream_seconds)
                     metrics.overhead.labels(route).observe(overhead)
                 await send(message)

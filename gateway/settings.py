@@ -18,6 +18,7 @@ import msgspec
 import yaml
 
 from feedback.labelstudio.settings import LabelStudioSettings
+from gateway.credentials import has_credentials
 from guards.config_errors import ConfigValidationError, convert_or_explain
 from guards.policy import GuardSpec, PolicyBook, default_guards
 
@@ -30,10 +31,48 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pass
 
 
+class ConnectionLimits(_Strict):
+    """What one client connection may hold of the server: without these, one 20 MB header was served and
+    200 slow-header (slowloris) connections stayed open for good. Enforced by gateway/http_limits.py."""
+
+    max_header_bytes: int = 32 * 1024  # request line and headers together; beyond: 431
+    max_headers: int = 100  # beyond: 431
+    header_timeout_s: float = 10.0  # from connection (or a request's first byte) to its last header: 408
+    body_timeout_s: float = 60.0  # from the last header to the last body byte: 408
+    keep_alive_s: float = 5.0  # an idle connection between requests is closed after this
+    # Connections plus requests in progress, per process; beyond, uvicorn answers 503. None: no limit.
+    max_concurrency: int | None = 2048
+
+    def __post_init__(self) -> None:
+        for name in ("max_header_bytes", "max_headers", "header_timeout_s", "body_timeout_s", "keep_alive_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be greater than 0")
+        if self.max_concurrency is not None and self.max_concurrency <= 0:
+            raise ValueError("max_concurrency: must be greater than 0, or null for no limit")
+
+
+class OperationsSettings(_Strict):
+    """The operator endpoints. /health and /ready never need a key (orchestrators probe them)."""
+
+    # /metrics: "open" (no key), "gateway_key" (any key in auth.keys) or "token" (Bearer metrics_token).
+    metrics_auth: Literal["open", "gateway_key", "token"] = "open"
+    metrics_token: str | None = None
+    # /ready answers from its last probe of the upstreams for this long, so probes cannot flood them.
+    ready_cache_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.metrics_auth == "token" and not self.metrics_token:
+            raise ValueError("metrics_token: required when metrics_auth is token")
+        if self.ready_cache_s < 0:
+            raise ValueError("ready_cache_s: must be 0 or more")
+
+
 class ServerSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 4 * 1024 * 1024
+    limits: ConnectionLimits = msgspec.field(default_factory=ConnectionLimits)
+    operations: OperationsSettings = msgspec.field(default_factory=OperationsSettings)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Seconds a lifespan may wait for a slow resource (the embedded LLM loading, say) before giving up.
     startup_timeout_s: float = 180.0
@@ -65,6 +104,11 @@ class UpstreamSettings(_Strict):
     # usage chunk itself: completion tokens counted from the streamed deltas, prompt tokens estimated
     # (marked `"estimated": true`).
     supports_stream_usage: bool = True
+
+    def __post_init__(self) -> None:
+        # user:pass@ in the URL is sent as Basic auth; with api_key too, one would silently replace the other.
+        if self.api_key and has_credentials(self.url):
+            raise ValueError("url: carries credentials (user:pass@) and api_key is set too; keep one")
 
 
 class ApiKey(_Strict):

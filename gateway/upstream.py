@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from gateway.credentials import mask_credentials, split_credentials
 from gateway.errors import ModelNotFound, UpstreamStatus, UpstreamTimeout, UpstreamUnreachable
 from gateway.metrics import GatewayMetrics
 from gateway.settings import UpstreamSettings
@@ -26,7 +27,9 @@ class Upstream:
     def __init__(self, settings: UpstreamSettings) -> None:
         self.settings = settings
         self.name = settings.name
-        self.base_url = settings.url.rstrip("/")
+        # Credentials in the URL (user:pass@) become a Basic header: httpx would add one and still pass
+        # the URL on, which aiohttp refuses (a ValueError, so a 500), and logs would show them.
+        self.base_url, basic_auth = split_credentials(settings.url.rstrip("/"))
         self.models: set[str] = set(settings.models)
         self.discovers_models = not settings.models
         # Learned too: an upstream seen answering fewer choices than `n` asked is treated as not
@@ -36,7 +39,8 @@ class Upstream:
         self.timeout = httpx.Timeout(
             connect=timeouts.connect, read=timeouts.read, write=timeouts.write, pool=timeouts.pool
         )
-        self._auth = {"authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+        authorization = f"Bearer {settings.api_key}" if settings.api_key else basic_auth
+        self._auth = {"authorization": authorization} if authorization else {}
 
     def headers(self, request_id: str | None = None) -> dict[str, str]:
         if request_id is None:
@@ -79,7 +83,8 @@ class UpstreamPool:
         results = await asyncio.gather(*(self._list_models(u) for u in discovering), return_exceptions=True)
         for upstream, result in zip(discovering, results, strict=True):
             if isinstance(result, BaseException):
-                log.warning("upstream %s: could not list its models (%s); will retry", upstream.name, result)
+                reason = mask_credentials(str(result))
+                log.warning("upstream %s: could not list its models (%s); will retry", upstream.name, reason)
             else:
                 upstream.models = result
                 log.info("upstream %s serves: %s", upstream.name, ", ".join(sorted(result)) or "(nothing)")
@@ -105,6 +110,9 @@ class UpstreamPool:
                 return upstream
         raise ModelNotFound(model)
 
+    def serves(self, model: str) -> bool:
+        return model in self._by_model
+
     def model_cards(self) -> list[dict[str, Any]]:
         return [
             {"id": model, "object": "model", "created": 0, "owned_by": upstream.name}
@@ -117,7 +125,7 @@ class UpstreamPool:
                 response = await self._client.get(
                     f"{upstream.base_url}/models", headers=upstream.headers(), timeout=2.0
                 )
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # a probe reports, never raises
                 return f"unreachable: {type(exc).__name__}"
             return "ok" if response.status_code < 500 else f"HTTP {response.status_code}"
 
@@ -184,7 +192,8 @@ class UpstreamPool:
                 f"The upstream '{upstream.name}' did not answer in time ({type(exc).__name__})."
             )
         self._metrics.upstream_errors.labels(upstream.name, "unreachable").inc()
-        log.warning("upstream %s unreachable: %s: %s", upstream.name, type(exc).__name__, exc)
+        reason = mask_credentials(str(exc))
+        log.warning("upstream %s unreachable: %s: %s", upstream.name, type(exc).__name__, reason)
         return UpstreamUnreachable(
             f"The upstream '{upstream.name}' could not be reached ({type(exc).__name__})."
         )

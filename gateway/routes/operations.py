@@ -1,14 +1,21 @@
-"""Liveness, readiness and Prometheus metrics: unauthenticated, for orchestrators and scrapers."""
+"""Liveness, readiness and Prometheus metrics, for orchestrators and scrapers.
+
+/health and /ready need no key. /metrics needs what ``server.operations.metrics_auth`` says (default:
+nothing). /ready answers from a probe of the upstreams at most ``ready_cache_s`` old.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from litestar import Response, get
+from litestar import Request, Response, get
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.metrics import GatewayMetrics
+from gateway.metrics_access import MetricsAccess
 from gateway.proxy import Proxy
+from gateway.readiness import Readiness
 
 
 @get("/health")
@@ -17,14 +24,18 @@ async def health() -> dict[str, str]:
 
 
 @get("/ready")
-async def ready(proxy: Proxy) -> Response[dict[str, Any]]:
+async def ready(proxy: Proxy, readiness: Readiness) -> Response[dict[str, Any]]:
     """Ready while at least one upstream answers; each upstream's state is listed."""
-    upstreams = await proxy.pool.reachability()
+    upstreams = await readiness.upstreams(proxy.pool.reachability)
     reachable = sum(state == "ok" for state in upstreams.values())
     status = "ready" if reachable == len(upstreams) else "degraded" if reachable else "unavailable"
     return Response({"status": status, "upstreams": upstreams}, status_code=200 if reachable else 503)
 
 
 @get("/metrics", media_type=CONTENT_TYPE_LATEST)
-async def metrics(gateway_metrics: GatewayMetrics) -> bytes:
-    return gateway_metrics.render()
+async def metrics(
+    request: Request[Any, Any, Any], gateway_metrics: GatewayMetrics, metrics_access: MetricsAccess
+) -> bytes:
+    metrics_access.check(request.headers.get("authorization"))
+    # Rendering walks every series: in a thread, so a scrape never stalls the requests being served.
+    return await asyncio.to_thread(gateway_metrics.render)
