@@ -218,8 +218,9 @@ class StreamGuard:
             yield self._text_chunk(state.index, "content" if self.chat else "text", note)
         state.done = True
         if announce:
-            choice = {"index": state.index, "delta": {}, "finish_reason": finish_reason}
-            yield {**self._shell(), "choices": [choice]}
+            finish = self._chunk(state.index, {})
+            finish["choices"][0]["finish_reason"] = finish_reason
+            yield finish
 
     def _hold_tool_call(self, state: _Choice, call: dict[str, Any]) -> None:
         held = state.tool_calls.setdefault(call.get("index", 0), {"function": {"arguments": ""}})

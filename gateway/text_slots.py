@@ -4,7 +4,8 @@ write it back in place.
 Every field a model reads, or that is recorded, is a slot: each role's content (text and refusal parts),
 ``name``, ``refusal`` and reasoning; tool and legacy function calls (arguments and names); tool and
 function definitions (names, descriptions, and the text inside their JSON schemas); ``response_format``
-schemas; ``prediction``; ``suffix``; ``user``, ``safety_identifier`` and ``metadata`` (keys and values).
+schemas; ``prediction``; ``metadata`` (keys and values); and every other top-level string but a few
+settings (``suffix``, ``user``, ``safety_identifier``, and fields unknown to the gateway).
 
 Not read, on purpose: ids (``tool_call_id``, tool call ids), which the client makes up and the upstream
 only matches; a JSON schema's structure (property names, ``pattern``, ``format``), which is syntax, not
@@ -182,9 +183,29 @@ def _metadata_slots(raw: dict[str, Any]) -> list[Slot]:
     return slots
 
 
+# Top-level strings that are settings (or read above), never text. Every other top-level string is
+# judged: ``suffix``, ``user``, ``safety_identifier``, ``prompt_cache_key``, and any field this gateway does
+# not know, since the upstream may read it and the request is recorded.
+_SETTINGS = frozenset(
+    {
+        "model",
+        "prompt",
+        "tool_choice",
+        "function_call",
+        "service_tier",
+        "reasoning_effort",
+        "verbosity",
+        "stop",
+    }
+)
+
+
 def _request_fields(raw: dict[str, Any]) -> list[Slot]:
-    """Fields every completion request may carry besides its prompt."""
-    return _strings(raw, "", ("user", "safety_identifier")) + _metadata_slots(raw)
+    """Fields every completion request may carry besides its messages or prompt."""
+    strings = [
+        Slot(raw, key, key) for key, value in raw.items() if isinstance(value, str) and key not in _SETTINGS
+    ]
+    return strings + _metadata_slots(raw)
 
 
 def chat_request_slots(raw: dict[str, Any]) -> list[Slot]:
@@ -207,7 +228,7 @@ def _text_or_texts(raw: dict[str, Any], field: str) -> list[Slot]:
 
 
 def prompt_slots(raw: dict[str, Any]) -> list[Slot]:
-    return _text_or_texts(raw, "prompt") + _strings(raw, "", ("suffix",)) + _request_fields(raw)
+    return _text_or_texts(raw, "prompt") + _request_fields(raw)
 
 
 def embedding_input_slots(raw: dict[str, Any]) -> list[Slot]:

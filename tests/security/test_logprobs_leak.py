@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import openai
 import pytest
 
 from guards.policy import Policy
+from tests.support.servers import LLAMA_ALIAS
 from tests.support.slots_upstream import BLOCK_AND_REDACT, WINDOWS, slots_gateway
 from tests.support.sse import sse_events
 
@@ -126,3 +128,25 @@ async def test_legacy_stream_logprobs_point_into_the_redacted_text() -> None:
         assert len(pairs) >= 15  # the tokens around the address kept theirs
         for token, offset in pairs:  # an offset after the redaction still points at its token
             assert streamed[offset : offset + len(token)] == token
+
+
+def test_real_llama_stream_keeps_logprobs_that_spell_what_was_released(sync_client: openai.OpenAI) -> None:
+    """llama.cpp's own chunks (its legacy stream carries logprobs), through the default guards."""
+    stream = sync_client.completions.create(
+        model=LLAMA_ALIAS, prompt="Three colours of the rainbow are", stream=True, logprobs=1, max_tokens=24
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].text for c in chunks if c.choices)
+    tokens = [
+        token
+        for c in chunks
+        if c.choices and c.choices[0].logprobs
+        for token in c.choices[0].logprobs.tokens or []
+    ]
+    decision = (chunks[-1].model_extra or {})["guardrails"]["output"][0]["decision"]
+    assert text
+    if decision == "pass":
+        assert "".join(tokens) == text
+    else:  # redacted or cut: only the tokens of released, unredacted text
+        assert tokens
+        assert all(token in text for token in tokens)

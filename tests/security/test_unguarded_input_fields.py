@@ -10,9 +10,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import openai
 import pytest
 
 from guards.policy import Policy
+from tests.support.servers import StubState
 from tests.support.slots_upstream import BLOCK_AND_REDACT, slots_gateway
 
 GUARDED = Policy(input=BLOCK_AND_REDACT)
@@ -83,6 +85,7 @@ CASES: dict[str, tuple[Callable[[str], Body], str]] = {
         "response_format.json_schema.schema.properties.a.description",
     ),
     "user": (lambda t: _chat(user=t), "user"),
+    "a field the gateway does not know": (lambda t: _chat(suffix=t), "suffix"),
     "metadata value": (lambda t: _chat(metadata={"note": t}), "metadata[0].value"),
     "metadata key": (lambda t: _chat(metadata={t: "x"}), "metadata[0].key"),
 }
@@ -148,3 +151,23 @@ async def test_a_redacted_name_stays_a_valid_openai_name() -> None:
         sent = gateway.upstream.bodies[-1]
         call_name = sent["messages"][0]["tool_calls"][0]["function"]["name"]
         assert call_name == sent["tools"][0]["function"]["name"] == "_EMAIL_ADDRESS_"  # still matches
+
+
+def test_real_pii_guard_redacts_side_fields_before_the_upstream(
+    sync_client: openai.OpenAI, stub: tuple[str, StubState]
+) -> None:
+    """The real presidio guard, a real socket: e-mail, phone and card numbers in fields no guard read."""
+    _, state = stub
+    text = "Call 212-555-0187 or mail ann.smith@example.org; card 4111 1111 1111 1111."
+    tool = _tool(description=text, schema_text=text)
+    sync_client.chat.completions.create(
+        model="stub-echo",
+        messages=[{"role": "user", "content": "hello"}],
+        tools=[tool],  # type: ignore[list-item]
+        user="ann.smith@example.org",
+        metadata={"note": text},
+        extra_body={"suffix": text},
+    )
+    sent = json.dumps(state.bodies[-1])
+    for secret in ("212-555-0187", "ann.smith@example.org", "4111 1111 1111 1111"):
+        assert secret not in sent
