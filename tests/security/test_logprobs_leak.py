@@ -11,7 +11,7 @@ from typing import Any
 import openai
 import pytest
 
-from guards.policy import Policy
+from guards.policy import Policy, Rule, StreamMode, StreamPolicy
 from tests.support.servers import LLAMA_ALIAS
 from tests.support.slots_upstream import BLOCK_AND_REDACT, WINDOWS, slots_gateway
 from tests.support.sse import sse_events
@@ -128,6 +128,20 @@ async def test_legacy_stream_logprobs_point_into_the_redacted_text() -> None:
         assert len(pairs) >= 15  # the tokens around the address kept theirs
         for token, offset in pairs:  # an offset after the redaction still points at its token
             assert streamed[offset : offset + len(token)] == token
+
+
+async def test_stream_first_sends_logprobs_with_their_text() -> None:
+    loose = StreamPolicy(mode=StreamMode.STREAM_FIRST, min_chars=10, max_chars=40, overlap_chars=12)
+    text = "A calm sentence is here. And then another calm one follows it."
+    async with slots_gateway(Policy(output=[Rule(guard="toxicity")], stream=loose)) as gateway:
+        response = await gateway.client.post("/v1/chat/completions", json=_chat(text, stream=True))
+        for event in sse_events(response.text):  # each text chunk carries the logprobs of its own tokens
+            for choice in event.get("choices", []) if isinstance(event, dict) else []:
+                if (choice.get("delta") or {}).get("content"):
+                    spelled = "".join(e["token"] for e in choice["logprobs"]["content"])
+                    assert spelled == choice["delta"]["content"]
+        content, tokens, _ = _stream_parts(sse_events(response.text))
+        assert "".join(tokens) == content == text
 
 
 def test_real_llama_stream_keeps_logprobs_that_spell_what_was_released(sync_client: openai.OpenAI) -> None:
