@@ -84,12 +84,22 @@ def _absorb(chunk: Chunk, choices: dict[int, dict[str, Any]], state: dict[str, A
         if delta is None:  # legacy completions stream "text"
             entry.setdefault("text", "")
             entry["text"] += choice.get("text") or ""
-        else:
-            message = entry["message"]
-            message["content"] += delta.get("content") or ""
-            if delta.get("refusal"):
-                message["refusal"] = message.get("refusal", "") + delta["refusal"]
-            if delta.get("tool_calls"):
-                message.setdefault("tool_calls", []).extend(delta["tool_calls"])
+        elif isinstance(delta, dict):
+            _absorb_delta(delta, entry["message"])
         if choice.get("finish_reason"):
             entry["finish_reason"] = choice["finish_reason"]
+
+
+def _absorb_delta(delta: dict[str, Any], message: dict[str, Any]) -> None:
+    """Every text the client was sent (content, refusal, reasoning, …) is kept, as it was sent."""
+    for key, value in delta.items():
+        if key != "role" and isinstance(value, str):
+            message[key] = (message.get(key) or "") + value
+    if delta.get("tool_calls"):
+        message.setdefault("tool_calls", []).extend(delta["tool_calls"])
+    function_call = delta.get("function_call")
+    if isinstance(function_call, dict):
+        held = message.setdefault("function_call", {"arguments": ""})
+        if function_call.get("name"):
+            held["name"] = function_call["name"]
+        held["arguments"] += function_call.get("arguments") or ""

@@ -15,7 +15,7 @@ from feedback.recorder import EventRecorder
 from gateway.auth import Tenant
 from gateway.context import RequestContext
 from gateway.errors import InvalidRequest
-from gateway.guardrails import Guardrails, ResolvedPolicy, summary_header
+from gateway.guardrails import Guardrails, ResolvedPolicy, drop_logprobs, summary_header
 from gateway.proxy import ForwardCall, Proxy, UpstreamStream, json_response
 from gateway.sampling import CandidateSampler
 from gateway.sources import REQUEST_FIELD, request_sources
@@ -35,14 +35,16 @@ GUARDRAILS_HEADER = "x-hhh-guardrails"
 
 
 def _refuse_chat(choice: dict[str, Any], refusal: str) -> None:
-    message = choice.setdefault("message", {})
-    message.update({"content": None, "refusal": refusal})
-    message.pop("tool_calls", None)
+    # Only the refusal stays: reasoning, tool and function calls and logprobs all spell the refused text.
+    role = (choice.get("message") or {}).get("role", "assistant")
+    choice["message"] = {"role": role, "content": None, "refusal": refusal}
+    drop_logprobs(choice)
     choice["finish_reason"] = "content_filter"
 
 
 def _refuse_text(choice: dict[str, Any], refusal: str) -> None:
     choice["text"] = ""
+    drop_logprobs(choice)
     choice["finish_reason"] = "content_filter"
 
 

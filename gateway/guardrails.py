@@ -156,6 +156,7 @@ class Guardrails:
             for slot, text in zip(group, texts, strict=True):
                 if text.text != slot.text:
                     slot.write(text.text)
+                    drop_logprobs(choice)  # they would spell out what was redacted or cut
             if any(text.decision == "truncate" for text in texts):
                 choice["finish_reason"] = "content_filter"  # cut short by a guard
             if any(text.annotate for text in texts) and group:
@@ -169,6 +170,13 @@ class Guardrails:
         if blocked.block_categories == [UNAVAILABLE]:
             categories = "the guard was unavailable and the policy fails closed"
         return resolved.policy.refusal.format(guard=blocked.blocked_by, categories=categories)
+
+
+def drop_logprobs(choice: dict[str, Any]) -> None:
+    """A choice's logprobs go with any text a guard removed or rewrote: they spell its tokens. (Rebuilding
+    them for a redacted text would mean inventing tokens and probabilities the model never gave.)"""
+    if choice.get("logprobs") is not None:
+        choice["logprobs"] = None
 
 
 def _slice_result(result: Any, offset: int, length: int) -> Any:

@@ -3,9 +3,14 @@
 Each choice's text is cut into windows (``guards.windows``). In ``buffer`` mode no character reaches
 the client before the window holding it passed; in ``stream_first`` mode text goes out at once and a
 violation ends the choice within one window (a policy that redacts on output always buffers, since
-released text cannot be redacted). Tool-call arguments are held and checked whole when the choice
-finishes. The tail is always checked. A block ends the choice with ``finish_reason: content_filter``
-and a ``refusal``; the ``guardrails`` report comes in a last chunk with no choices.
+released text cannot be redacted). Every text of a choice is guarded so: ``content``, an upstream's own
+``refusal``, reasoning (``reasoning_content``, ``reasoning``), each in its own windows (see
+``gateway.stream_channels``); when one ends and the next begins, the first one's tail is checked and
+released first, so they arrive in order. Tool calls and a legacy ``function_call`` are held and checked
+whole when the choice finishes. The tail is always checked. A block in any of them ends the choice with
+``finish_reason: content_filter`` and a ``refusal``; the ``guardrails`` report comes in a last chunk with
+no choices. Logprobs travel with the text they belong to: in ``buffer`` mode they are held and released
+with it, and dropped with text that is redacted or withheld.
 """
 
 from __future__ import annotations
@@ -17,24 +22,36 @@ import msgspec
 
 from gateway.errors import GatewayError
 from gateway.guardrails import Guardrails, ResolvedPolicy, stage_report
+from gateway.stream_channels import Channel
 from gateway.streaming import Chunk
+from gateway.text_slots import call_slots
 from guards.pipeline import StageOutcome, most_severe
 from guards.policy import Action, StreamMode
-from guards.redaction import apply_spans
+from guards.redaction import apply_spans, non_overlapping
 from guards.verdict import JudgeContext, Span, Stage
-from guards.windows import Window, WindowCutter
+from guards.windows import Window
+
+# Delta fields held whole until the choice finishes (checked then), rather than cut into windows.
+_HELD = frozenset({"tool_calls", "function_call"})
 
 
 class _Choice:
     def __init__(self, index: int, resolved: ResolvedPolicy) -> None:
-        stream = resolved.policy.stream
         self.index = index
-        self.cutter = WindowCutter(stream.min_chars, stream.max_chars, stream.overlap_chars)
+        self.stream = resolved.policy.stream
+        self.channels: dict[str, Channel] = {}
+        self.current: Channel | None = None  # the text now arriving
         self.done = False
         self.annotate = False
         self.annotation: str | None = None
         self.tool_calls: dict[int, dict[str, Any]] = {}
+        self.function_call: dict[str, Any] | None = None
         self.reports: list[dict[str, Any]] = []
+
+    def channel(self, field: str) -> Channel:
+        if field not in self.channels:
+            self.channels[field] = Channel(field, self.stream)
+        return self.channels[field]
 
 
 class StreamGuard:
@@ -92,31 +109,70 @@ class StreamGuard:
         yield {**last, "guardrails": self.report}
 
     async def _on_choice(self, state: _Choice, choice: dict[str, Any]) -> AsyncIterator[Chunk]:
-        delta = choice.get("delta") or {}
-        text = delta.get("content") if self.chat else choice.get("text")
-        for call in delta.get("tool_calls") or ():
-            self._hold_tool_call(state, call)
-        passthrough = {k: v for k, v in delta.items() if k not in ("content", "tool_calls")}
-        if self.chat and passthrough:  # role (first chunk), or a refusal the upstream itself sent
+        texts, passthrough = self._split(state, choice)
+        if passthrough:  # role (first chunk), and fields that carry no text
             yield self._chunk(state.index, passthrough)
-        if text:
-            state.cutter.append(text)
-            while not state.done and (window := state.cutter.next_window()) is not None:
-                async for out in self._check(state, window):
-                    yield out
-            if not self.buffer and not state.done:  # stream_first: out as soon as no window it closed failed
-                yield self._text_chunk(state.index, text)
+        # Logprobs cover the chunk's text: kept only where that is one text, so they can follow it.
+        logprobs = choice.get("logprobs") if len(texts) == 1 else None
+        for field, text in texts.items():
+            async for out in self._on_text(state, state.channel(field), text, logprobs):
+                yield out
         if choice.get("finish_reason") is not None and not state.done:
             async for out in self._finish(state, choice["finish_reason"]):
                 yield out
 
-    async def _check(self, state: _Choice, window: Window) -> AsyncIterator[Chunk]:
+    def _split(self, state: _Choice, choice: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+        """A chunk's texts to guard (field → text), and what passes as it is. Every string of a delta
+        but ``role`` is text a client shows: content, refusal, reasoning, whatever an upstream calls it."""
+        if not self.chat:
+            text = choice.get("text")
+            return ({"text": text} if isinstance(text, str) and text else {}), {}
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            return {}, {}
+        for call in delta.get("tool_calls") or ():
+            self._hold_tool_call(state, call)
+        if isinstance(delta.get("function_call"), dict):
+            self._hold_function_call(state, delta["function_call"])
+        texts = {k: v for k, v in delta.items() if k != "role" and isinstance(v, str) and v}
+        passthrough = {
+            k: v
+            for k, v in delta.items()
+            if v is not None and (k == "role" or (k not in _HELD and not isinstance(v, str)))
+        }
+        return texts, passthrough
+
+    async def _on_text(
+        self, state: _Choice, channel: Channel, text: str, logprobs: dict[str, Any] | None
+    ) -> AsyncIterator[Chunk]:
+        if state.current is not None and state.current is not channel:  # one text ended, the next began
+            async for out in self._flush(state, state.current):
+                yield out
+        state.current = channel
+        channel.cutter.append(text)
+        if self.buffer:
+            channel.logprobs.add(len(text), logprobs)
+        while not state.done and (window := channel.cutter.next_window()) is not None:
+            async for out in self._check(state, channel, window):
+                yield out
+        if not self.buffer and not state.done:  # stream_first: out as soon as no window it closed failed
+            yield self._text_chunk(state.index, channel.field, text, logprobs)
+
+    async def _flush(self, state: _Choice, channel: Channel) -> AsyncIterator[Chunk]:
+        while not state.done and (window := channel.cutter.next_window(final=True)) is not None:
+            async for out in self._check(state, channel, window):
+                yield out
+
+    async def _check(self, state: _Choice, channel: Channel, window: Window) -> AsyncIterator[Chunk]:
         context = JudgeContext() if self.context is None else self.context
         focused = msgspec.structs.replace(context, focus_start=len(window.context))  # shares the cache
         outcome = await self.guardrails.engine.run(
             Stage.OUTPUT, self.resolved.policy.output, [window.checked], focused
         )
-        state.reports.append(stage_report(outcome, [f"choices[{state.index}]"]))
+        where = f"choices[{state.index}]"
+        state.reports.append(
+            stage_report(outcome, [where if self._is_main(channel) else f"{where}.{channel.field}"])
+        )
         blocked = outcome.blocked
         if blocked is not None:
             state.done = True
@@ -128,34 +184,43 @@ class StreamGuard:
         if judged.decision == "truncate":  # out goes what precedes the offending span; the choice ends
             cut = max(0, (judged.truncated_at or 0) - len(window.context))
             if self.buffer and cut:
-                yield self._text_chunk(state.index, window.text[:cut])
+                logprobs = channel.logprobs.release(cut, [])
+                yield self._text_chunk(state.index, channel.field, window.text[:cut], logprobs)
             state.done = True
             yield self._refusal(state.index, "The rest of this answer was cut by the gateway's guards.")
             return
-        release, released_text = _release(window, outcome)
-        state.cutter.commit(window, release)
-        if self.buffer and released_text:
-            yield self._text_chunk(state.index, released_text)
+        release, released_text, spans = _release(window, outcome)
+        channel.cutter.commit(window, release)
+        if self.buffer:
+            logprobs = channel.logprobs.release(release, spans)
+            if released_text:
+                yield self._text_chunk(state.index, channel.field, released_text, logprobs)
+
+    def _is_main(self, channel: Channel) -> bool:
+        return channel.field in ("content", "text")
 
     async def _finish(
         self, state: _Choice, finish_reason: str | None, announce: bool = True
     ) -> AsyncIterator[Chunk]:
-        while not state.done and (window := state.cutter.next_window(final=True)) is not None:
-            async for out in self._check(state, window):
-                yield out
+        for channel in [c for c in state.channels.values() if c is not state.current] + [state.current]:
+            if channel is not None:
+                async for out in self._flush(state, channel):
+                    yield out
         if state.done:
             return
-        if state.tool_calls:
-            async for out in self._check_tool_calls(state):
+        if state.tool_calls or state.function_call:
+            async for out in self._check_calls(state):
                 yield out
             if state.done:
                 return
         if state.annotate:
-            yield self._text_chunk(state.index, state.annotation or self.resolved.policy.disclaimer)
+            note = state.annotation or self.resolved.policy.disclaimer
+            yield self._text_chunk(state.index, "content" if self.chat else "text", note)
         state.done = True
         if announce:
-            choice = {"index": state.index, "delta": {}, "finish_reason": finish_reason}
-            yield {**self._shell(), "choices": [choice]}
+            finish = self._chunk(state.index, {})
+            finish["choices"][0]["finish_reason"] = finish_reason
+            yield finish
 
     def _hold_tool_call(self, state: _Choice, call: dict[str, Any]) -> None:
         held = state.tool_calls.setdefault(call.get("index", 0), {"function": {"arguments": ""}})
@@ -167,24 +232,35 @@ class StreamGuard:
             held["function"]["name"] = function["name"]
         held["function"]["arguments"] += function.get("arguments") or ""
 
-    async def _check_tool_calls(self, state: _Choice) -> AsyncIterator[Chunk]:
+    def _hold_function_call(self, state: _Choice, call: dict[str, Any]) -> None:
+        held = state.function_call = state.function_call or {"arguments": ""}
+        if call.get("name"):
+            held["name"] = call["name"]
+        held["arguments"] += call.get("arguments") or ""
+
+    async def _check_calls(self, state: _Choice) -> AsyncIterator[Chunk]:
+        """Tool calls and a legacy function call, checked whole: arguments and names."""
         calls = [state.tool_calls[k] for k in sorted(state.tool_calls)]
+        held: dict[str, Any] = {"tool_calls": calls, "function_call": state.function_call}
+        slots = call_slots(held, f"choices[{state.index}]")
         outcome = await self.guardrails.engine.run(
-            Stage.OUTPUT,
-            self.resolved.policy.output,
-            [c["function"]["arguments"] for c in calls],
-            self.context,
+            Stage.OUTPUT, self.resolved.policy.output, [slot.text for slot in slots], self.context
         )
-        wheres = [f"choices[{state.index}].tool_calls[{i}]" for i in range(len(calls))]
-        state.reports.append(stage_report(outcome, wheres))
+        state.reports.append(stage_report(outcome, [slot.where for slot in slots]))
         blocked = outcome.blocked
         if blocked is not None:
             state.done = True
             yield self._refusal(state.index, self.guardrails.refusal(self.resolved, blocked))
             return
-        for call, text in zip(calls, outcome.texts, strict=True):
-            call["function"]["arguments"] = text.text
-        yield self._chunk(state.index, {"tool_calls": [{"index": i, **c} for i, c in enumerate(calls)]})
+        for slot, text in zip(slots, outcome.texts, strict=True):
+            if text.text != slot.text:
+                slot.write(text.text)
+        delta: dict[str, Any] = {}
+        if calls:
+            delta["tool_calls"] = [{"index": i, **c} for i, c in enumerate(calls)]
+        if state.function_call is not None:
+            delta["function_call"] = state.function_call
+        yield self._chunk(state.index, delta)
 
     def _choice_report(self, state: _Choice) -> dict[str, Any]:
         by_guard: dict[str, dict[str, Any]] = {}
@@ -221,16 +297,19 @@ class StreamGuard:
             key: self._template[key] for key in ("id", "object", "created", "model") if key in self._template
         }
 
-    def _chunk(self, index: int, delta: dict[str, Any]) -> Chunk:
-        if not self.chat:
-            return {
-                **self._shell(),
-                "choices": [{"index": index, "text": delta.get("content", ""), "finish_reason": None}],
-            }
-        return {**self._shell(), "choices": [{"index": index, "delta": delta, "finish_reason": None}]}
+    def _chunk(self, index: int, delta: dict[str, Any], logprobs: dict[str, Any] | None = None) -> Chunk:
+        choice: dict[str, Any] = {"index": index}
+        if self.chat:
+            choice["delta"] = delta
+        else:
+            choice["text"] = delta.get("text", "")
+        if logprobs is not None:
+            choice["logprobs"] = logprobs
+        choice["finish_reason"] = None
+        return {**self._shell(), "choices": [choice]}
 
-    def _text_chunk(self, index: int, text: str) -> Chunk:
-        return self._chunk(index, {"content": text})
+    def _text_chunk(self, index: int, field: str, text: str, logprobs: dict[str, Any] | None = None) -> Chunk:
+        return self._chunk(index, {field: text}, logprobs)
 
     def _refusal(self, index: int, refusal: str) -> Chunk:
         if self.chat:
@@ -240,8 +319,8 @@ class StreamGuard:
         return {**self._shell(), "choices": [choice]}
 
 
-def _release(window: Window, outcome: StageOutcome) -> tuple[int, str]:
-    """How much of the window goes out, and as what text, once it passed.
+def _release(window: Window, outcome: StageOutcome) -> tuple[int, str, list[Span]]:
+    """How much of the window goes out, as what text, and the redactions in it (relative to it).
 
     Redaction spans are relative to ``context + text``. A span that straddles the release point is
     held back whole for the next window (or, starting at 0, released whole, redacted).
@@ -257,4 +336,5 @@ def _release(window: Window, outcome: StageOutcome) -> tuple[int, str]:
         if span.start < release < span.end:
             release = span.start if span.start > 0 else span.end
     released = window.text[:release]
-    return release, apply_spans(released, [s for s in spans if s.end <= release])
+    applied = non_overlapping(s for s in spans if s.end <= release and s.replacement is not None)
+    return release, apply_spans(released, applied), applied

@@ -9,6 +9,8 @@ import pytest
 
 MODULES_WITH_EXAMPLES = [
     "gateway.fanout",
+    "gateway.text_slots",
+    "gateway.stream_channels",
     "guards.redaction",
     "guards.pipeline",
     "guards.grounding.text",
