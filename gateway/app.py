@@ -239,6 +239,7 @@ def create_app(
             "recorder": Provide(provide_recorder, sync_to_thread=False),
             "labelstudio_webhook": Provide(provide_labelstudio_webhook, sync_to_thread=False),
             "tenant": Provide(provide_tenant, sync_to_thread=False),
+            "feedback_limits": Provide(lambda: settings.feedback.limits, sync_to_thread=False),
             "gateway_metrics": Provide(lambda: metrics, sync_to_thread=False, use_cache=True),
         },
         middleware=[request_observer(metrics)],

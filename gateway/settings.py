@@ -110,9 +110,25 @@ class SamplingSettings(_Strict):
             raise ValueError("fraction: must be between 0 and 1")
 
 
+class FeedbackLimits(_Strict):
+    """Caps on POST /v1/feedback: it is public, and whatever it accepts is kept in Redis."""
+
+    max_body_bytes: int = 16 * 1024
+    max_completion_id_chars: int = 256
+    max_comment_chars: int = 4000
+    max_user_chars: int = 256
+    max_preferred_choice: int = 127  # a choice index: below any sane n
+
+    def __post_init__(self) -> None:
+        for name in msgspec.structs.fields(self):
+            if getattr(self, name.name) < 0:
+                raise ValueError(f"{name.name}: must be 0 or more")
+
+
 class FeedbackSettings(_Strict):
     # Record every completion (after redaction) for human ranking; off, nothing is kept.
     record: bool = True
+    limits: FeedbackLimits = msgspec.field(default_factory=FeedbackLimits)
     sampling: SamplingSettings = msgspec.field(default_factory=SamplingSettings)
     # Per tenant: a sampling fraction of its own.
     tenant_sampling: dict[str, float] = {}
