@@ -112,6 +112,8 @@ async def _open_recorder(
         RecorderMetrics(metrics.registry),
         stream=settings.redis.stream,
         max_length=settings.redis.max_length,
+        replay_every_s=settings.redis.replay_every_s,
+        dedupe_s=settings.redis.replay_dedupe_s,
     )
     await recorder.start()
     stack.push_async_callback(recorder.close)  # runs before the client closes: queued events are kept

@@ -94,6 +94,11 @@ class RedisSettings(_Strict):
     stream: str = "hhh:events"
     # Retention: the stream is trimmed to about this many events (XADD MAXLEN ~).
     max_length: int = 1_000_000
+    # While events wait in the local spool (Redis was away), the writer retries them this often.
+    replay_every_s: float = 2.0
+    # How long the stream remembers what it took, so that a replay never adds an event twice (a write
+    # that timed out may still have run). Covers a gateway restarted with a spool within this time.
+    replay_dedupe_s: float = 3600.0
 
 
 class SamplingSettings(_Strict):
