@@ -35,6 +35,7 @@ from gateway.routes import inference, labelstudio_webhook, models, moderations, 
 from gateway.routes.labelstudio_webhook import LabelStudioWebhook
 from gateway.sampling import CandidateSampler
 from gateway.settings import Settings
+from gateway.shutdown import Drain
 from gateway.upstream import UpstreamPool, build_client
 from guards.metrics import GuardMetrics
 from guards.pipeline import GuardEngine
@@ -147,6 +148,7 @@ def create_app(
     if guards is None:
         guards = build_guards(settings.guards, GuardResources(runners, runners.metrics, data_dir))
     engine = GuardEngine(used_guards(settings, guards), runners.metrics)
+    drain = Drain(settings.server.shutdown_grace_s)  # the server starts it (gateway.shutdown.serve)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -171,9 +173,10 @@ def create_app(
             stack.push_async_callback(engine.close)
             await engine.start()
             recorder = await _open_recorder(settings, data_dir, metrics, stack)
+            stack.push_async_callback(drain.settle)  # streams end before the event writer closes (LIFO)
             pool = UpstreamPool(upstreams, client, metrics)
             await pool.discover()
-            proxy = Proxy(pool, metrics)
+            proxy = Proxy(pool, metrics, drain)
             guardrails = Guardrails(engine, settings.policies, settings.guards)
             app.state.proxy = proxy
             app.state.guardrails = guardrails
@@ -251,6 +254,7 @@ def create_app(
             Exception: _on_unexpected,
         },
         before_send=[_add_request_id_everywhere],
+        state=State({"drain": drain}),
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=None,
         logging_config=None,  # the CLI configures logging once, for the whole process

@@ -41,6 +41,9 @@ class ServerSettings(_Strict):
     upstream_max_connections: int = 512
     upstream_max_keepalive: int = 128
     access_log: bool = False
+    # On SIGTERM, streams in flight get this long to finish; then they end with an error event and
+    # [DONE]. Keep it below the orchestrator's own grace period (Kubernetes: 30 s) minus about 5 s.
+    shutdown_grace_s: float = 20.0
 
 
 class Timeouts(_Strict):
