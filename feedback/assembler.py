@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -15,7 +16,8 @@ class EventMeta:
     """What the gateway knows about a request besides its body and answer."""
 
     def __init__(self, request_id: str, tenant: str, model: str, endpoint: str, stream: bool) -> None:
-        self.request_id = request_id
+        self.request_id = request_id  # the x-request-id: the client may choose it, so nothing is keyed by it
+        self.event_id = uuid.uuid4().hex  # the recorded event's id, made here: no client can collide it
         self.tenant = tenant
         self.model = model
         self.endpoint = endpoint
@@ -33,7 +35,8 @@ def event_from_response(
 ) -> CompletionEvent:
     """``body`` is a completion as the client received it (a stream's is assembled first)."""
     return CompletionEvent(
-        id=meta.request_id,
+        id=meta.event_id,
+        request_id=meta.request_id,
         completion_id=str(body.get("id", "")),
         created=time.time(),
         tenant=meta.tenant,

@@ -17,7 +17,9 @@ class Timings(msgspec.Struct):
 
 class CompletionEvent(msgspec.Struct, kw_only=True):
     schema: int = SCHEMA_VERSION
-    id: str  # the gateway's request id
+    # The gateway's own id for this completion, unique: what the feedback store is keyed by. Never the
+    # client's x-request-id, which two tenants (or one careless client) can send alike.
+    id: str
     completion_id: str  # the upstream's id for the completion ("chatcmpl-...")
     created: float  # unix time
     tenant: str
@@ -37,6 +39,8 @@ class CompletionEvent(msgspec.Struct, kw_only=True):
     sampling: dict[str, Any] | None = None  # what was changed for this candidate (temperature, model)
     # On an original: how many extra candidates were asked for, so the sync knows when the set is whole.
     candidates_requested: int = 0
+    # The x-request-id the client saw (its own, or one the gateway made): feedback may name it.
+    request_id: str | None = None
 
 
 class FeedbackEvent(msgspec.Struct, kw_only=True):

@@ -38,8 +38,8 @@ class DiskSpool:
 
     async def replay(self, deliver: Callable[[list[bytes]], Awaitable[None]], batch: int = 500) -> int:
         """Send every spooled record, oldest first, through ``deliver``; a segment is deleted once all of
-        it went. If ``deliver`` raises, what was not delivered stays. (A record may be delivered twice
-        only if the process dies between a delivery and this bookkeeping: consumers dedupe by event id.)"""
+        it went. If ``deliver`` raises, what was not delivered stays. (A record may be handed over twice if
+        the process dies between a delivery and this bookkeeping: the delivery dedupes by event id.)"""
         delivered = 0
         for segment in self._segments():
             records = segment.read_bytes().splitlines()

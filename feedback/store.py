@@ -3,8 +3,8 @@ annotations received, and the users' own feedback. The export reads it all from 
 
 Keys, under a prefix (``hhh:fb:``):
 
-    set:<request id>          hash  "original" | "candidate:<event id>" → CompletionEvent JSON
-    settling                  zset  request id → unix time at which its task may be pushed
+    set:<event id>            hash  "original" | "candidate:<event id>" → CompletionEvent JSON
+    settling                  zset  event id → unix time at which its task may be pushed
     task:<task key>           str   RankingTask JSON, as pushed (what the export pairs up)
     ls:<project>:tasks        hash  task key → Label Studio task id (makes pushing idempotent)
     ls:<project>:inflight     hash  task key → unix time an import of it began
@@ -16,8 +16,13 @@ Keys, under a prefix (``hhh:fb:``):
     refused                   list  tasks Label Studio refused to import, with the reason
     rejected-ids              hash  "<annotation id>@<updated_at>" of those rejected, to count each once
     feedback                  hash  feedback id → FeedbackEvent JSON (thumbs, preferred choice)
-    completion-ids            hash  upstream completion id → "<request id> <event id>"
+    completion-ids            hash  "<n>:<tenant>/<upstream completion id>" → "<set's event id> <event id>"
+    request-ids               hash  "<n>:<tenant>/<x-request-id>" → the event id of that request's answer
     stats                     hash  running totals: pushed, received, updated, rejected, skipped, ...
+
+Sets are keyed by the event id the gateway made, never by anything a client chose; what a client may
+name (an upstream completion id, its x-request-id) is looked up under its own tenant only (``<n>`` is
+the tenant name's length, which keeps the name unambiguous).
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ REJECTED_KEEP = 10_000  # rejected annotations kept for inspection
 
 def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _owned(tenant: str, name: str) -> str:
+    """A client-named id under its tenant; the length prefix keeps it unambiguous whatever either holds."""
+    return f"{len(tenant)}:{tenant}/{name}"
 
 
 class CandidateSet(msgspec.Struct):
@@ -69,7 +79,10 @@ class FeedbackStore:
         pipe: Any = self.client.pipeline(transaction=False)
         pipe.hset(set_key, field, raw)
         if event.completion_id:
-            pipe.hset(self.key("completion-ids"), event.completion_id, f"{request_id} {event.id}")
+            name = _owned(event.tenant, event.completion_id)
+            pipe.hset(self.key("completion-ids"), name, f"{request_id} {event.id}")
+        if event.request_id and event.candidate_of is None:
+            pipe.hset(self.key("request-ids"), _owned(event.tenant, event.request_id), event.id)
         pipe.hkeys(set_key)
         pipe.hget(set_key, ORIGINAL)
         *_, fields, original_raw = await pipe.execute()
@@ -258,14 +271,20 @@ class FeedbackStore:
         raw = await self.client.hgetall(self.key("feedback"))
         return [decode_feedback(v) for v in raw.values()]
 
-    async def locate_completion(self, completion_id: str) -> tuple[str, str] | None:
-        """(request id, event id) of a recorded completion, by the upstream's id or the request id."""
-        found = await self.client.hget(self.key("completion-ids"), completion_id)
-        if found is not None:
-            request_id, _, event_id = found.decode().partition(" ")
-            return request_id, event_id
-        if await self.client.exists(self.key("set", completion_id)):
-            return completion_id, completion_id  # the gateway's request id (x-request-id)
+    async def locate_completion(self, tenant: str, completion_id: str) -> tuple[str, str] | None:
+        """(set's event id, event id) of ``tenant``'s recorded completion, by the upstream's completion id
+        or the x-request-id. Another tenant's completion is not found: it is as unknown as a made-up id."""
+        name = _owned(tenant, completion_id)
+        pipe: Any = self.client.pipeline(transaction=False)
+        pipe.hget(self.key("completion-ids"), name)
+        pipe.hget(self.key("request-ids"), name)
+        pipe.hget(self.key("completion-ids"), completion_id)  # recorded before ids were per tenant
+        by_completion, by_request, legacy = await pipe.execute()
+        if by_completion is not None or legacy is not None:
+            set_id, _, event_id = (by_completion or legacy).decode().partition(" ")
+            return set_id, event_id
+        if by_request is not None:
+            return by_request.decode(), by_request.decode()
         return None
 
     async def stats(self) -> dict[str, int]:

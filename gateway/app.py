@@ -38,6 +38,7 @@ from gateway.routes import inference, labelstudio_webhook, models, moderations, 
 from gateway.routes.labelstudio_webhook import LabelStudioWebhook
 from gateway.sampling import CandidateSampler
 from gateway.settings import Settings
+from gateway.shutdown import Drain
 from gateway.upstream import UpstreamPool, build_client
 from guards.metrics import GuardMetrics
 from guards.pipeline import GuardEngine
@@ -115,6 +116,8 @@ async def _open_recorder(
         RecorderMetrics(metrics.registry),
         stream=settings.redis.stream,
         max_length=settings.redis.max_length,
+        replay_every_s=settings.redis.replay_every_s,
+        dedupe_s=settings.redis.replay_dedupe_s,
     )
     await recorder.start()
     stack.push_async_callback(recorder.close)  # runs before the client closes: queued events are kept
@@ -151,6 +154,7 @@ def create_app(
     operations_settings = settings.server.operations
     metrics_access = MetricsAccess(operations_settings, keyring)
     readiness = Readiness(operations_settings.ready_cache_s)
+    drain = Drain(settings.server.shutdown_grace_s)  # the server starts it (gateway.shutdown.serve)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -175,10 +179,11 @@ def create_app(
             stack.push_async_callback(engine.close)
             await engine.start()
             recorder = await _open_recorder(settings, data_dir, metrics, stack)
+            stack.push_async_callback(drain.settle)  # streams end before the event writer closes (LIFO)
             pool = UpstreamPool(upstreams, client, metrics)
             await pool.discover()
             metrics.label_models_served_by(pool.serves)  # any other model name is labelled "other"
-            proxy = Proxy(pool, metrics)
+            proxy = Proxy(pool, metrics, drain)
             guardrails = Guardrails(engine, settings.policies, settings.guards)
             app.state.proxy = proxy
             app.state.guardrails = guardrails
@@ -247,6 +252,7 @@ def create_app(
             "recorder": Provide(provide_recorder, sync_to_thread=False),
             "labelstudio_webhook": Provide(provide_labelstudio_webhook, sync_to_thread=False),
             "tenant": Provide(provide_tenant, sync_to_thread=False),
+            "feedback_limits": Provide(lambda: settings.feedback.limits, sync_to_thread=False),
             "gateway_metrics": Provide(lambda: metrics, sync_to_thread=False, use_cache=True),
             "metrics_access": Provide(lambda: metrics_access, sync_to_thread=False, use_cache=True),
             "readiness": Provide(lambda: readiness, sync_to_thread=False, use_cache=True),
@@ -258,6 +264,7 @@ def create_app(
             Exception: _on_unexpected,
         },
         before_send=[_add_request_id_everywhere],
+        state=State({"drain": drain}),
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=None,
         logging_config=None,  # the CLI configures logging once, for the whole process

@@ -39,26 +39,25 @@ def _settings_for(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from gateway.app import create_app
     from gateway.embedded_llm import check_embedded_llm
     from gateway.http_limits import uvicorn_options
+    from gateway.shutdown import serve
 
     settings = _settings_for(args)
     _configure_logging(settings.server.log_level)
     if not settings.upstreams:
         check_embedded_llm(settings.embedded_llm)  # fail before the server starts, without a traceback
     app = create_app(settings)
-    uvicorn.run(
+    serve(  # uvicorn.run, with streams ended cleanly at shutdown (server.shutdown_grace_s)
         app,
+        app.state.drain,
         **uvicorn_options(settings.server.limits),  # the http protocol, keep-alive and concurrency limits
         host=settings.server.host,
         port=settings.server.port,
         log_config=None,
         access_log=settings.server.access_log,
         loop="auto",
-        timeout_graceful_shutdown=10,
     )
     return 0
 

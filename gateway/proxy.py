@@ -17,6 +17,7 @@ from litestar.response import Stream
 from gateway.context import RequestContext
 from gateway.fanout import merge_completions, merge_streams
 from gateway.metrics import GatewayMetrics
+from gateway.shutdown import Drain
 from gateway.streaming import (
     Chunk,
     UsageTally,
@@ -58,9 +59,10 @@ class UpstreamStream(msgspec.Struct):
 
 
 class Proxy:
-    def __init__(self, pool: UpstreamPool, metrics: GatewayMetrics) -> None:
+    def __init__(self, pool: UpstreamPool, metrics: GatewayMetrics, drain: Drain | None = None) -> None:
         self.pool = pool
         self.metrics = metrics
+        self.drain = drain or Drain(grace_s=0.0)  # ends streams at shutdown, with an error event
 
     async def forward(self, context: RequestContext, call: ForwardCall) -> Response[Any]:
         """Forward with nothing in between: the answer as the upstream gave it."""
@@ -125,7 +127,8 @@ class Proxy:
         return UpstreamStream(chunks, responses)
 
     def sse_response(self, stream: UpstreamStream, headers: dict[str, str] | None = None) -> Response[Any]:
-        frames = closing(encode_sse(stream.chunks), stream.responses, self.metrics.stream_cancellations.inc)
+        chunks = self.drain.relay(stream.chunks)
+        frames = closing(encode_sse(chunks), stream.responses, self.metrics.stream_cancellations.inc)
         return Stream(frames, media_type="text/event-stream", headers={**SSE_HEADERS, **(headers or {})})
 
 

@@ -76,7 +76,7 @@ class CandidateSampler:
         event = event_from_response(
             EventMeta(context.request_id, meta.tenant, candidate.model, meta.endpoint, False), raw, body, None
         )
-        event.candidate_of = meta.request_id
+        event.candidate_of = meta.event_id
         event.sampling = variation
         self.recorder.record(event)
 

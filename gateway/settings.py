@@ -80,6 +80,9 @@ class ServerSettings(_Strict):
     upstream_max_connections: int = 512
     upstream_max_keepalive: int = 128
     access_log: bool = False
+    # On SIGTERM, streams in flight get this long to finish; then they end with an error event and
+    # [DONE]. Keep it below the orchestrator's own grace period (Kubernetes: 30 s) minus about 5 s.
+    shutdown_grace_s: float = 20.0
 
 
 class Timeouts(_Strict):
@@ -138,6 +141,11 @@ class RedisSettings(_Strict):
     stream: str = "hhh:events"
     # Retention: the stream is trimmed to about this many events (XADD MAXLEN ~).
     max_length: int = 1_000_000
+    # While events wait in the local spool (Redis was away), the writer retries them this often.
+    replay_every_s: float = 2.0
+    # How long the stream remembers what it took, so that a replay never adds an event twice (a write
+    # that timed out may still have run). Covers a gateway restarted with a spool within this time.
+    replay_dedupe_s: float = 3600.0
 
 
 class SamplingSettings(_Strict):
@@ -154,9 +162,25 @@ class SamplingSettings(_Strict):
             raise ValueError("fraction: must be between 0 and 1")
 
 
+class FeedbackLimits(_Strict):
+    """Caps on POST /v1/feedback: it is public, and whatever it accepts is kept in Redis."""
+
+    max_body_bytes: int = 16 * 1024
+    max_completion_id_chars: int = 256
+    max_comment_chars: int = 4000
+    max_user_chars: int = 256
+    max_preferred_choice: int = 127  # a choice index: below any sane n
+
+    def __post_init__(self) -> None:
+        for name in msgspec.structs.fields(self):
+            if getattr(self, name.name) < 0:
+                raise ValueError(f"{name.name}: must be 0 or more")
+
+
 class FeedbackSettings(_Strict):
     # Record every completion (after redaction) for human ranking; off, nothing is kept.
     record: bool = True
+    limits: FeedbackLimits = msgspec.field(default_factory=FeedbackLimits)
     sampling: SamplingSettings = msgspec.field(default_factory=SamplingSettings)
     # Per tenant: a sampling fraction of its own.
     tenant_sampling: dict[str, float] = {}

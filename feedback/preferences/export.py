@@ -126,7 +126,7 @@ async def _rated_tasks(
     by_request: dict[str, list[tuple[FeedbackEvent, str]]] = defaultdict(list)
     for feedback in await store.feedback_events():
         counts["feedback"] += 1
-        found = await store.locate_completion(feedback.completion_id)
+        found = await store.locate_completion(feedback.tenant, feedback.completion_id)
         if found is None:
             counts["feedback_unmatched"] += 1  # its completion was not recorded, or has expired
             continue
@@ -136,8 +136,14 @@ async def _rated_tasks(
     for request_id, rated in sorted(by_request.items()):
         found_set = await store.candidate_set(request_id)
         task = ranking_task(found_set.original, found_set.candidates)
-        if task is not None:
-            tasks.append((task, rated))
+        if task is None:
+            continue
+        # Feedback only ever speaks for its sender's own completions (ids recorded before lookups were
+        # per tenant could name another tenant's).
+        own = [(feedback, event_id) for feedback, event_id in rated if feedback.tenant == task.tenant]
+        counts["feedback_foreign"] += len(rated) - len(own)
+        if own:
+            tasks.append((task, own))
     return tasks
 
 
