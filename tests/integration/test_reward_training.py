@@ -88,6 +88,7 @@ def _hhh(*args: str) -> str:
 
 
 def test_a_reward_model_learns_politeness_from_an_export(tmp_path: Path) -> None:
+    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from feedback.preferences.reward_training import pairwise_accuracy, standard_row
@@ -117,6 +118,15 @@ def test_a_reward_model_learns_politeness_from_an_export(tmp_path: Path) -> None
     accuracy = pairwise_accuracy(model, tokenizer, test, max_length=128)
     assert accuracy is not None
     assert accuracy >= 0.85, accuracy  # chance is 0.5
+    # A pair written here, scored directly, with no label from the export: had the export swapped chosen
+    # and rejected, the model would have learnt rudeness and fail this.
+    prompt = "Can you help me with repotting a cactus?"
+    polite = "Of course! I'd be glad to help you with repotting a cactus. Thank you for asking."
+    rude = "Ugh, repotting a cactus? Figure it out yourself and stop wasting my time."
+    encoded = tokenizer([prompt + polite, prompt + rude], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        polite_reward, rude_reward = model(**encoded).logits[:, 0].tolist()
+    assert polite_reward > rude_reward, (polite_reward, rude_reward)
     report = json.loads((model_dir / "reward_training.json").read_text())
     assert report["test_accuracy"] == accuracy
     assert report["steps"] == 40
