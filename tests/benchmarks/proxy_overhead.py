@@ -184,6 +184,12 @@ def run_wrk(target: Target, concurrency: int, seconds: int, script: Path) -> Mea
     return Measurement(target.name, concurrency, rps, _ms(percentiles["50"]), _ms(percentiles["99"]), errors)
 
 
+def command_line() -> str:
+    """How this benchmark was run, for its results file: the results and the command always agree."""
+    module = Path(sys.argv[0]).resolve().relative_to(Path(__file__).resolve().parents[2]).with_suffix("")
+    return " ".join(["python -m", ".".join(module.parts), *sys.argv[1:]])
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     cpuinfo = Path("/proc/cpuinfo")
@@ -220,7 +226,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (default 10)")
+    parser.add_argument("--duration", type=int, default=8, help="seconds per measurement (default 8)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM comparison")
     parser.add_argument("--with-recording", action="store_true", help="also measure with event recording on")
@@ -253,7 +259,8 @@ def main() -> None:
                 results.append(result)
 
     report = (
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine()}; wrk, 1 thread, {args.duration} s per cell, "
+        f"Measured {time.strftime('%Y-%m-%d')} on {machine()} with `{command_line()}`; wrk, 1 thread, "
+        f"{args.duration} s per cell, "
         "load generator, stub and proxy on the same machine.\n\n" + table(results) + "\n"
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

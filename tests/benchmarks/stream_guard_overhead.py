@@ -24,7 +24,7 @@ import httpx
 import yaml
 
 from gateway.embedded_llm import free_port
-from tests.benchmarks.proxy_overhead import machine, process
+from tests.benchmarks.proxy_overhead import command_line, machine, process
 from tests.support.servers import wait_until_up
 
 RESULTS = Path(__file__).resolve().parent / "results" / "stream_guard_overhead.md"
@@ -106,8 +106,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--requests", type=int, default=20)
-    parser.add_argument("--token-delay-ms", type=float, nargs="+", default=[0.0, 20.0])
+    parser.add_argument("--requests", type=int, default=10)
+    parser.add_argument("--token-delay-ms", type=float, nargs="+", default=[0.0, 10.0])
     args = parser.parse_args()
     rows = []
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="hhh-stream-bench-") as scratch:
@@ -131,7 +131,8 @@ def main() -> None:
                 rows.append(f"| {delay:.0f} | {name} | {ttft:.1f} | {total:.1f} | {added or ' | '} |")
                 print(rows[-1], flush=True)
     report = (
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine()}; a 300-word answer streamed a word a chunk, "
+        f"Measured {time.strftime('%Y-%m-%d')} on {machine()} with `{command_line()}`; a 300-word answer "
+        "streamed a word a chunk, "
         f"median of {args.requests} sequential streams. 'Added' is against the gateway with no guards.\n\n"
         "| stub ms/token | path | time to first token ms | total ms | added TTFT ms | added total ms |\n"
         "|---:|---|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n"
