@@ -9,6 +9,9 @@ import pytest
 
 MODULES_WITH_EXAMPLES = [
     "gateway.fanout",
+    "gateway.line_reader",
+    "gateway.scrub",
+    "gateway.upstream_shapes",
     "guards.redaction",
     "guards.pipeline",
     "guards.grounding.text",
