@@ -171,7 +171,7 @@ def create_app(
             recorder = await _open_recorder(settings, data_dir, metrics, stack)
             pool = UpstreamPool(upstreams, client, metrics)
             await pool.discover()
-            proxy = Proxy(pool, metrics)
+            proxy = Proxy(pool, metrics, settings.relay)
             guardrails = Guardrails(engine, settings.policies, settings.guards)
             app.state.proxy = proxy
             app.state.guardrails = guardrails
