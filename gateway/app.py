@@ -183,7 +183,7 @@ def create_app(
             pool = UpstreamPool(upstreams, client, metrics)
             await pool.discover()
             metrics.label_models_served_by(pool.serves)  # any other model name is labelled "other"
-            proxy = Proxy(pool, metrics, drain)
+            proxy = Proxy(pool, metrics, settings.relay, drain)
             guardrails = Guardrails(engine, settings.policies, settings.guards)
             app.state.proxy = proxy
             app.state.guardrails = guardrails

@@ -11,10 +11,13 @@ Every failure a client can see is one of these, rendered as
      ├── GuardUnavailable             503 guard_unavailable: a guard failed and its policy fails closed
      ├── ModelNotFound                404 model_not_found
      ├── RouteNotFound                404 / 405, for paths the gateway does not serve
+     ├── ClientDisconnected           499: the client left before its answer began (nobody reads it)
      └── UpstreamError
           ├── UpstreamUnreachable     502 (connect refused, DNS, reset before a response)
           ├── UpstreamTimeout         504
+          ├── UpstreamBadResponse     502: a 200 whose body is not JSON, or not the shape of an answer
           ├── UpstreamStreamBroken    a stream that failed after it began: sent as a final error event
+          │    └── UpstreamEventTooLarge  one server-sent event over ``relay.max_event_bytes``
           └── UpstreamStatus          the upstream's own 4xx/5xx, its envelope kept or re-wrapped
 
 Handlers raise these; one exception handler renders them (see ``gateway.app``).
@@ -130,6 +133,23 @@ class UpstreamTimeout(UpstreamError):
 class UpstreamStreamBroken(UpstreamError):
     status_code = 502
     default_code = "upstream_stream_broken"
+
+
+class UpstreamEventTooLarge(UpstreamStreamBroken):
+    default_code = "upstream_event_too_large"
+
+
+class UpstreamBadResponse(UpstreamError):
+    status_code = 502
+    default_code = "upstream_bad_response"
+
+
+class ClientDisconnected(GatewayError):
+    """Raised instead of a response nobody would read; counted and logged like any other status."""
+
+    status_code = 499  # nginx's "client closed request"
+    error_type = "invalid_request_error"
+    default_code = "client_disconnected"
 
 
 class UpstreamStatus(UpstreamError):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 import httpx
 import msgspec
 from litestar import Response
@@ -17,6 +18,7 @@ from litestar.response import Stream
 from gateway.context import RequestContext
 from gateway.fanout import merge_completions, merge_streams
 from gateway.metrics import GatewayMetrics
+from gateway.settings import RelaySettings
 from gateway.shutdown import Drain
 from gateway.streaming import (
     Chunk,
@@ -29,9 +31,13 @@ from gateway.streaming import (
     upstream_lines,
 )
 from gateway.upstream import Upstream, UpstreamPool, UpstreamResponse
+from gateway.upstream_shapes import decode_answer
 
 log = logging.getLogger("hhh.proxy")
 
+# Whose 200 answers carry choices (embeddings carry data).
+COMPLETION_PATHS = frozenset({"/chat/completions", "/completions"})
+T = TypeVar("T")
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -59,9 +65,16 @@ class UpstreamStream(msgspec.Struct):
 
 
 class Proxy:
-    def __init__(self, pool: UpstreamPool, metrics: GatewayMetrics, drain: Drain | None = None) -> None:
+    def __init__(
+        self,
+        pool: UpstreamPool,
+        metrics: GatewayMetrics,
+        relay: RelaySettings | None = None,
+        drain: Drain | None = None,
+    ) -> None:
         self.pool = pool
         self.metrics = metrics
+        self.relay = relay or RelaySettings()
         self.drain = drain or Drain(grace_s=0.0)  # ends streams at shutdown, with an error event
 
     async def forward(self, context: RequestContext, call: ForwardCall) -> Response[Any]:
@@ -80,16 +93,19 @@ class Proxy:
     async def complete(self, context: RequestContext, call: ForwardCall) -> UpstreamAnswer:
         upstream, bodies = await self._prepare(context, call)
         answers = await self._post_all(context, upstream, call.path, bodies)
+        # Checked here, once: a 200 that is not an answer's shape is the upstream's failure (502), and
+        # every later stage (guards, fan-out, recording) can read the answer without checking it again.
+        completion = call.path in COMPLETION_PATHS
+        decoded = [decode_answer(answer.content, completion) for answer in answers]
         if call.n == 1:
             return UpstreamAnswer(answers[0].content, answers[0].content_type)
-        decoded = [msgspec.json.decode(answer.content) for answer in answers]
         missing = call.n - sum(len(body.get("choices") or ()) for body in decoded)
         if missing > 0:
             log.warning("upstream %s ignores n; the gateway asks it n times from now on", upstream.name)
             upstream.supports_n = False
             single = msgspec.json.encode({**call.raw, "n": 1})
             extra = await self._post_all(context, upstream, call.path, [single] * missing)
-            decoded += [msgspec.json.decode(answer.content) for answer in extra]
+            decoded += [decode_answer(answer.content, completion) for answer in extra]
         content = msgspec.json.encode(decoded[0] if len(decoded) == 1 else merge_completions(decoded))
         return UpstreamAnswer(content, answers[0].content_type)
 
@@ -97,39 +113,69 @@ class Proxy:
         self, context: RequestContext, upstream: Upstream, path: str, bodies: list[bytes]
     ) -> list[UpstreamResponse]:
         started = time.perf_counter()
+        tasks = [
+            asyncio.ensure_future(self.pool.post(upstream, path, body, context.request_id)) for body in bodies
+        ]
         try:
-            return await asyncio.gather(
-                *(self.pool.post(upstream, path, body, context.request_id) for body in bodies)
-            )
+            return await _all_or_none(tasks)
         finally:
             context.upstream_seconds += time.perf_counter() - started
 
     async def stream(self, context: RequestContext, call: ForwardCall) -> UpstreamStream:
         upstream, bodies = await self._prepare(context, call)
         started = time.perf_counter()
-        opened = await asyncio.gather(
-            *(self.pool.open_stream(upstream, call.path, body, context.request_id) for body in bodies),
-            return_exceptions=True,
-        )
-        context.upstream_seconds += time.perf_counter() - started
-        responses = [r for r in opened if isinstance(r, httpx.Response)]
-        failure = next((r for r in opened if isinstance(r, BaseException)), None)
-        if failure is not None:
-            for response in responses:
-                await response.aclose()
-            raise failure
+        try:
+            responses = await self._open_all(upstream, call.path, bodies, context.request_id)
+        finally:
+            context.upstream_seconds += time.perf_counter() - started
 
         on_transport_error = partial(self.pool.transport_error, upstream)
-        streams = [decode_chunks(sse_payloads(upstream_lines(r, on_transport_error))) for r in responses]
+        limit = self.relay.max_event_bytes
+        streams = [
+            decode_chunks(
+                sse_payloads(upstream_lines(r, on_transport_error, limit, upstream.scrub.text), limit)
+            )
+            for r in responses
+        ]
         chunks = streams[0] if len(streams) == 1 else merge_streams(streams)
         if call.include_usage and not upstream.settings.supports_stream_usage:
             chunks = ensure_usage(chunks, UsageTally(call.prompt_chars))
         return UpstreamStream(chunks, responses)
 
+    async def _open_all(
+        self, upstream: Upstream, path: str, bodies: list[bytes], request_id: str
+    ) -> list[httpx.Response]:
+        """Open one stream per body, or none: on a failure, or when the client left (cancelled), the ones
+        already open are closed, so no upstream keeps generating for nobody."""
+        tasks = [
+            asyncio.ensure_future(self.pool.open_stream(upstream, path, body, request_id)) for body in bodies
+        ]
+        try:
+            return await _all_or_none(tasks)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                for task in tasks:
+                    if not task.cancelled() and task.exception() is None:
+                        await task.result().aclose()
+            raise
+
     def sse_response(self, stream: UpstreamStream, headers: dict[str, str] | None = None) -> Response[Any]:
         chunks = self.drain.relay(stream.chunks)
         frames = closing(encode_sse(chunks), stream.responses, self.metrics.stream_cancellations.inc)
         return Stream(frames, media_type="text/event-stream", headers={**SSE_HEADERS, **(headers or {})})
+
+
+async def _all_or_none(tasks: Sequence[asyncio.Future[T]]) -> list[T]:
+    """Every task's result. On the first failure, or when cancelled (the client left), the other tasks
+    are cancelled and awaited: no upstream call outlives the request that made it."""
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        with anyio.CancelScope(shield=True):
+            await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def json_response(answer: UpstreamAnswer, headers: dict[str, str] | None = None) -> Response[Any]:

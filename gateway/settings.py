@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import yaml
@@ -90,6 +90,15 @@ class Timeouts(_Strict):
     read: float = 300.0
     write: float = 30.0
     pool: float = 10.0
+
+
+class RelaySettings(_Strict):
+    """Limits on what the relay buffers from a streaming upstream, so that a broken or hostile one cannot
+    grow the gateway's memory without bound (issue 11)."""
+
+    # The largest server-sent event (one line, or the data lines of one event) read from an upstream; a
+    # larger one ends the stream with an error event. Real chunks are a few hundred bytes.
+    max_event_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 4 * 1024 * 1024
 
 
 class UpstreamSettings(_Strict):
@@ -193,6 +202,7 @@ class Settings(_Strict):
     data_dir: str = "~/.hhh"
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     upstreams: list[UpstreamSettings] = []
+    relay: RelaySettings = msgspec.field(default_factory=RelaySettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     embedded_llm: EmbeddedLLMSettings = msgspec.field(default_factory=EmbeddedLLMSettings)
     # Guard instances by name; policies refer to them. The defaults: toxicity and PII.

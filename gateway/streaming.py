@@ -1,8 +1,9 @@
 """The streaming relay, as small async generators that compose::
 
-    upstream_lines(response)        bytes off the socket → text lines (transport errors → UpstreamError)
-      → sse_payloads(lines)         lines → each event's ``data``
-      → decode_chunks(payloads)     data → chunk objects, up to ``[DONE]``
+    upstream_lines(response)        bytes off the socket → text lines (transport errors → UpstreamError),
+                                    each capped, and scrubbed of the upstream's key
+      → sse_payloads(lines)         lines → each event's ``data`` (capped too)
+      → decode_chunks(payloads)     data → chunk objects of a checked shape, up to ``[DONE]``
       → [stages that read or rewrite chunks: output guards, recording]
       → encode_sse(chunks)          chunk objects → ``data: …`` frames, then ``data: [DONE]``;
                                     a failure becomes one final OpenAI-shaped error event
@@ -22,6 +23,8 @@ import httpx
 import msgspec
 
 from gateway.errors import GatewayError, UpstreamError, UpstreamStatus, UpstreamStreamBroken
+from gateway.line_reader import LineReader, too_large
+from gateway.upstream_shapes import check_chunk
 
 log = logging.getLogger("hhh.stream")
 
@@ -31,34 +34,58 @@ DONE_FRAME = b"data: [DONE]\n\n"
 Chunk = dict[str, Any]
 
 
+def _unchanged(line: str) -> str:
+    return line
+
+
 async def upstream_lines(
-    response: httpx.Response, on_transport_error: Callable[[httpx.HTTPError], UpstreamError]
+    response: httpx.Response,
+    on_transport_error: Callable[[httpx.HTTPError], UpstreamError],
+    max_line_bytes: int,
+    scrub: Callable[[str], str] = _unchanged,
 ) -> AsyncIterator[str]:
+    """Lines of at most ``max_line_bytes``, each scrubbed of the upstream's key (see ``gateway.scrub``)."""
+    reader = LineReader(max_line_bytes)
     try:
-        async for line in response.aiter_lines():
-            yield line
+        async for data in response.aiter_bytes():
+            for line in reader.feed(data):
+                yield scrub(line)
     except httpx.HTTPError as exc:
         raise on_transport_error(exc) from None
+    for line in reader.close():
+        yield scrub(line)
 
 
-async def sse_payloads(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    """Server-sent-event lines → the ``data`` of each event (multi-line data joined; comments dropped)."""
+async def sse_payloads(lines: AsyncIterator[str], max_event_bytes: int) -> AsyncIterator[str]:
+    """Server-sent-event lines → the ``data`` of each event (multi-line data joined; comments dropped).
+
+    One event's data is capped like one line: an upstream that never ends its event must not grow it
+    without bound.
+    """
     data: list[str] = []
+    size = 0
     async for line in lines:
         if not line:
             if data:
                 yield "\n".join(data)
-                data = []
+                data, size = [], 0
             continue
         field, _, value = line.partition(":")
         if field == "data":
+            size += len(line) + 1  # as read, so the cap bounds what was taken off the socket
+            if size > max_event_bytes:
+                raise too_large(max_event_bytes, "an event")
             data.append(value[1:] if value.startswith(" ") else value)
     if data:
         yield "\n".join(data)
 
 
 async def decode_chunks(payloads: AsyncIterator[str]) -> AsyncIterator[Chunk]:
-    """Data payloads → chunk objects. The stream must end with ``[DONE]``; anything else is a failure."""
+    """Data payloads → chunk objects. The stream must end with ``[DONE]``; anything else is a failure.
+
+    Every chunk is checked against the shape later stages read (``gateway.upstream_shapes``), so none of
+    them can be crashed by an upstream's malformed chunk.
+    """
     async for payload in payloads:
         if payload == DONE:
             return
@@ -70,6 +97,7 @@ async def decode_chunks(payloads: AsyncIterator[str]) -> AsyncIterator[Chunk]:
             raise UpstreamStreamBroken("The upstream sent a stream chunk that is not a JSON object.")
         if "error" in chunk:
             raise UpstreamStatus(502, payload.encode())
+        check_chunk(chunk)
         yield chunk
     raise UpstreamStreamBroken("The upstream closed the stream before it finished (no [DONE]).")
 
@@ -87,6 +115,9 @@ async def encode_sse(chunks: AsyncIterator[Chunk]) -> AsyncIterator[bytes]:
     except GatewayError as exc:
         log.warning("stream ended by an upstream failure: %s", exc.message)
         yield error_frame(exc)
+    except Exception:  # a bug in some stage: the client still gets a well-formed end, operators the trace
+        log.exception("stream relay failed")
+        yield error_frame(GatewayError("The gateway failed while relaying the stream; it has been logged."))
     yield DONE_FRAME
 
 

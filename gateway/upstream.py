@@ -14,6 +14,7 @@ import msgspec
 from gateway.credentials import mask_credentials, split_credentials
 from gateway.errors import ModelNotFound, UpstreamStatus, UpstreamTimeout, UpstreamUnreachable
 from gateway.metrics import GatewayMetrics
+from gateway.scrub import Scrubber
 from gateway.settings import UpstreamSettings
 from gateway.transport import AiohttpTransport
 
@@ -41,6 +42,8 @@ class Upstream:
         )
         authorization = f"Bearer {settings.api_key}" if settings.api_key else basic_auth
         self._auth = {"authorization": authorization} if authorization else {}
+        # Everything relayed from this upstream passes it: its key (or Basic credential) never shows.
+        self.scrub = Scrubber(authorization.partition(" ")[2] if authorization else None)
 
     def headers(self, request_id: str | None = None) -> dict[str, str]:
         if request_id is None:
@@ -146,11 +149,12 @@ class UpstreamPool:
             raise self.transport_error(upstream, exc) from None
         finally:
             self._metrics.upstream_latency.labels(upstream.name).observe(time.perf_counter() - started)
+        content = upstream.scrub.bytes(response.content)
         if response.status_code >= 400:
             self._metrics.upstream_errors.labels(upstream.name, "status").inc()
-            raise UpstreamStatus(response.status_code, response.content)
+            raise UpstreamStatus(response.status_code, content)
         return UpstreamResponse(
-            response.status_code, response.content, response.headers.get("content-type", "application/json")
+            response.status_code, content, response.headers.get("content-type", "application/json")
         )
 
     async def open_stream(
@@ -179,7 +183,7 @@ class UpstreamPool:
             finally:
                 await response.aclose()
             self._metrics.upstream_errors.labels(upstream.name, "status").inc()
-            raise UpstreamStatus(response.status_code, content)
+            raise UpstreamStatus(response.status_code, upstream.scrub.bytes(content))
         return response
 
     def transport_error(

@@ -1,4 +1,5 @@
-"""The OpenAI inference endpoints."""
+"""The OpenAI inference endpoints. A client that leaves before its answer begins cancels the work
+(``gateway.disconnect``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from litestar import Request, Response, post
 from gateway.auth import Tenant
 from gateway.completion_service import CompletionService
 from gateway.context import context_of
+from gateway.disconnect import cancel_on_disconnect
 from gateway.protocol import check_chat, check_completion, check_embedding, decode_json_object
 from gateway.proxy import ForwardCall
 
@@ -39,7 +41,9 @@ async def chat_completions(
         include_usage=include_usage,
         prompt_chars=sum(_text_length(m.content) for m in chat.messages),
     )
-    return await completions.chat(context_of(request.scope), tenant, call)
+    return await cancel_on_disconnect(
+        request.receive, completions.chat(context_of(request.scope), tenant, call)
+    )
 
 
 @post("/v1/completions", status_code=200)
@@ -61,7 +65,9 @@ async def legacy_completions(
         include_usage=include_usage,
         prompt_chars=len(prompt) if isinstance(prompt, str) else len(str(prompt)),
     )
-    return await completions.text(context_of(request.scope), tenant, call)
+    return await cancel_on_disconnect(
+        request.receive, completions.text(context_of(request.scope), tenant, call)
+    )
 
 
 @post("/v1/embeddings", status_code=200)
@@ -72,4 +78,6 @@ async def embeddings(
     raw = decode_json_object(body)
     embedding = check_embedding(raw)
     call = ForwardCall(path="/embeddings", model=embedding.model, raw=raw, body=body)
-    return await completions.embed(context_of(request.scope), tenant, call)
+    return await cancel_on_disconnect(
+        request.receive, completions.embed(context_of(request.scope), tenant, call)
+    )
