@@ -30,6 +30,7 @@ from gateway.guardrails import Guardrails
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import REQUEST_ID_HEADER, request_observer
 from gateway.proxy import Proxy
+from gateway.rate_limiting import RateLimits, open_rate_limits, rate_limit_middleware
 from gateway.routes import feedback as feedback_routes
 from gateway.routes import inference, labelstudio_webhook, models, moderations, operations
 from gateway.routes.labelstudio_webhook import LabelStudioWebhook
@@ -140,6 +141,7 @@ def create_app(
     fake guards); configuration errors raise here, before anything starts."""
     metrics = GatewayMetrics()
     keyring = KeyRing(settings.auth)
+    rate_limits = RateLimits(settings, metrics.registry)
     data_dir = Path(settings.data_dir).expanduser()
     runners = RunnerPool(GuardMetrics(metrics.registry))
     if guards is None:
@@ -169,6 +171,7 @@ def create_app(
             stack.push_async_callback(engine.close)
             await engine.start()
             recorder = await _open_recorder(settings, data_dir, metrics, stack)
+            await open_rate_limits(rate_limits, settings, recorder, data_dir, stack)
             pool = UpstreamPool(upstreams, client, metrics)
             await pool.discover()
             proxy = Proxy(pool, metrics)
@@ -241,7 +244,7 @@ def create_app(
             "tenant": Provide(provide_tenant, sync_to_thread=False),
             "gateway_metrics": Provide(lambda: metrics, sync_to_thread=False, use_cache=True),
         },
-        middleware=[request_observer(metrics)],
+        middleware=[request_observer(metrics), rate_limit_middleware(rate_limits, keyring)],
         exception_handlers={
             GatewayError: _on_gateway_error,
             HTTPException: _on_http_exception,

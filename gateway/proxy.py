@@ -28,6 +28,7 @@ from gateway.streaming import (
     upstream_lines,
 )
 from gateway.upstream import Upstream, UpstreamPool, UpstreamResponse
+from gateway.usage_meter import meter_answer, meter_stream
 
 log = logging.getLogger("hhh.proxy")
 
@@ -79,6 +80,7 @@ class Proxy:
         upstream, bodies = await self._prepare(context, call)
         answers = await self._post_all(context, upstream, call.path, bodies)
         if call.n == 1:
+            meter_answer(context, answers[0].content, call.prompt_chars)
             return UpstreamAnswer(answers[0].content, answers[0].content_type)
         decoded = [msgspec.json.decode(answer.content) for answer in answers]
         missing = call.n - sum(len(body.get("choices") or ()) for body in decoded)
@@ -89,6 +91,7 @@ class Proxy:
             extra = await self._post_all(context, upstream, call.path, [single] * missing)
             decoded += [msgspec.json.decode(answer.content) for answer in extra]
         content = msgspec.json.encode(decoded[0] if len(decoded) == 1 else merge_completions(decoded))
+        meter_answer(context, content, call.prompt_chars)
         return UpstreamAnswer(content, answers[0].content_type)
 
     async def _post_all(
@@ -122,7 +125,7 @@ class Proxy:
         chunks = streams[0] if len(streams) == 1 else merge_streams(streams)
         if call.include_usage and not upstream.settings.supports_stream_usage:
             chunks = ensure_usage(chunks, UsageTally(call.prompt_chars))
-        return UpstreamStream(chunks, responses)
+        return UpstreamStream(meter_stream(chunks, context, call.prompt_chars), responses)
 
     def sse_response(self, stream: UpstreamStream, headers: dict[str, str] | None = None) -> Response[Any]:
         frames = closing(encode_sse(stream.chunks), stream.responses, self.metrics.stream_cancellations.inc)

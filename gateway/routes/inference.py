@@ -11,6 +11,7 @@ from gateway.completion_service import CompletionService
 from gateway.context import context_of
 from gateway.protocol import check_chat, check_completion, check_embedding, decode_json_object
 from gateway.proxy import ForwardCall
+from gateway.rate_limiting import RATE_LIMITED
 
 
 def _text_length(content: Any) -> int:
@@ -21,7 +22,7 @@ def _text_length(content: Any) -> int:
     return 0
 
 
-@post("/v1/chat/completions", status_code=200)
+@post("/v1/chat/completions", status_code=200, opt={RATE_LIMITED: True})
 async def chat_completions(
     request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant
 ) -> Response[Any]:
@@ -42,7 +43,7 @@ async def chat_completions(
     return await completions.chat(context_of(request.scope), tenant, call)
 
 
-@post("/v1/completions", status_code=200)
+@post("/v1/completions", status_code=200, opt={RATE_LIMITED: True})
 async def legacy_completions(
     request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant
 ) -> Response[Any]:
@@ -64,7 +65,7 @@ async def legacy_completions(
     return await completions.text(context_of(request.scope), tenant, call)
 
 
-@post("/v1/embeddings", status_code=200)
+@post("/v1/embeddings", status_code=200, opt={RATE_LIMITED: True})
 async def embeddings(
     request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant
 ) -> Response[Any]:
