@@ -190,6 +190,23 @@ async def test_concurrent_requests_beyond_max_concurrent_are_refused_until_a_slo
         assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
 
 
+async def test_a_request_running_longer_than_the_slot_ttl_keeps_its_slot(
+    redis_url: str, store: redis.Redis
+) -> None:
+    """Else a long stream's slot would expire under it and let more requests in than the limit."""
+    upstream = HoldingUpstream()
+    limits = {"default": {"max_concurrent": 1}, "slot_ttl_s": 3}
+    async with gateway(config(redis_url, limits), upstream) as client:
+        holder = asyncio.create_task(client.post("/v1/chat/completions", json={**CHAT, "model": "held"}))
+        await until(lambda: upstream.held == 1)
+        await asyncio.sleep(4.5)  # one and a half slot lifetimes: renewed (every 1 s) or gone
+        refused = await client.post("/v1/chat/completions", json=CHAT)
+        assert refused.status_code == 429
+        upstream.release.set()
+        assert (await holder).status_code == 200
+        assert store.zcard(TENANT_SLOTS) == 0
+
+
 async def test_a_slot_is_freed_when_the_upstream_fails(redis_url: str, store: redis.Redis) -> None:
     async with gateway(config(redis_url, {"default": {"max_concurrent": 1}})) as client:
         for model, stream in (("unreachable", False), ("timeout", False), ("plain-503", False),
