@@ -32,6 +32,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.metrics_access import MetricsAccess
 from gateway.middleware import REQUEST_ID_HEADER, request_observer
 from gateway.proxy import Proxy
+from gateway.rate_limiting import RateLimits, open_rate_limits, rate_limit_middleware
 from gateway.readiness import Readiness
 from gateway.routes import feedback as feedback_routes
 from gateway.routes import inference, labelstudio_webhook, models, moderations, operations
@@ -146,6 +147,7 @@ def create_app(
     fake guards); configuration errors raise here, before anything starts."""
     metrics = GatewayMetrics()
     keyring = KeyRing(settings.auth)
+    rate_limits = RateLimits(settings, metrics.registry)
     data_dir = Path(settings.data_dir).expanduser()
     runners = RunnerPool(GuardMetrics(metrics.registry))
     if guards is None:
@@ -179,7 +181,9 @@ def create_app(
             stack.push_async_callback(engine.close)
             await engine.start()
             recorder = await _open_recorder(settings, data_dir, metrics, stack)
-            stack.push_async_callback(drain.settle)  # streams end before the event writer closes (LIFO)
+            await open_rate_limits(rate_limits, settings, recorder, data_dir, stack)
+            # Streams end before the event writer and the limiter's Redis close (LIFO).
+            stack.push_async_callback(drain.settle)
             pool = UpstreamPool(upstreams, client, metrics)
             await pool.discover()
             metrics.label_models_served_by(pool.serves)  # any other model name is labelled "other"
@@ -257,7 +261,7 @@ def create_app(
             "metrics_access": Provide(lambda: metrics_access, sync_to_thread=False, use_cache=True),
             "readiness": Provide(lambda: readiness, sync_to_thread=False, use_cache=True),
         },
-        middleware=[request_observer(metrics)],
+        middleware=[request_observer(metrics), rate_limit_middleware(rate_limits, keyring)],
         exception_handlers={
             GatewayError: _on_gateway_error,
             HTTPException: _on_http_exception,

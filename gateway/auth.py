@@ -16,6 +16,7 @@ KEY_PREFIX = "hhh-"
 
 class Tenant(msgspec.Struct, frozen=True):
     name: str
+    key_sha256: str = ""  # which key it came with (empty on an open gateway): for per-key limits
 
 
 def hash_key(key: str) -> str:
@@ -35,7 +36,7 @@ class KeyRing:
     """
 
     def __init__(self, settings: AuthSettings) -> None:
-        self._tenants = {key.sha256: Tenant(key.tenant) for key in settings.keys}
+        self._tenants = {key.sha256: Tenant(key.tenant, key.sha256) for key in settings.keys}
 
     @property
     def is_open(self) -> bool:

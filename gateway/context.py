@@ -12,13 +12,14 @@ STATE_KEY = "hhh.context"
 
 
 class RequestContext:
-    __slots__ = ("model", "request_id", "started", "upstream_seconds")
+    __slots__ = ("model", "request_id", "started", "upstream_seconds", "usage_tokens")
 
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
         self.started = time.perf_counter()
         self.upstream_seconds = 0.0
         self.model = ""
+        self.usage_tokens = 0  # reported or estimated by the relay, for the tokens-per-minute limits
 
     def overhead_seconds(self) -> float:
         """Time the gateway itself spent: everything but the wait on upstreams."""

@@ -32,6 +32,7 @@ from gateway.streaming import (
 )
 from gateway.upstream import Upstream, UpstreamPool, UpstreamResponse
 from gateway.upstream_shapes import decode_answer
+from gateway.usage_meter import meter_answer, meter_stream
 
 log = logging.getLogger("hhh.proxy")
 
@@ -98,6 +99,7 @@ class Proxy:
         completion = call.path in COMPLETION_PATHS
         decoded = [decode_answer(answer.content, completion) for answer in answers]
         if call.n == 1:
+            meter_answer(context, answers[0].content, call.prompt_chars)
             return UpstreamAnswer(answers[0].content, answers[0].content_type)
         missing = call.n - sum(len(body.get("choices") or ()) for body in decoded)
         if missing > 0:
@@ -107,6 +109,7 @@ class Proxy:
             extra = await self._post_all(context, upstream, call.path, [single] * missing)
             decoded += [decode_answer(answer.content, completion) for answer in extra]
         content = msgspec.json.encode(decoded[0] if len(decoded) == 1 else merge_completions(decoded))
+        meter_answer(context, content, call.prompt_chars)
         return UpstreamAnswer(content, answers[0].content_type)
 
     async def _post_all(
@@ -140,7 +143,7 @@ class Proxy:
         chunks = streams[0] if len(streams) == 1 else merge_streams(streams)
         if call.include_usage and not upstream.settings.supports_stream_usage:
             chunks = ensure_usage(chunks, UsageTally(call.prompt_chars))
-        return UpstreamStream(chunks, responses)
+        return UpstreamStream(meter_stream(chunks, context, call.prompt_chars), responses)
 
     async def _open_all(
         self, upstream: Upstream, path: str, bodies: list[bytes], request_id: str

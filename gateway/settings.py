@@ -19,6 +19,7 @@ import yaml
 
 from feedback.labelstudio.settings import LabelStudioSettings
 from gateway.credentials import has_credentials
+from gateway.rate_limit_settings import RateLimit, RateLimitSettings
 from guards.config_errors import ConfigValidationError, convert_or_explain
 from guards.policy import GuardSpec, PolicyBook, default_guards
 
@@ -127,6 +128,8 @@ class ApiKey(_Strict):
     tenant: str
     # The key's SHA-256 in hex; keys themselves are never stored. `hhh keys new` makes a pair.
     sha256: str
+    # Limits for this key alone, on top of its tenant's (see rate_limits).
+    rate_limits: RateLimit | None = None
 
 
 class AuthSettings(_Strict):
@@ -210,6 +213,8 @@ class Settings(_Strict):
     policies: PolicyBook = msgspec.field(default_factory=PolicyBook)
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
     feedback: FeedbackSettings = msgspec.field(default_factory=FeedbackSettings)
+    # Requests, tokens and concurrency per tenant and key, shared by replicas through Redis.
+    rate_limits: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)
 
     def __post_init__(self) -> None:
         names = [u.name for u in self.upstreams]
@@ -222,6 +227,7 @@ class Settings(_Strict):
         for index, key in enumerate(self.auth.keys):
             if not re.fullmatch(r"[0-9a-f]{64}", key.sha256):
                 raise ConfigError(f"auth.keys[{index}].sha256: must be 64 lower-case hex characters")
+        self.rate_limits.check_tenants(key.tenant for key in self.auth.keys)
 
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

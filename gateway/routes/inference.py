@@ -13,6 +13,7 @@ from gateway.context import context_of
 from gateway.disconnect import cancel_on_disconnect
 from gateway.protocol import check_chat, check_completion, check_embedding, decode_json_object
 from gateway.proxy import ForwardCall
+from gateway.rate_limiting import RATE_LIMITED
 
 
 def _text_length(content: Any) -> int:
@@ -23,7 +24,7 @@ def _text_length(content: Any) -> int:
     return 0
 
 
-@post("/v1/chat/completions", status_code=200)
+@post("/v1/chat/completions", status_code=200, opt={RATE_LIMITED: True})
 async def chat_completions(
     request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant
 ) -> Response[Any]:
@@ -46,7 +47,7 @@ async def chat_completions(
     )
 
 
-@post("/v1/completions", status_code=200)
+@post("/v1/completions", status_code=200, opt={RATE_LIMITED: True})
 async def legacy_completions(
     request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant
 ) -> Response[Any]:
@@ -70,7 +71,7 @@ async def legacy_completions(
     )
 
 
-@post("/v1/embeddings", status_code=200)
+@post("/v1/embeddings", status_code=200, opt={RATE_LIMITED: True})
 async def embeddings(
     request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant
 ) -> Response[Any]:

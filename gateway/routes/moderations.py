@@ -10,9 +10,10 @@ from gateway.auth import Tenant
 from gateway.guardrails import Guardrails
 from gateway.moderation import moderate
 from gateway.protocol import decode_json_object
+from gateway.rate_limiting import RATE_LIMITED
 
 
-@post("/v1/moderations", status_code=200)
+@post("/v1/moderations", status_code=200, opt={RATE_LIMITED: True})
 async def moderations(
     request: Request[Any, Any, Any], guardrails: Guardrails, tenant: Tenant
 ) -> dict[str, Any]:
