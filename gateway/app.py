@@ -13,6 +13,7 @@ from litestar import Litestar, Request, Response
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
+from litestar.routes import HTTPRoute
 from litestar.types import Message, Scope
 
 from feedback.embedded_redis import EmbeddedRedis
@@ -29,6 +30,7 @@ from gateway.feedback_worker import start_sync_worker
 from gateway.guardrails import Guardrails
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import REQUEST_ID_HEADER, request_observer
+from gateway.openapi import openapi_route
 from gateway.proxy import Proxy
 from gateway.routes import feedback as feedback_routes
 from gateway.routes import inference, labelstudio_webhook, models, moderations, operations
@@ -217,7 +219,7 @@ def create_app(
     def provide_tenant(request: Request[Any, Any, Any]) -> Tenant:
         return keyring.authenticate(request.headers.get("authorization"))
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             inference.chat_completions,
             inference.legacy_completions,
@@ -253,3 +255,6 @@ def create_app(
         logging_config=None,  # the CLI configures logging once, for the whole process
         debug=False,
     )
+    # GET /openapi.json describes every route registered above (Litestar's own generation stays off).
+    app.register(openapi_route(h for r in app.routes if isinstance(r, HTTPRoute) for h in r.route_handlers))
+    return app

@@ -11,6 +11,7 @@ from litestar import Request, post
 
 from feedback.events import FeedbackEvent
 from feedback.recorder import EventRecorder
+from gateway.api_contract import contract
 from gateway.auth import Tenant
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.protocol import check, decode_json_object
@@ -29,7 +30,15 @@ class FeedbackDisabled(GatewayError):
     default_code = "feedback_disabled"
 
 
-@post("/v1/feedback", status_code=202)
+@post(
+    "/v1/feedback",
+    status_code=202,
+    summary="Report what a user thought of a completion (a rating, or the preferred choice)",
+    tags=["feedback"],
+    opt=contract(
+        request="FeedbackRequest", responses={202: "FeedbackRecorded"}, errors=(400, 401, 413, 429, 503)
+    ),
+)
 async def feedback(
     request: Request[Any, Any, Any], recorder: EventRecorder | None, tenant: Tenant
 ) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Request, Response, post
 
+from gateway.api_contract import INFERENCE_ERRORS, contract
 from gateway.auth import Tenant
 from gateway.completion_service import CompletionService
 from gateway.context import context_of
@@ -21,7 +22,18 @@ def _text_length(content: Any) -> int:
     return 0
 
 
-@post("/v1/chat/completions", status_code=200)
+@post(
+    "/v1/chat/completions",
+    status_code=200,
+    summary="Create a chat completion, guarded",
+    tags=["inference"],
+    opt=contract(
+        request="ChatCompletionRequest",
+        responses={200: "ChatCompletion"},
+        errors=INFERENCE_ERRORS,
+        streams=True,
+    ),
+)
 async def chat_completions(
     request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant
 ) -> Response[Any]:
@@ -42,7 +54,15 @@ async def chat_completions(
     return await completions.chat(context_of(request.scope), tenant, call)
 
 
-@post("/v1/completions", status_code=200)
+@post(
+    "/v1/completions",
+    status_code=200,
+    summary="Create a legacy text completion, guarded",
+    tags=["inference"],
+    opt=contract(
+        request="CompletionRequest", responses={200: "TextCompletion"}, errors=INFERENCE_ERRORS, streams=True
+    ),
+)
 async def legacy_completions(
     request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant
 ) -> Response[Any]:
@@ -64,7 +84,13 @@ async def legacy_completions(
     return await completions.text(context_of(request.scope), tenant, call)
 
 
-@post("/v1/embeddings", status_code=200)
+@post(
+    "/v1/embeddings",
+    status_code=200,
+    summary="Create embeddings; the input guards judge the input first",
+    tags=["inference"],
+    opt=contract(request="EmbeddingRequest", responses={200: "EmbeddingList"}, errors=INFERENCE_ERRORS),
+)
 async def embeddings(
     request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant
 ) -> Response[Any]:
