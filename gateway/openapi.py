@@ -55,9 +55,7 @@ def _success(contract_: Contract, status: int, schema: str) -> dict[str, Any]:
     else:
         content = {contract_.media_type: {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
     if contract_.streams and status == min(contract_.responses):
-        content["text/event-stream"] = {
-            "schema": {"type": "string", "description": "Server-sent events, ending with `data: [DONE]`."}
-        }
+        content["text/event-stream"] = {"schema": {"$ref": "#/components/schemas/StreamEvent"}}
     return {"description": schema, "headers": _REQUEST_ID, "content": content}
 
 

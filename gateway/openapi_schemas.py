@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 
+from feedback.labelstudio.receiver import ACTIONS_WITH_ANNOTATION as _ANNOTATED
+from feedback.labelstudio.receiver import DELETED as _DELETED
 from gateway.errors import ErrorEnvelope
 from gateway.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from gateway.routes.feedback import FeedbackRequest
@@ -119,23 +121,32 @@ def _requests(schemas: dict[str, Any]) -> None:
         "required": ["type", "text"],
         "properties": {"type": {"const": "text"}, "text": _STRING},
     }
-    schemas["LabelStudioEvent"] = {
-        "type": "object",
-        "required": ["action"],
-        "description": "Label Studio's webhook call: ANNOTATION_CREATED and ANNOTATION_UPDATED carry "
-        "`annotation` and `task`, ANNOTATIONS_DELETED carries `annotations`; other actions are ignored.",
-        "properties": {
-            "action": _STRING,
-            "project": {"anyOf": [_INTEGER, {"type": "object"}, {"type": "null"}]},
-            "annotation": {"type": "object"},
-            "task": {"type": "object", "properties": {"id": _INTEGER, "data": {"type": "object"}}},
-            "annotations": {"type": "array", "items": {"type": "object"}},
-        },
-    }
+    schemas["LabelStudioEvent"] = _labelstudio_event()
     error = schemas["ErrorBody"]
     error["properties"]["guardrails"] = {
         **ref("GuardrailsReport"),
         "description": "With `code: content_filter`: which guard blocked the request, and why.",
+    }
+
+
+def _labelstudio_event() -> dict[str, Any]:
+    """Label Studio's webhook call. Which fields it needs depends on its action; other actions (a webhook
+    set up by hand for more events) are answered as ignored."""
+
+    def when(actions: list[str], then: dict[str, Any]) -> dict[str, Any]:
+        condition = {"required": ["action"], "properties": {"action": {"enum": actions}}}
+        return {"if": condition, "then": {"required": sorted(then), "properties": then}}
+
+    # What is inside is checked per annotation: one that fails is stored as rejected (outcome "rejected").
+    task = {"type": "object", "description": "The task; `data.hhh_task_key` names the gateway's ranking."}
+    return {
+        "type": "object",
+        "required": ["action"],
+        "properties": {"action": {"anyOf": [{"enum": [*_ANNOTATED, _DELETED]}, _STRING]}},  # an open enum
+        "allOf": [
+            when(list(_ANNOTATED), {"annotation": {"type": "object"}, "task": task}),
+            when([_DELETED], {"annotations": {"type": "array"}}),
+        ],
     }
 
 
@@ -291,6 +302,21 @@ def _operations() -> dict[str, Any]:
     return {
         "FeedbackRecorded": fixed(id=_STRING, object={"const": "feedback"}, status={"const": "recorded"}),
         "WebhookOutcomes": fixed(object={"const": "labelstudio.webhook"}, outcomes=_map_of(_INTEGER)),
+        "StreamEvent": {
+            "type": "object",
+            "required": ["data"],
+            "description": "One server-sent event (OpenAPI 3.1 describes a stream by its events).",
+            "properties": {
+                "data": {
+                    "type": "string",
+                    "description": "A JSON chunk (`chat.completion.chunk` or `text_completion`, the "
+                    "last carrying the `guardrails` report), an error envelope if the stream fails, then "
+                    "`[DONE]`.",
+                },
+                "event": _STRING,
+                "id": _STRING,
+            },
+        },
         "Health": fixed(status={"const": "ok"}),
         "Readiness": fixed(status={"enum": ["ready", "degraded", "unavailable"]}, upstreams=_map_of(_STRING)),
         "OpenAPIDocument": fixed(openapi=_STRING, info={"type": "object"}, paths={"type": "object"}),
