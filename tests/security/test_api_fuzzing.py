@@ -176,3 +176,15 @@ def test_fuzzed_requests_never_get_a_5xx_and_answers_match_the_document(
         case.call_and_validate(headers=CREDENTIALS, checks=[c for c in checks if c is not None])
 
     fuzz()
+
+
+# --- what fuzzing found -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", [["omni-moderation-latest"], 7, None, {"id": "m"}])
+async def test_moderation_with_a_model_that_is_not_a_string_is_refused_not_ignored(
+    client: AsyncTestClient[Any], model: Any
+) -> None:
+    response = await client.post("/v1/moderations", json={"input": "hello", "model": model})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "model"

@@ -34,12 +34,15 @@ MODEL = "fuzz-model"
 GATEWAY_KEY = "hhh-fuzz-key"
 WEBHOOK_SECRET = "fuzz-webhook-secret"
 ANSWER = "A fuzzed answer; write to someone@example.com for more."
+# As OpenAI's own API: a larger n is refused (400), so every answer has as many choices as were asked
+# (an upstream seen answering fewer is asked n times over, which is not what this fuzzes).
+MAX_N = 128
 _USAGE = {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}
 
 
 def _choices(body: dict[str, Any], chat: bool, text: str, finish: str | None) -> list[dict[str, Any]]:
     n = body.get("n")
-    count = n if isinstance(n, int) and 1 <= n <= 4 else 1  # the answer's size stays bounded
+    count = n if isinstance(n, int) and 1 <= n <= MAX_N else 1
     if chat:
         return [
             {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
@@ -96,6 +99,9 @@ async def answer(request: httpx.Request) -> httpx.Response:
         data = [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}]
         return httpx.Response(200, json={"object": "list", "data": data, "model": MODEL, "usage": _USAGE})
     chat = request.url.path.endswith("/chat/completions")
+    if isinstance(body.get("n"), int) and body["n"] > MAX_N:
+        error = {"message": f"n: at most {MAX_N}", "type": "invalid_request_error", "param": "n"}
+        return httpx.Response(400, json={"error": error})
     if body.get("stream") is True:
         events = _frames(body, chat)
         return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=events)
