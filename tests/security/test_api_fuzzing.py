@@ -3,6 +3,8 @@
 The gateway publishes an OpenAPI document; schemathesis reads it and fuzzes every operation in-process
 (ASGI), with data that fits the document and data that does not, against a fake upstream that always
 answers and the fake guards. Any 5xx is then a gateway bug, and every answer must match the document.
+No input is excluded. The upstream answers as many choices as asked (up to OpenAI's 128), so the gateway
+never falls back to asking it n times; an unbounded n there is issue 11's item 7.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ CREDENTIALS = {"authorization": f"Bearer {GATEWAY_KEY}", "x-hhh-webhook-secret":
 # Per operation and mode: the run stays well under 90 s on a busy CI machine, with a fixed seed so it is
 # repeatable. HHH_FUZZ_EXAMPLES=500 runs a deeper search, with a new seed each time.
 DEEPER = os.environ.get("HHH_FUZZ_EXAMPLES")
-EXAMPLES_PER_OPERATION = int(DEEPER or 40)
+EXAMPLES_PER_OPERATION = int(DEEPER or 30)
 
 # --- the document ------------------------------------------------------------------------------
 
@@ -109,6 +111,7 @@ async def test_openapi_document_describes_the_extension_fields_errors_and_bearer
 async def test_openapi_document_is_valid_openapi(client: AsyncTestClient[Any]) -> None:
     document = (await client.get("/openapi.json")).json()
     loaded = schemathesis.openapi.from_dict(document)
+    loaded.validate()  # against the OpenAPI 3.1 meta-schema
     labels = {result.ok().label for result in loaded.get_all_operations()}  # type: ignore[union-attr]
     assert labels == {f"{method} {path}" for method, path in ROUTES}
 
@@ -133,7 +136,8 @@ def fuzzed(redis_url: str, tmp_path: Path) -> Iterator[Any]:
         asgi.shutdown_lifespans()  # the recorder and clients close while Redis still runs
 
 
-POSITIVE_CHECKS = [
+# Every answer: no 5xx, a documented status, content type and headers, and a body that matches its schema.
+CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
@@ -161,7 +165,7 @@ def test_fuzzed_requests_never_get_a_5xx_and_answers_match_the_document(
     fuzzed: Any, method: str, path: str, mode: GenerationMode
 ) -> None:
     operation = fuzzed[path][method]
-    checks = [*POSITIVE_CHECKS, negative_data_rejection if mode is GenerationMode.NEGATIVE else None]
+    checks = CHECKS + ([negative_data_rejection] if mode is GenerationMode.NEGATIVE else [])
 
     @settings(
         max_examples=EXAMPLES_PER_OPERATION,
@@ -173,7 +177,7 @@ def test_fuzzed_requests_never_get_a_5xx_and_answers_match_the_document(
     @given(case=operation.as_strategy(generation_mode=mode), use_served=st.integers(0, 3))
     def fuzz(case: Any, use_served: int) -> None:
         _served_model(case, use_served > 0)
-        case.call_and_validate(headers=CREDENTIALS, checks=[c for c in checks if c is not None])
+        case.call_and_validate(headers=CREDENTIALS, checks=checks)
 
     fuzz()
 
