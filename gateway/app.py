@@ -13,6 +13,7 @@ from litestar import Litestar, Request, Response
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
+from litestar.routes import HTTPRoute
 from litestar.types import Message, Scope
 
 from feedback.embedded_redis import EmbeddedRedis
@@ -31,6 +32,7 @@ from gateway.guardrails import Guardrails
 from gateway.metrics import GatewayMetrics
 from gateway.metrics_access import MetricsAccess
 from gateway.middleware import REQUEST_ID_HEADER, request_observer
+from gateway.openapi import openapi_route
 from gateway.proxy import Proxy
 from gateway.rate_limiting import RateLimits, open_rate_limits, rate_limit_middleware
 from gateway.readiness import Readiness
@@ -234,7 +236,7 @@ def create_app(
     def provide_tenant(request: Request[Any, Any, Any]) -> Tenant:
         return keyring.authenticate(request.headers.get("authorization"))
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             inference.chat_completions,
             inference.legacy_completions,
@@ -274,3 +276,6 @@ def create_app(
         logging_config=None,  # the CLI configures logging once, for the whole process
         debug=False,
     )
+    # GET /openapi.json describes every route registered above (Litestar's own generation stays off).
+    app.register(openapi_route(h for r in app.routes if isinstance(r, HTTPRoute) for h in r.route_handlers))
+    return app

@@ -88,7 +88,9 @@ def _one(result: Any, index: int) -> Any:
 
 async def moderate(guardrails: Guardrails, tenant: str, raw: dict[str, Any]) -> dict[str, Any]:
     texts = moderation_inputs(raw)
-    model = str(raw["model"]) if isinstance(raw.get("model"), str) else "hhh-guards"
+    model = raw.get("model", "hhh-guards")
+    if not isinstance(model, str):  # as OpenAI: a wrong type is refused, not silently replaced
+        raise InvalidRequest("Invalid value for 'model': expected a string.", param="model")
     resolved = guardrails.resolve(tenant, model, raw)
     outcome = await guardrails.engine.run(Stage.INPUT, resolved.policy.input, texts)
     return {

@@ -17,6 +17,7 @@ from litestar import Request, post
 
 from feedback.events import FeedbackEvent
 from feedback.recorder import EventRecorder
+from gateway.api_contract import contract
 from gateway.auth import Tenant
 from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest
 from gateway.protocol import check, decode_json_object
@@ -68,7 +69,15 @@ def _check_limits(body: FeedbackRequest, limits: FeedbackLimits) -> None:
         )
 
 
-@post("/v1/feedback", status_code=202)
+@post(
+    "/v1/feedback",
+    status_code=202,
+    summary="Report what a user thought of a completion (a rating, or the preferred choice)",
+    tags=["feedback"],
+    opt=contract(
+        request="FeedbackRequest", responses={202: "FeedbackRecorded"}, errors=(400, 401, 413, 429, 503)
+    ),
+)
 async def feedback(
     request: Request[Any, Any, Any],
     recorder: EventRecorder | None,

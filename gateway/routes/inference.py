@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import Request, Response, post
 
+from gateway.api_contract import INFERENCE_ERRORS, contract
 from gateway.auth import Tenant
 from gateway.completion_service import CompletionService
 from gateway.context import context_of
@@ -24,7 +25,19 @@ def _text_length(content: Any) -> int:
     return 0
 
 
-@post("/v1/chat/completions", status_code=200, opt={RATE_LIMITED: True})
+@post(
+    "/v1/chat/completions",
+    status_code=200,
+    summary="Create a chat completion, guarded",
+    tags=["inference"],
+    opt={RATE_LIMITED: True}
+    | contract(
+        request="ChatCompletionRequest",
+        responses={200: "ChatCompletion"},
+        errors=INFERENCE_ERRORS,
+        streams=True,
+    ),
+)
 async def chat_completions(
     request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant
 ) -> Response[Any]:
@@ -47,7 +60,16 @@ async def chat_completions(
     )
 
 
-@post("/v1/completions", status_code=200, opt={RATE_LIMITED: True})
+@post(
+    "/v1/completions",
+    status_code=200,
+    summary="Create a legacy text completion, guarded",
+    tags=["inference"],
+    opt={RATE_LIMITED: True}
+    | contract(
+        request="CompletionRequest", responses={200: "TextCompletion"}, errors=INFERENCE_ERRORS, streams=True
+    ),
+)
 async def legacy_completions(
     request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant
 ) -> Response[Any]:
@@ -71,7 +93,14 @@ async def legacy_completions(
     )
 
 
-@post("/v1/embeddings", status_code=200, opt={RATE_LIMITED: True})
+@post(
+    "/v1/embeddings",
+    status_code=200,
+    summary="Create embeddings; the input guards judge the input first",
+    tags=["inference"],
+    opt={RATE_LIMITED: True}
+    | contract(request="EmbeddingRequest", responses={200: "EmbeddingList"}, errors=INFERENCE_ERRORS),
+)
 async def embeddings(
     request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant
 ) -> Response[Any]:

@@ -18,6 +18,7 @@ from prometheus_client import Counter
 
 from feedback.labelstudio.receiver import AnnotationReceiver, MalformedWebhook
 from feedback.labelstudio.settings import SECRET_HEADER
+from gateway.api_contract import contract
 from gateway.errors import AuthenticationFailed, GatewayError, InvalidRequest
 
 log = logging.getLogger("hhh.labelstudio")
@@ -42,7 +43,18 @@ class LabelStudioWebhook:
         self.calls = calls
 
 
-@post("/v1/feedback/labelstudio", status_code=200)
+@post(
+    "/v1/feedback/labelstudio",
+    status_code=200,
+    summary="Label Studio's webhook: annotations as annotators save them",
+    tags=["feedback"],
+    opt=contract(
+        request="LabelStudioEvent",
+        responses={200: "WebhookOutcomes"},
+        errors=(400, 401, 413, 503),
+        security="webhook_secret",
+    ),
+)
 async def labelstudio_webhook(
     request: Request[Any, Any, Any], labelstudio_webhook: LabelStudioWebhook | None
 ) -> dict[str, Any]:

@@ -6,16 +6,27 @@ from typing import Any
 
 from litestar import get
 
+from gateway.api_contract import contract
 from gateway.auth import Tenant
 from gateway.proxy import Proxy
 
 
-@get("/v1/models")
+@get(
+    "/v1/models",
+    summary="List the models every upstream serves",
+    tags=["models"],
+    opt=contract(responses={200: "ModelList"}, errors=(401,)),
+)
 async def list_models(proxy: Proxy, tenant: Tenant) -> dict[str, Any]:
     return {"object": "list", "data": proxy.pool.model_cards()}
 
 
-@get("/v1/models/{model_id:path}")
+@get(
+    "/v1/models/{model_id:path}",
+    summary="Retrieve one model",
+    tags=["models"],
+    opt=contract(responses={200: "Model"}, errors=(401, 404)),
+)
 async def retrieve_model(model_id: str, proxy: Proxy, tenant: Tenant) -> dict[str, Any]:
     model = model_id.lstrip("/")
     await proxy.pool.route(model)  # raises model_not_found

@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Request, post
 
+from gateway.api_contract import contract
 from gateway.auth import Tenant
 from gateway.guardrails import Guardrails
 from gateway.moderation import moderate
@@ -13,7 +14,14 @@ from gateway.protocol import decode_json_object
 from gateway.rate_limiting import RATE_LIMITED
 
 
-@post("/v1/moderations", status_code=200, opt={RATE_LIMITED: True})
+@post(
+    "/v1/moderations",
+    status_code=200,
+    summary="Moderate text with the tenant's input guards (OpenAI's moderation shape)",
+    tags=["guards"],
+    opt={RATE_LIMITED: True}
+    | contract(request="ModerationRequest", responses={200: "Moderation"}, errors=(400, 401, 413, 503)),
+)
 async def moderations(
     request: Request[Any, Any, Any], guardrails: Guardrails, tenant: Tenant
 ) -> dict[str, Any]:

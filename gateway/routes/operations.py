@@ -12,18 +12,29 @@ from typing import Any
 from litestar import Request, Response, get
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from gateway.api_contract import contract
 from gateway.metrics import GatewayMetrics
 from gateway.metrics_access import MetricsAccess
 from gateway.proxy import Proxy
 from gateway.readiness import Readiness
 
 
-@get("/health")
+@get(
+    "/health",
+    summary="Liveness: the process serves (no key)",
+    tags=["operations"],
+    opt=contract(responses={200: "Health"}, security=None),
+)
 async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/ready")
+@get(
+    "/ready",
+    summary="Readiness: at least one upstream answers (no key)",
+    tags=["operations"],
+    opt=contract(responses={200: "Readiness", 503: "Readiness"}, security=None),
+)
 async def ready(proxy: Proxy, readiness: Readiness) -> Response[dict[str, Any]]:
     """Ready while at least one upstream answers; each upstream's state is listed."""
     upstreams = await readiness.upstreams(proxy.pool.reachability)
@@ -32,7 +43,13 @@ async def ready(proxy: Proxy, readiness: Readiness) -> Response[dict[str, Any]]:
     return Response({"status": status, "upstreams": upstreams}, status_code=200 if reachable else 503)
 
 
-@get("/metrics", media_type=CONTENT_TYPE_LATEST)
+@get(
+    "/metrics",
+    media_type=CONTENT_TYPE_LATEST,
+    summary="Prometheus metrics (open unless server.operations.metrics_auth is set)",
+    tags=["operations"],
+    opt=contract(responses={200: "Metrics"}, security=None, media_type="text/plain"),
+)
 async def metrics(
     request: Request[Any, Any, Any], gateway_metrics: GatewayMetrics, metrics_access: MetricsAccess
 ) -> bytes:
