@@ -8,15 +8,18 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 import redis.asyncio
+from label_studio_sdk import LabelStudio
 
 from feedback.collector import EventCollector
 from feedback.events import CompletionEvent, FeedbackEvent, encode_event
 from feedback.labelstudio.annotations import AnnotationRecord
 from feedback.store import FeedbackStore
+from tests.support.labelstudio_server import LabelStudioServer
 from tests.support.redis_server import redis_server
 
 STREAM = "hhh:events"
@@ -197,3 +200,47 @@ async def test_a_task_label_studio_refuses_is_set_aside_and_the_rest_go_through(
     assert "HTTP 400" in refused["reason"]
     assert await store.settling_count() == 0
     assert await store.in_flight(1) == []
+
+
+async def test_a_real_label_studio_400_is_read_as_a_refusal_and_the_task_set_aside(
+    client: redis.asyncio.Redis, labelstudio: LabelStudioServer
+) -> None:
+    """The same isolation, with the refusal coming from a real Label Studio: a task whose data is not an
+    object is answered 400 by the server itself, and only that task is set aside."""
+    from feedback.labelstudio.client import LabelStudioProject
+    from feedback.labelstudio.errors import LabelStudioRefused
+    from feedback.labelstudio.receiver import AnnotationReceiver
+    from feedback.labelstudio.settings import LabelStudioSettings
+    from feedback.labelstudio.sync import LabelStudioSync
+
+    class PoisoningProject(LabelStudioProject):
+        """The real client; a 'poison' prompt's task is sent as a bare string, which the server refuses."""
+
+        async def import_tasks(self, project: int, tasks: list[dict[str, Any]]) -> list[int]:
+            sent: list[Any] = [str(t) if "poison" in str(t["prompt"]) else t for t in tasks]
+            return await super().import_tasks(project, sent)
+
+    settings = LabelStudioSettings(
+        url=labelstudio.url, api_key=labelstudio.token, project_title="refused tasks", batch_size=4
+    )
+    async with PoisoningProject(settings) as api:
+        project = await api.ensure_project()
+        with pytest.raises(LabelStudioRefused, match="HTTP 400"):
+            await api.import_tasks(project, [{"prompt": "poison"}])
+        store = FeedbackStore(client)
+        for number in range(6):
+            event = _event(f"r{number}", answers=2)
+            if number == 3:
+                event.request = {"messages": [{"role": "user", "content": "poison"}]}
+            await _add(client, event, "completion")
+        collector = EventCollector(client, store, STREAM, settle_s=0)
+        await collector.ensure_group()
+        sync = LabelStudioSync(settings, api, store, collector, AnnotationReceiver(store))
+        sync.project = project
+        summary = await sync.run_once(flush=True)
+    assert (summary.pushed, summary.refused) == (5, 1)
+    refused = msgspec.json.decode(await client.lindex(store.key("refused"), 0))
+    assert "HTTP 400" in refused["reason"]
+    assert await store.in_flight(project) == []
+    made = LabelStudio(base_url=labelstudio.url, api_key=labelstudio.token).tasks.list(project=project)
+    assert len(list(made)) == 5
