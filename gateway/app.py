@@ -240,6 +240,7 @@ def create_app(
             "labelstudio_webhook": Provide(provide_labelstudio_webhook, sync_to_thread=False),
             "tenant": Provide(provide_tenant, sync_to_thread=False),
             "gateway_metrics": Provide(lambda: metrics, sync_to_thread=False, use_cache=True),
+            "limits": Provide(lambda: settings.limits, sync_to_thread=False, use_cache=True),
         },
         middleware=[request_observer(metrics)],
         exception_handlers={

@@ -9,18 +9,27 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+import anyio
 import msgspec
 
 from gateway.errors import InvalidRequest
+from gateway.limits import DEFAULT_MAX_JSON_DEPTH, check_json_depth
 
 
 class StreamOptions(msgspec.Struct):
     include_usage: bool | None = None
 
 
+class ContentPart(msgspec.Struct):
+    """One part of a message's content; only ``text`` is read (other kinds pass through untouched)."""
+
+    type: str | None = None
+    text: str | None = None
+
+
 class ChatMessage(msgspec.Struct):
     role: str
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
@@ -59,9 +68,21 @@ class EmbeddingRequest(msgspec.Struct):
 RequestT = TypeVar("RequestT", bound=msgspec.Struct)
 
 
-def decode_json_object(body: bytes) -> dict[str, Any]:
+# Bodies at least this big are checked and decoded on a worker thread, not on the event loop.
+_DECODE_IN_THREAD_BYTES = 256 * 1024
+
+
+async def read_json_object(body: bytes, max_depth: int) -> dict[str, Any]:
+    """``decode_json_object``, off the event loop for a big body."""
+    if len(body) < _DECODE_IN_THREAD_BYTES:
+        return decode_json_object(body, max_depth)
+    return await anyio.to_thread.run_sync(decode_json_object, body, max_depth)
+
+
+def decode_json_object(body: bytes, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> dict[str, Any]:
     if not body.strip():
         raise InvalidRequest("The request body is empty; expected a JSON object.")
+    check_json_depth(body, max_depth)  # before decoding: deep nesting exhausts the decoder's recursion
     try:
         decoded = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:

@@ -18,6 +18,7 @@ import msgspec
 import yaml
 
 from feedback.labelstudio.settings import LabelStudioSettings
+from gateway.limits import LimitsSettings
 from guards.config_errors import ConfigValidationError, convert_or_explain
 from guards.policy import GuardSpec, PolicyBook, default_guards
 
@@ -132,6 +133,8 @@ class Settings(_Strict):
     policies: PolicyBook = msgspec.field(default_factory=PolicyBook)
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
     feedback: FeedbackSettings = msgspec.field(default_factory=FeedbackSettings)
+    # What one request may cost (JSON depth, n, text for the guards): see gateway/limits.py.
+    limits: LimitsSettings = msgspec.field(default_factory=LimitsSettings)
 
     def __post_init__(self) -> None:
         names = [u.name for u in self.upstreams]

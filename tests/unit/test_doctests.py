@@ -9,6 +9,8 @@ import pytest
 
 MODULES_WITH_EXAMPLES = [
     "gateway.fanout",
+    "gateway.limits",
+    "gateway.sources",
     "guards.redaction",
     "guards.pipeline",
     "guards.grounding.text",
