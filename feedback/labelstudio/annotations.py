@@ -89,6 +89,8 @@ def read_annotation(
     if not isinstance(annotation, dict) or not isinstance(task, dict):
         raise InvalidAnnotation("the annotation and its task must be JSON objects")
     data = task.get("data") or {}
+    if not isinstance(data, dict):
+        raise InvalidAnnotation("the task's 'data' must be a JSON object")
     task_key = data.get(TASK_KEY)
     if not isinstance(task_key, str):
         raise InvalidAnnotation(f"the task has no '{TASK_KEY}': it was not made by the gateway")
