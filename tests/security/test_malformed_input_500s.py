@@ -13,7 +13,11 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
+from feedback.labelstudio.annotations import InvalidAnnotation, read_annotation
+from feedback.labelstudio.config import CANDIDATES
+from feedback.labelstudio.receiver import ranking_checker
 from feedback.labelstudio.settings import SECRET_HEADER, LabelStudioSettings
+from feedback.labelstudio.tasks import TASK_KEY
 from gateway.app import create_app
 from gateway.embedded_llm import free_port
 from gateway.settings import FeedbackSettings, RedisSettings, Settings, UpstreamSettings
@@ -116,3 +120,13 @@ async def test_a_webhook_whose_task_data_is_not_an_object_is_a_400(
         "task": {"id": 1, "data": data},
     }
     _assert_400(await webhook.post(WEBHOOK, json=payload), says="task.data")
+
+
+@pytest.mark.parametrize("candidates", [5, "a string", {"id": "a"}])
+def test_a_task_whose_candidates_are_not_a_list_is_an_invalid_annotation_not_a_crash(candidates: Any) -> None:
+    """The webhook and the reconciling poll both read tasks this way; an invalid one is rejected (kept
+    for operators), never a crash."""
+    annotation = {"id": 1, "result": []}
+    task = {"id": 1, "data": {TASK_KEY: "k", CANDIDATES: candidates}}
+    with pytest.raises(InvalidAnnotation, match="must be a list"):
+        read_annotation(annotation, task, ranking_checker(), project=1)
