@@ -12,10 +12,12 @@ Every refusal is a 400 or 413 in OpenAI's envelope whose message names the setti
 
 from __future__ import annotations
 
+import re
 from array import array
 from collections.abc import Iterable
 from itertools import accumulate
 
+import anyio
 import msgspec
 
 from gateway.errors import BodyTooLarge, InvalidRequest
@@ -49,33 +51,66 @@ class LimitsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 _STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 and -1, read as signed bytes
+_STRING = re.compile(rb'"[^"]*"')  # once escapes are gone, a string has no quote inside
+_NOT_BACKSLASH = re.compile(rb"[^\\]")
+# Bytes scanned per step: the steps hold the GIL only briefly, so a scan on a worker thread leaves the
+# event loop free, and a document too deep is refused as soon as it is seen.
+_CHUNK = 64 * 1024
 
 
-def json_depth(body: bytes) -> int:
+def json_depth(body: bytes, stop_above: int | None = None) -> int:
     r"""How deeply a JSON document nests arrays and objects, read from its bytes in linear time (brackets
-    in strings do not count).
+    in strings do not count). With ``stop_above``, the scan may stop once the depth passes it: the
+    result is then only known to be greater.
 
     >>> json_depth(b'{"a": [1, {"b": "[[[\\\\"}], "c": {"d\\"[": 2}}')
     3
-    >>> json_depth(b"[]"), json_depth(b"5")
-    (1, 0)
+    >>> json_depth(b"[]"), json_depth(b"5"), json_depth(b"[[[[]]]]", stop_above=2) > 2
+    (1, 0, True)
     """
-    # Escaped backslashes, then escaped quotes, go first (pairing from the left, as JSON does); what is
-    # left between quotes is string text, in every odd part of the split.
-    parts = body.replace(b"\\\\", b"").replace(b'\\"', b"").split(b'"')
-    brackets = b"".join(parts[::2]).translate(None, _NOT_BRACKETS)
-    return max(accumulate(array("b", brackets.translate(_STEPS))), default=0)
+    depth = deepest = 0
+    in_string = False
+    start = 0
+    while start < len(body) and (stop_above is None or deepest <= stop_above):
+        end = min(start + _CHUNK, len(body))
+        if body[end - 1] == 0x5C:  # never cut an escape from what it escapes
+            after = _NOT_BACKSLASH.search(body, end)
+            end = after.end() if after else len(body)
+        # Escaped backslashes, then escaped quotes, go first (pairing from the left, as JSON does).
+        chunk = body[start:end].replace(b"\\\\", b"").replace(b'\\"', b"")
+        start = end
+        outside = _STRING.sub(b"", b'"' + chunk if in_string else chunk)
+        quote = outside.find(b'"')  # a string still open at the end of the chunk
+        in_string = quote >= 0
+        brackets = (outside[:quote] if in_string else outside).translate(None, _NOT_BRACKETS)
+        if brackets:
+            running = list(accumulate(array("b", brackets.translate(_STEPS)), initial=depth))
+            deepest = max(deepest, max(running))
+            depth = running[-1]
+    return deepest
+
+
+# Bodies at least this big are scanned on a worker thread, not on the event loop.
+_OFF_LOOP_BYTES = 256 * 1024
+
+
+async def check_body_depth(body: bytes, max_depth: int) -> None:
+    """``check_json_depth``, on a worker thread for a big body (a 4 MiB body built to be slow to scan
+    takes about a second of CPU), so the event loop serves everyone else meanwhile."""
+    if len(body) < _OFF_LOOP_BYTES:
+        check_json_depth(body, max_depth)
+    else:
+        await anyio.to_thread.run_sync(check_json_depth, body, max_depth)
 
 
 def check_json_depth(body: bytes, max_depth: int) -> None:
     # A document cannot nest deeper than it has opening brackets: most bodies stop at this count.
     if body.count(b"[") + body.count(b"{") <= max_depth:
         return
-    depth = json_depth(body)
-    if depth > max_depth:
+    if json_depth(body, stop_above=max_depth) > max_depth:
         raise InvalidRequest(
-            f"The request body nests JSON {depth} levels deep; this gateway accepts at most {max_depth} "
-            "(limits.max_json_depth)."
+            f"The request body nests JSON more than {max_depth} levels deep, the most this gateway "
+            "accepts (limits.max_json_depth)."
         )
 
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-import anyio
 import msgspec
 
 from gateway.errors import InvalidRequest
-from gateway.limits import DEFAULT_MAX_JSON_DEPTH, check_json_depth
+from gateway.limits import DEFAULT_MAX_JSON_DEPTH, check_body_depth, check_json_depth
 
 
 class StreamOptions(msgspec.Struct):
@@ -68,21 +67,17 @@ class EmbeddingRequest(msgspec.Struct):
 RequestT = TypeVar("RequestT", bound=msgspec.Struct)
 
 
-# Bodies at least this big are checked and decoded on a worker thread, not on the event loop.
-_DECODE_IN_THREAD_BYTES = 256 * 1024
-
-
 async def read_json_object(body: bytes, max_depth: int) -> dict[str, Any]:
-    """``decode_json_object``, off the event loop for a big body."""
-    if len(body) < _DECODE_IN_THREAD_BYTES:
-        return decode_json_object(body, max_depth)
-    return await anyio.to_thread.run_sync(decode_json_object, body, max_depth)
+    """``decode_json_object``, with the depth check off the event loop for a big body."""
+    await check_body_depth(body, max_depth)
+    return decode_json_object(body, max_depth=None)
 
 
-def decode_json_object(body: bytes, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> dict[str, Any]:
+def decode_json_object(body: bytes, max_depth: int | None = DEFAULT_MAX_JSON_DEPTH) -> dict[str, Any]:
     if not body.strip():
         raise InvalidRequest("The request body is empty; expected a JSON object.")
-    check_json_depth(body, max_depth)  # before decoding: deep nesting exhausts the decoder's recursion
+    if max_depth is not None:  # before decoding: deep nesting exhausts the decoder's recursion
+        check_json_depth(body, max_depth)
     try:
         decoded = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:

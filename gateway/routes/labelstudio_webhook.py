@@ -19,7 +19,7 @@ from prometheus_client import Counter
 from feedback.labelstudio.receiver import AnnotationReceiver, MalformedWebhook
 from feedback.labelstudio.settings import SECRET_HEADER
 from gateway.errors import AuthenticationFailed, GatewayError, InvalidRequest
-from gateway.limits import LimitsSettings, check_json_depth
+from gateway.limits import LimitsSettings, check_body_depth
 
 log = logging.getLogger("hhh.labelstudio")
 
@@ -61,7 +61,7 @@ async def labelstudio_webhook(
         raise AuthenticationFailed(f"Missing or wrong {SECRET_HEADER} header.", code="invalid_webhook_secret")
     body = await request.body()
     try:
-        check_json_depth(body, limits.max_json_depth)  # deeper nesting exhausts the decoder's recursion
+        await check_body_depth(body, limits.max_json_depth)  # deeper nesting exhausts the decoder's stack
     except InvalidRequest:
         hook.calls.labels("malformed").inc()
         raise

@@ -109,6 +109,16 @@ async def test_deeply_nested_json_in_a_webhook_call_is_a_400(
     _assert_400(response, says="limits.max_json_depth")
 
 
+async def test_deeply_nested_json_in_a_big_webhook_call_is_a_400(webhook: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    """A body this big is scanned on a worker thread: the answer is the same."""
+    pad = "x" * 300_000
+    body = (
+        '{"action": "ANNOTATION_CREATED", "pad": "' + pad + '", "annotation": ' + _nested(999) + "}"
+    ).encode()
+    response = await webhook.post(WEBHOOK, content=body, headers={"content-type": "application/json"})
+    _assert_400(response, says="limits.max_json_depth")
+
+
 @pytest.mark.parametrize("data", [["a list"], "a string", 5])
 async def test_a_webhook_whose_task_data_is_not_an_object_is_a_400(
     webhook: AsyncTestClient,

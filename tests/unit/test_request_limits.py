@@ -3,15 +3,35 @@ request within every limit is served as before (the attacks are in tests/securit
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+import pytest
 from litestar.testing import AsyncTestClient
 
+from gateway import limits
 from gateway.limits import json_depth
 from tests.support.fake_upstream import FakeUpstream
 
+BODIES = [
+    (b'{"a": "[[[{{{", "b": [[1]], "c\\"[[[": "\\\\"}', 3),
+    (b'["\\\\\\"[[[", [[]]]', 3),
+    (b'[["\\\\\\\\", "]]]]"], {"k\\\\": {"\\\\\\"": []}}]', 4),
+]
 
-def test_json_depth_counts_only_brackets_outside_strings() -> None:
-    assert json_depth(b'{"a": "[[[{{{", "b": [[1]], "c\\"[[[": "\\\\"}') == 3
-    assert json_depth(b'["\\\\\\"[[[", [[]]]') == 3
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64 * 1024])
+def test_json_depth_counts_only_brackets_outside_strings_wherever_the_scan_cuts(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "_CHUNK", chunk)
+    for body, depth in BODIES:
+        assert json_depth(body) == depth == _parsed_depth(json.loads(body)), body
+
+
+def _parsed_depth(value: Any) -> int:
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+    return 0 if children is None else 1 + max(map(_parsed_depth, children), default=0)
 
 
 async def test_brackets_inside_strings_are_not_nesting(
