@@ -2,7 +2,8 @@
 
 - an extension field, ``"sources": [{"id", "title", "text", "url"}, ...]`` (removed before the upstream);
 - ``tool`` messages (retrieval results), each a source with its ``tool_call_id`` as id;
-- ``<document id="..." title="..." url="...">text</document>`` blocks in system or user messages.
+- ``<document id="..." title="..." url="...">text</document>`` blocks in system or user messages (an
+  attribute value cannot hold ``<`` or ``>``).
 
 Citation markers resolve against them in this order: ``[1]`` is the first source listed.
 """

@@ -68,7 +68,7 @@ class AnnotationReceiver:
             annotation, task = payload.get("annotation"), payload.get("task")
             if not isinstance(annotation, dict) or not isinstance(task, dict):
                 raise MalformedWebhook(f"{action} needs 'annotation' and 'task' objects")
-            if not isinstance(task.get("data", {}), dict):
+            if task.get("data") is not None and not isinstance(task["data"], dict):
                 raise MalformedWebhook(f"{action} needs a 'task.data' object")
             outcomes[await self.take(annotation, task, project)] += 1
         elif action == DELETED:
