@@ -262,6 +262,7 @@ def create_app(
             "gateway_metrics": Provide(lambda: metrics, sync_to_thread=False, use_cache=True),
             "metrics_access": Provide(lambda: metrics_access, sync_to_thread=False, use_cache=True),
             "readiness": Provide(lambda: readiness, sync_to_thread=False, use_cache=True),
+            "limits": Provide(lambda: settings.limits, sync_to_thread=False, use_cache=True),
         },
         middleware=[request_observer(metrics), rate_limit_middleware(rate_limits, keyring)],
         exception_handlers={

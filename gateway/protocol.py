@@ -12,15 +12,23 @@ from typing import Any, TypeVar
 import msgspec
 
 from gateway.errors import InvalidRequest
+from gateway.limits import DEFAULT_MAX_JSON_DEPTH, check_body_depth, check_json_depth
 
 
 class StreamOptions(msgspec.Struct):
     include_usage: bool | None = None
 
 
+class ContentPart(msgspec.Struct):
+    """One part of a message's content; only ``text`` is read (other kinds pass through untouched)."""
+
+    type: str | None = None
+    text: str | None = None
+
+
 class ChatMessage(msgspec.Struct):
     role: str
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
@@ -59,9 +67,17 @@ class EmbeddingRequest(msgspec.Struct):
 RequestT = TypeVar("RequestT", bound=msgspec.Struct)
 
 
-def decode_json_object(body: bytes) -> dict[str, Any]:
+async def read_json_object(body: bytes, max_depth: int) -> dict[str, Any]:
+    """``decode_json_object``, with the depth check off the event loop for a big body."""
+    await check_body_depth(body, max_depth)
+    return decode_json_object(body, max_depth=None)
+
+
+def decode_json_object(body: bytes, max_depth: int | None = DEFAULT_MAX_JSON_DEPTH) -> dict[str, Any]:
     if not body.strip():
         raise InvalidRequest("The request body is empty; expected a JSON object.")
+    if max_depth is not None:  # before decoding: deep nesting exhausts the decoder's recursion
+        check_json_depth(body, max_depth)
     try:
         decoded = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:

@@ -19,6 +19,7 @@ import yaml
 
 from feedback.labelstudio.settings import LabelStudioSettings
 from gateway.credentials import has_credentials
+from gateway.limits import LimitsSettings
 from gateway.rate_limit_settings import RateLimit, RateLimitSettings
 from guards.config_errors import ConfigValidationError, convert_or_explain
 from guards.policy import GuardSpec, PolicyBook, default_guards
@@ -215,6 +216,8 @@ class Settings(_Strict):
     feedback: FeedbackSettings = msgspec.field(default_factory=FeedbackSettings)
     # Requests, tokens and concurrency per tenant and key, shared by replicas through Redis.
     rate_limits: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)
+    # What one request may cost (JSON depth, n, text for the guards): see gateway/limits.py.
+    limits: LimitsSettings = msgspec.field(default_factory=LimitsSettings)
 
     def __post_init__(self) -> None:
         names = [u.name for u in self.upstreams]

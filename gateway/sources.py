@@ -2,7 +2,8 @@
 
 - an extension field, ``"sources": [{"id", "title", "text", "url"}, ...]`` (removed before the upstream);
 - ``tool`` messages (retrieval results), each a source with its ``tool_call_id`` as id;
-- ``<document id="..." title="..." url="...">text</document>`` blocks in system or user messages.
+- ``<document id="..." title="..." url="...">text</document>`` blocks in system or user messages (an
+  attribute value cannot hold ``<`` or ``>``).
 
 Citation markers resolve against them in this order: ``[1]`` is the first source listed.
 """
@@ -18,8 +19,12 @@ from gateway.errors import InvalidRequest
 from guards.verdict import Source
 
 REQUEST_FIELD = "sources"
-_DOCUMENT = re.compile(r"<document\b([^>]*)>(.*?)</document>", re.DOTALL | re.IGNORECASE)
-_ATTRIBUTE = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
+# One pass over the tags, never a search from each opening tag to the end of the text (which was
+# quadratic: "<document>" repeated 12,000 times froze the event loop for seconds). An opening tag's
+# attributes stop at the next "<" or ">", so no scan crosses another tag, and each attribute name starts
+# at a word boundary: every pattern here is linear in the text.
+_TAG = re.compile(r"<document\b([^<>]*)>|</document>", re.IGNORECASE)
+_ATTRIBUTE = re.compile(r'(?<!\w)(\w+)\s*=\s*"([^"]*)"')
 
 
 class _RequestSource(msgspec.Struct, forbid_unknown_fields=True):
@@ -38,6 +43,15 @@ def _message_text(message: dict[str, Any]) -> str:
     return ""
 
 
+def request_source_texts(raw: dict[str, Any]) -> list[str]:
+    """The texts of the extension field, as far as it is well formed (for a request's size budget; the
+    field is checked by ``request_sources``)."""
+    supplied = raw.get(REQUEST_FIELD)
+    if not isinstance(supplied, list):
+        return []
+    return [item["text"] for item in supplied if isinstance(item, dict) and isinstance(item.get("text"), str)]
+
+
 def request_sources(raw: dict[str, Any]) -> list[Source]:
     """Every source of a chat request (and the extension field removed from ``raw``)."""
     sources: list[Source] = []
@@ -47,8 +61,10 @@ def request_sources(raw: dict[str, Any]) -> list[Source]:
             items = msgspec.convert(supplied, list[_RequestSource])
         except msgspec.ValidationError as exc:
             message, _, where = str(exc).rpartition(" - at `")
-            param = "sources" + where.rstrip("`").removeprefix("$")
-            raise InvalidRequest(f"Invalid value for '{param}': {message or exc}", param=param) from None
+            if not message:  # the field itself is wrong (not an array): msgspec names no path
+                message, where = str(exc), "$"
+            param = REQUEST_FIELD + where.rstrip("`").removeprefix("$")
+            raise InvalidRequest(f"Invalid value for '{param}': {message}", param=param) from None
         for index, item in enumerate(items):
             sources.append(Source(item.id or str(index + 1), item.text, item.title, item.url))
     for index, message in enumerate(raw.get("messages") or ()):
@@ -57,12 +73,27 @@ def request_sources(raw: dict[str, Any]) -> list[Source]:
         text = _message_text(message)
         if message.get("role") == "tool" and text:
             sources.append(Source(str(message.get("tool_call_id") or f"tool-{index}"), text))
-        for found in _DOCUMENT.finditer(text):
-            attributes = dict(_ATTRIBUTE.findall(found.group(1)))
+        for attributes, body in document_blocks(text):
             source_id = attributes.get("id") or f"doc-{len(sources) + 1}"
-            sources.append(
-                Source(
-                    source_id, found.group(2).strip(), attributes.get("title", ""), attributes.get("url", "")
-                )
-            )
+            sources.append(Source(source_id, body, attributes.get("title", ""), attributes.get("url", "")))
     return sources
+
+
+def document_blocks(text: str) -> list[tuple[dict[str, str], str]]:
+    """``<document ...>text</document>`` blocks: each opening tag ends at the first closing tag after it
+    (an opening tag inside a block is part of its text), and an opening tag never closed is no block.
+
+    >>> document_blocks('a <document id="1" title="T">one</document> <DOCUMENT>two</Document> <document>')
+    [({'id': '1', 'title': 'T'}, 'one'), ({}, 'two')]
+    """
+    blocks: list[tuple[dict[str, str], str]] = []
+    opening: re.Match[str] | None = None
+    for tag in _TAG.finditer(text):
+        if tag.group(0).startswith("</"):
+            if opening is not None:
+                attributes = dict(_ATTRIBUTE.findall(opening.group(1)))
+                blocks.append((attributes, text[opening.end() : tag.start()].strip()))
+                opening = None
+        elif opening is None:
+            opening = tag
+    return blocks

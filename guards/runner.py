@@ -3,6 +3,11 @@
 Concurrent calls are collected into micro-batches (up to ``max_batch`` texts, waiting at most
 ``max_wait_ms`` for company) and run on one worker thread, never on the event loop. While a batch
 runs, new calls queue, so the next batch forms by itself under load.
+
+One call never holds the model for long: a call bigger than a batch is cut into pieces, and each batch
+takes its texts round robin from every waiting call, so a small call is not queued behind a huge one.
+A call whose caller gave up (a guard's time-out cancels it) is dropped: its pieces not yet started never
+run.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
@@ -23,12 +29,30 @@ Out = TypeVar("Out")
 
 
 class _Call(Generic[In, Out]):
-    __slots__ = ("enqueued", "future", "items")
+    """One caller's items, handed out to batches in order; its results come back in the same order."""
+
+    __slots__ = ("enqueued", "future", "handed_out", "items", "results")
 
     def __init__(self, items: list[In], future: asyncio.Future[list[Out]]) -> None:
         self.items = items
         self.future = future
         self.enqueued = time.perf_counter()
+        self.handed_out = 0  # items given to a batch so far
+        self.results: list[Out] = []
+
+    @property
+    def remaining(self) -> int:
+        return len(self.items) - self.handed_out
+
+
+class _Piece(Generic[In, Out]):
+    """A run of one call's items in one batch."""
+
+    __slots__ = ("call", "items")
+
+    def __init__(self, call: _Call[In, Out], items: list[In]) -> None:
+        self.call = call
+        self.items = items
 
 
 class BatchingRunner(Generic[In, Out]):
@@ -44,11 +68,12 @@ class BatchingRunner(Generic[In, Out]):
     ) -> None:
         self.name = name
         self._predict = predict
-        self.max_batch = max_batch
+        self.max_batch = max(1, max_batch)
         self.max_wait_s = max_wait_ms / 1000
         self._metrics = metrics
         self._warmup = list(warmup)
-        self._queue: asyncio.Queue[_Call[In, Out]] | None = None
+        self._waiting: deque[_Call[In, Out]] = deque()  # calls with items not yet handed out
+        self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
 
@@ -56,7 +81,7 @@ class BatchingRunner(Generic[In, Out]):
         if self._task is not None:
             return
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"runner-{self.name}")
-        self._queue = asyncio.Queue()
+        self._wakeup = asyncio.Event()
         self._task = asyncio.create_task(self._serve(), name=f"runner-{self.name}")
         if self._warmup:
             started = time.perf_counter()
@@ -67,10 +92,12 @@ class BatchingRunner(Generic[In, Out]):
         """Predict ``items``, batched with whatever else is asked at the same moment."""
         if not items:
             return []
-        if self._queue is None:
+        if self._wakeup is None:
             raise RuntimeError(f"runner {self.name} is not started")
         future: asyncio.Future[list[Out]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Call(list(items), future))
+        self._waiting.append(_Call(list(items), future))
+        self._wakeup.set()
+        # A caller cancelled here (a time-out) cancels the future too, which drops the call's pieces.
         return await future
 
     async def run_one(self, item: In) -> Out:
@@ -78,47 +105,69 @@ class BatchingRunner(Generic[In, Out]):
         return result
 
     async def _serve(self) -> None:
-        assert self._queue is not None
+        assert self._wakeup is not None
         while True:
-            calls = [await self._queue.get()]
-            if self.max_wait_s and self._queue.empty():
+            self._drop_abandoned()
+            if not self._waiting:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if self.max_wait_s and len(self._waiting) == 1 and self._waiting[0].remaining < self.max_batch:
                 await asyncio.sleep(self.max_wait_s)  # give concurrent callers a moment to join
-            size = len(calls[0].items)
-            while size < self.max_batch and not self._queue.empty():
-                call = self._queue.get_nowait()
-                calls.append(call)
-                size += len(call.items)
-            calls = [call for call in calls if not call.future.done()]  # callers that gave up
-            if calls:
-                await self._run_batch(calls)
+                self._drop_abandoned()
+            pieces = self._next_batch()
+            if pieces:
+                await self._run_batch(pieces)
 
-    async def _run_batch(self, calls: list[_Call[In, Out]]) -> None:
-        items = [item for call in calls for item in call.items]
+    def _drop_abandoned(self) -> None:
+        if any(call.future.done() for call in self._waiting):
+            self._waiting = deque(call for call in self._waiting if not call.future.done())
+
+    def _next_batch(self) -> list[_Piece[In, Out]]:
+        """Up to ``max_batch`` items, shared round robin among the waiting calls: the room left is split
+        evenly among the calls left, and the call served first this time goes last next time."""
+        waiting = list(self._waiting)
+        pieces: list[_Piece[In, Out]] = []
+        room = self.max_batch
+        for position, call in enumerate(waiting):
+            share = -(-room // (len(waiting) - position))  # ceiling division
+            take = min(share, call.remaining)
+            if take == 0:
+                continue
+            if call.handed_out == 0 and self._metrics is not None:
+                self._metrics.queue_wait.labels(self.name).observe(time.perf_counter() - call.enqueued)
+            pieces.append(_Piece(call, call.items[call.handed_out : call.handed_out + take]))
+            call.handed_out += take
+            room -= take
+        self._waiting = deque(call for call in waiting[1:] + waiting[:1] if call.remaining)
+        return pieces
+
+    async def _run_batch(self, pieces: list[_Piece[In, Out]]) -> None:
+        items = [item for piece in pieces for item in piece.items]
         started = time.perf_counter()
         if self._metrics is not None:
             self._metrics.batch_size.labels(self.name).observe(len(items))
-            for call in calls:
-                self._metrics.queue_wait.labels(self.name).observe(started - call.enqueued)
         loop = asyncio.get_running_loop()
         try:
-            outputs = await loop.run_in_executor(self._executor, self._predict_in_slices, items)
+            outputs = await loop.run_in_executor(self._executor, self._predict_checked, items)
         except Exception as exc:  # noqa: BLE001 - every caller of the batch gets the failure
-            for call in calls:
-                if not call.future.done():
-                    call.future.set_exception(exc)
+            for piece in pieces:
+                piece.call.handed_out = len(piece.call.items)  # the rest of a failed call never runs
+                if not piece.call.future.done():
+                    piece.call.future.set_exception(exc)
             return
         if self._metrics is not None:
             self._metrics.batch_seconds.labels(self.name).observe(time.perf_counter() - started)
         offset = 0
-        for call in calls:
-            result, offset = outputs[offset : offset + len(call.items)], offset + len(call.items)
-            if not call.future.done():
-                call.future.set_result(result)
+        for piece in pieces:
+            call = piece.call
+            call.results += outputs[offset : offset + len(piece.items)]
+            offset += len(piece.items)
+            if len(call.results) == len(call.items) and not call.future.done():
+                call.future.set_result(call.results)
 
-    def _predict_in_slices(self, items: list[In]) -> list[Out]:
-        outputs: list[Out] = []
-        for start in range(0, len(items), self.max_batch):
-            outputs.extend(self._predict(items[start : start + self.max_batch]))
+    def _predict_checked(self, items: list[In]) -> list[Out]:
+        outputs = self._predict(items)
         if len(outputs) != len(items):
             raise RuntimeError(f"runner {self.name}: {len(outputs)} outputs for {len(items)} inputs")
         return outputs
@@ -128,6 +177,9 @@ class BatchingRunner(Generic[In, Out]):
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        for call in self._waiting:
+            call.future.cancel()
+        self._waiting.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None

@@ -89,6 +89,8 @@ def read_annotation(
     if not isinstance(annotation, dict) or not isinstance(task, dict):
         raise InvalidAnnotation("the annotation and its task must be JSON objects")
     data = task.get("data") or {}
+    if not isinstance(data, dict):
+        raise InvalidAnnotation("the task's 'data' must be a JSON object")
     task_key = data.get(TASK_KEY)
     if not isinstance(task_key, str):
         raise InvalidAnnotation(f"the task has no '{TASK_KEY}': it was not made by the gateway")
@@ -97,7 +99,10 @@ def read_annotation(
     errors = config.validate_prediction(annotation, return_errors=True)  # same check as for annotations
     if errors:
         raise InvalidAnnotation("does not match the labelling config: " + "; ".join(map(str, errors)))
-    candidate_ids = [str(c.get("id")) for c in data.get(CANDIDATES) or [] if isinstance(c, dict)]
+    candidates = data.get(CANDIDATES) or []
+    if not isinstance(candidates, list):
+        raise InvalidAnnotation(f"the task's '{CANDIDATES}' must be a list")
+    candidate_ids = [str(c.get("id")) for c in candidates if isinstance(c, dict)]
     ranking = parse_ranking(annotation["result"], candidate_ids)
     try:
         return AnnotationRecord(

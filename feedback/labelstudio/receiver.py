@@ -68,6 +68,8 @@ class AnnotationReceiver:
             annotation, task = payload.get("annotation"), payload.get("task")
             if not isinstance(annotation, dict) or not isinstance(task, dict):
                 raise MalformedWebhook(f"{action} needs 'annotation' and 'task' objects")
+            if task.get("data") is not None and not isinstance(task["data"], dict):
+                raise MalformedWebhook(f"{action} needs a 'task.data' object")
             outcomes[await self.take(annotation, task, project)] += 1
         elif action == DELETED:
             annotations = payload.get("annotations")
@@ -97,7 +99,8 @@ class AnnotationReceiver:
             outcomes[await self.take(annotation, task, project)] += 1
             if isinstance(annotation, dict) and "id" in annotation:
                 present.add(int(annotation["id"]))
-        task_key = (task.get("data") or {}).get("hhh_task_key")
+        data = task.get("data")
+        task_key = data.get("hhh_task_key") if isinstance(data, dict) else None
         if isinstance(task_key, str):
             for stored in await self.store.annotations(task_key):
                 if stored.annotation_id not in present and await self.store.delete_annotation(

@@ -12,16 +12,25 @@ from gateway.auth import Tenant
 from gateway.completion_service import CompletionService
 from gateway.context import context_of
 from gateway.disconnect import cancel_on_disconnect
-from gateway.protocol import check_chat, check_completion, check_embedding, decode_json_object
+from gateway.limits import LimitsSettings, check_input_budget, check_n
+from gateway.protocol import (
+    ContentPart,
+    check_chat,
+    check_completion,
+    check_embedding,
+    read_json_object,
+)
 from gateway.proxy import ForwardCall
 from gateway.rate_limiting import RATE_LIMITED
+from gateway.sources import request_source_texts
+from gateway.text_slots import chat_request_slots, embedding_input_slots, prompt_slots
 
 
-def _text_length(content: Any) -> int:
+def _text_length(content: str | list[ContentPart] | None) -> int:
     if isinstance(content, str):
         return len(content)
     if isinstance(content, list):
-        return sum(len(part.get("text") or "") for part in content if isinstance(part, dict))
+        return sum(len(part.text or "") for part in content)
     return 0
 
 
@@ -39,11 +48,14 @@ def _text_length(content: Any) -> int:
     ),
 )
 async def chat_completions(
-    request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant
+    request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant, limits: LimitsSettings
 ) -> Response[Any]:
     body = await request.body()
-    raw = decode_json_object(body)
+    raw = await read_json_object(body, limits.max_json_depth)
     chat = check_chat(raw)
+    check_n(chat.n, limits)
+    texts = [slot.text for slot in chat_request_slots(raw)] + request_source_texts(raw)
+    check_input_budget(texts, limits, "messages")
     include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
     call = ForwardCall(
         path="/chat/completions",
@@ -71,11 +83,13 @@ async def chat_completions(
     ),
 )
 async def legacy_completions(
-    request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant
+    request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant, limits: LimitsSettings
 ) -> Response[Any]:
     body = await request.body()
-    raw = decode_json_object(body)
+    raw = await read_json_object(body, limits.max_json_depth)
     completion = check_completion(raw)
+    check_n(completion.n, limits)
+    check_input_budget((slot.text for slot in prompt_slots(raw)), limits, "prompt")
     include_usage = bool(completion.stream_options and completion.stream_options.include_usage)
     prompt = completion.prompt
     call = ForwardCall(
@@ -102,11 +116,12 @@ async def legacy_completions(
     | contract(request="EmbeddingRequest", responses={200: "EmbeddingList"}, errors=INFERENCE_ERRORS),
 )
 async def embeddings(
-    request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant
+    request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant, limits: LimitsSettings
 ) -> Response[Any]:
     body = await request.body()
-    raw = decode_json_object(body)
+    raw = await read_json_object(body, limits.max_json_depth)
     embedding = check_embedding(raw)
+    check_input_budget((slot.text for slot in embedding_input_slots(raw)), limits, "input")
     call = ForwardCall(path="/embeddings", model=embedding.model, raw=raw, body=body)
     return await cancel_on_disconnect(
         request.receive, completions.embed(context_of(request.scope), tenant, call)

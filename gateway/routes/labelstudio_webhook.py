@@ -20,6 +20,7 @@ from feedback.labelstudio.receiver import AnnotationReceiver, MalformedWebhook
 from feedback.labelstudio.settings import SECRET_HEADER
 from gateway.api_contract import contract
 from gateway.errors import AuthenticationFailed, GatewayError, InvalidRequest
+from gateway.limits import LimitsSettings, check_body_depth
 
 log = logging.getLogger("hhh.labelstudio")
 
@@ -56,7 +57,7 @@ class LabelStudioWebhook:
     ),
 )
 async def labelstudio_webhook(
-    request: Request[Any, Any, Any], labelstudio_webhook: LabelStudioWebhook | None
+    request: Request[Any, Any, Any], labelstudio_webhook: LabelStudioWebhook | None, limits: LimitsSettings
 ) -> dict[str, Any]:
     client = request.client.host if request.client else "?"
     if labelstudio_webhook is None:
@@ -70,8 +71,14 @@ async def labelstudio_webhook(
         hook.calls.labels("unauthenticated").inc()
         log.warning("webhook call from %s refused: %s header missing or wrong", client, SECRET_HEADER)
         raise AuthenticationFailed(f"Missing or wrong {SECRET_HEADER} header.", code="invalid_webhook_secret")
+    body = await request.body()
     try:
-        payload = msgspec.json.decode(await request.body())
+        await check_body_depth(body, limits.max_json_depth)  # deeper nesting exhausts the decoder's stack
+    except InvalidRequest:
+        hook.calls.labels("malformed").inc()
+        raise
+    try:
+        payload = msgspec.json.decode(body)
         outcomes = await hook.receiver.webhook(payload)
     except (msgspec.DecodeError, MalformedWebhook) as exc:
         hook.calls.labels("malformed").inc()

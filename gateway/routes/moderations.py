@@ -9,8 +9,9 @@ from litestar import Request, post
 from gateway.api_contract import contract
 from gateway.auth import Tenant
 from gateway.guardrails import Guardrails
-from gateway.moderation import moderate
-from gateway.protocol import decode_json_object
+from gateway.limits import LimitsSettings, check_input_budget
+from gateway.moderation import moderate, moderation_inputs
+from gateway.protocol import read_json_object
 from gateway.rate_limiting import RATE_LIMITED
 
 
@@ -23,6 +24,8 @@ from gateway.rate_limiting import RATE_LIMITED
     | contract(request="ModerationRequest", responses={200: "Moderation"}, errors=(400, 401, 413, 503)),
 )
 async def moderations(
-    request: Request[Any, Any, Any], guardrails: Guardrails, tenant: Tenant
+    request: Request[Any, Any, Any], guardrails: Guardrails, tenant: Tenant, limits: LimitsSettings
 ) -> dict[str, Any]:
-    return await moderate(guardrails, tenant.name, decode_json_object(await request.body()))
+    raw = await read_json_object(await request.body(), limits.max_json_depth)
+    check_input_budget(moderation_inputs(raw), limits, "input")
+    return await moderate(guardrails, tenant.name, raw)

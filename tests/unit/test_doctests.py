@@ -14,6 +14,8 @@ MODULES_WITH_EXAMPLES = [
     "gateway.line_reader",
     "gateway.scrub",
     "gateway.upstream_shapes",
+    "gateway.limits",
+    "gateway.sources",
     "guards.redaction",
     "guards.pipeline",
     "guards.grounding.text",
