@@ -17,7 +17,7 @@ import msgspec
 from guards.metrics import GuardMetrics
 from guards.policy import Action, FailMode, Rule
 from guards.protocol import Guard
-from guards.redaction import apply_spans
+from guards.redaction import apply_spans, merge_overlapping
 from guards.verdict import JudgeContext, Span, Stage, Verdict
 
 log = logging.getLogger("hhh.guards")
@@ -73,6 +73,18 @@ def _redaction_spans(index: int, results: Sequence[RuleResult]) -> list[Span]:
         if result.decisions[index] == "redact" and verdict is not None:
             spans += [s for s in verdict.spans if s.label in verdict.categories]
     return spans
+
+
+def _truncated(
+    text: str, index: int, results: Sequence[RuleResult], annotate: bool, annotation: str | None
+) -> TextOutcome:
+    """The text cut before the first offending span, with every redaction of the part kept applied
+    (a redaction across the cut moves the cut before it)."""
+    cut = _truncation_point(index, results)
+    redactions = merge_overlapping(s for s in _redaction_spans(index, results) if s.replacement is not None)
+    cut = min([cut] + [s.start for s in redactions if s.start < cut < s.end])
+    kept = apply_spans(text[:cut], [s for s in redactions if s.end <= cut])
+    return TextOutcome(kept, "truncate", annotate, annotation, cut)
 
 
 _DECISION_ORDER = {"pass": 0, "error": 1, "flag": 2, "annotate": 3, "redact": 4, "truncate": 5, "block": 6}
@@ -182,7 +194,6 @@ class GuardEngine:
         if decision == "block":
             return TextOutcome(text, decision, annotate, annotation, None, blocked_by, categories)
         if decision == "truncate":
-            cut = _truncation_point(index, results)
-            return TextOutcome(text[:cut], decision, annotate, annotation, cut)
+            return _truncated(text, index, results, annotate, annotation)
         spans = _redaction_spans(index, results)
         return TextOutcome(apply_spans(text, spans) if spans else text, decision, annotate, annotation)
