@@ -85,6 +85,8 @@ class Guardrails:
         self.book = book
         self.specs = specs
         self._defaults = {name: dict(guard.default_thresholds) for name, guard in engine.guards.items()}
+        # A request may name only loaded guards (those some policy runs), at the stages they serve.
+        self._usable = {name: frozenset(guard.stages) for name, guard in engine.guards.items()}
 
     def resolve(self, tenant: str, model: str, raw: dict[str, Any]) -> ResolvedPolicy:
         """The tenant's policy for this model, tightened by the request's own ``guardrails`` field
@@ -94,7 +96,7 @@ class Guardrails:
         if asked is None:
             return ResolvedPolicy(name, policy)
         try:
-            policy = tighten(policy, parse_request_guardrails(asked), self.specs, self._defaults)
+            policy = tighten(policy, parse_request_guardrails(asked), self._usable, self._defaults)
         except PolicyError as exc:
             param, _, message = str(exc).partition(": ")
             raise InvalidRequest(f"Invalid value for '{param}': {message}", param=param) from None

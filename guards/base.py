@@ -3,8 +3,15 @@ shared runner pool, which the app closes)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from guards.normalise import TextView
+
 
 class GuardBase:
+    # Which normalised view of each text the pipeline gives the guard (see ``guards.normalise``).
+    view: ClassVar[TextView] = TextView.CANONICAL
+
     def __init__(self, name: str) -> None:
         self._name = name
 

@@ -3,6 +3,10 @@
 Rules of a stage run concurrently, each under its own time-out. Per text and rule the decision is one
 of ``pass``, ``flag``, ``annotate``, ``redact``, ``block`` or ``error``; per text the most severe wins,
 and every redaction of every rule is applied in one pass over the original text.
+
+A guard judges a normalised view of each text (``guards.normalise``): the canonical one unless it
+declares another as ``view`` (the toxicity guard reads the deobfuscated one). What it finds is mapped
+back, so spans, evidence and redactions always refer to the text as sent.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from collections.abc import Mapping, Sequence
 import msgspec
 
 from guards.metrics import GuardMetrics
+from guards.normalise import Normalised
 from guards.policy import Action, FailMode, Rule
 from guards.protocol import Guard
-from guards.redaction import apply_spans
+from guards.redaction import apply_spans, merge_overlapping
 from guards.verdict import JudgeContext, Span, Stage, Verdict
+from guards.views import focus_in_view, make_views, verdict_to_original, view_of
 
 log = logging.getLogger("hhh.guards")
 
@@ -75,6 +81,18 @@ def _redaction_spans(index: int, results: Sequence[RuleResult]) -> list[Span]:
     return spans
 
 
+def _truncated(
+    text: str, index: int, results: Sequence[RuleResult], annotate: bool, annotation: str | None
+) -> TextOutcome:
+    """The text cut before the first offending span, with every redaction of the part kept applied
+    (a redaction across the cut moves the cut before it)."""
+    cut = _truncation_point(index, results)
+    redactions = merge_overlapping(s for s in _redaction_spans(index, results) if s.replacement is not None)
+    cut = min([cut] + [s.start for s in redactions if s.start < cut < s.end])
+    kept = apply_spans(text[:cut], [s for s in redactions if s.end <= cut])
+    return TextOutcome(kept, "truncate", annotate, annotation, cut)
+
+
 _DECISION_ORDER = {"pass": 0, "error": 1, "flag": 2, "annotate": 3, "redact": 4, "truncate": 5, "block": 6}
 
 
@@ -121,18 +139,33 @@ class GuardEngine:
         if not rules or not texts:
             return StageOutcome([TextOutcome(text, "pass") for text in texts], [])
         context = msgspec.structs.replace(context or JudgeContext(), stage=stage)
-        results = await asyncio.gather(*(self._run_rule(stage, rule, texts, context) for rule in rules))
+        wanted = [view_of(self.guards[rule.guard]) for rule in rules]
+        seen = await make_views(texts, set(wanted))
+        results = await asyncio.gather(
+            *(
+                self._run_rule(stage, rule, texts, [v[view] for v in seen], context)
+                for rule, view in zip(rules, wanted, strict=True)
+            )
+        )
         outcomes = [self._combine(index, text, rules, results) for index, text in enumerate(texts)]
         return StageOutcome(outcomes, list(results))
 
     async def _run_rule(
-        self, stage: Stage, rule: Rule, texts: Sequence[str], context: JudgeContext | None
+        self,
+        stage: Stage,
+        rule: Rule,
+        texts: Sequence[str],
+        seen: Sequence[Normalised],
+        context: JudgeContext,
     ) -> RuleResult:
         guard = self.guards[rule.guard]
         thresholds = {**guard.default_thresholds, **rule.thresholds}
         started = time.perf_counter()
         try:
-            verdicts = await asyncio.wait_for(guard.judge(texts, thresholds, context), rule.timeout_ms / 1000)
+            verdicts = await asyncio.wait_for(
+                guard.judge([v.text for v in seen], thresholds, focus_in_view(context, seen)),
+                rule.timeout_ms / 1000,
+            )
         except Exception as exc:  # noqa: BLE001 - a failing guard gets the rule's fail mode, never a 500
             kind = "timeout" if isinstance(exc, TimeoutError) else "error"
             message = f"{kind}: {exc}" if str(exc) else kind
@@ -144,6 +177,10 @@ class GuardEngine:
             return RuleResult(rule.guard, rule.action, [decision] * len(texts), [None] * len(texts), message)
         if self._metrics is not None:
             self._metrics.guard_latency.labels(rule.guard, stage).observe(time.perf_counter() - started)
+        verdicts = [
+            verdict_to_original(verdict, text, view)
+            for verdict, text, view in zip(verdicts, texts, seen, strict=True)
+        ]
         decisions = [_decide(rule, verdict) for verdict in verdicts]
         self._count(rule.guard, stage, decisions, list(verdicts))
         return RuleResult(rule.guard, rule.action, decisions, list(verdicts))
@@ -182,7 +219,6 @@ class GuardEngine:
         if decision == "block":
             return TextOutcome(text, decision, annotate, annotation, None, blocked_by, categories)
         if decision == "truncate":
-            cut = _truncation_point(index, results)
-            return TextOutcome(text[:cut], decision, annotate, annotation, cut)
+            return _truncated(text, index, results, annotate, annotation)
         spans = _redaction_spans(index, results)
         return TextOutcome(apply_spans(text, spans) if spans else text, decision, annotate, annotation)

@@ -10,6 +10,7 @@ see ``tighten``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -208,23 +209,43 @@ def parse_request_guardrails(raw: Any) -> RequestGuardrails:
 def tighten(
     policy: Policy,
     asked: RequestGuardrails,
-    guards: dict[str, GuardSpec],
+    guards: Mapping[str, frozenset[Stage]],
     defaults: dict[str, dict[str, float]],
 ) -> Policy:
     """``policy`` made stricter by what the request asked; a request that would loosen it is refused.
 
     Stricter means: a lower threshold, a more severe action, fail closed, an extra guard, buffer mode.
+    ``guards`` are those a request may name, with the stages each serves (the guards some policy runs:
+    only those are loaded).
+
+    An ask for a guard the policy already runs applies to every rule of that guard at that stage (a
+    policy may run one guard twice, say block at 0.9 and flag at 0.2): each rule keeps, setting by
+    setting, the stricter of its own value and the asked one, so no rule is ever dropped or loosened.
+    An ask looser than every rule it applies to is refused, since it can only be an attempt to loosen.
+    An ask for a guard the policy does not run adds a rule.
     """
     stages = {}
     for stage in Stage:
-        rules = {rule.guard: rule for rule in policy.rules(stage)}
+        rules = list(policy.rules(stage))
         for index, ask in enumerate(asked.input if stage is Stage.INPUT else asked.output):
             key = f"guardrails.{stage.value}[{index}]"
-            if ask.guard not in guards:
-                raise PolicyError(f"{key}.guard: no guard named {ask.guard!r}")
-            current = rules.get(ask.guard)
-            rules[ask.guard] = _tighter_rule(current, ask, defaults.get(ask.guard, {}), key)
-        stages[stage] = list(rules.values())
+            _check_guard(ask.guard, stage, guards, key)
+            targets = [i for i, rule in enumerate(rules) if rule.guard == ask.guard]
+            if not targets:
+                rules.append(
+                    Rule(
+                        guard=ask.guard,
+                        action=ask.action or Action.BLOCK,
+                        thresholds=dict(ask.thresholds),
+                        on_error=ask.on_error or FailMode.CLOSED,
+                    )
+                )
+                continue
+            current = [rules[i] for i in targets]
+            _refuse_loosening(current, ask, defaults.get(ask.guard, {}), key)
+            for i in targets:
+                rules[i] = _stricter(rules[i], ask, defaults.get(ask.guard, {}))
+        stages[stage] = rules
     stream = policy.stream
     if asked.stream is not None and asked.stream.mode is not None and asked.stream.mode != stream.mode:
         if asked.stream.mode is StreamMode.STREAM_FIRST:
@@ -235,23 +256,42 @@ def tighten(
     )
 
 
-def _tighter_rule(current: Rule | None, ask: RequestRule, defaults: dict[str, float], key: str) -> Rule:
-    if current is None:
-        current = Rule(guard=ask.guard, action=ask.action or Action.BLOCK)
-    action = current.action
+def _check_guard(guard: str, stage: Stage, guards: Mapping[str, frozenset[Stage]], key: str) -> None:
+    if guard not in guards:
+        usable = ", ".join(sorted(guards)) or "none"
+        raise PolicyError(
+            f"{key}.guard: no guard named {guard!r} can be used (usable: {usable}; a request may only "
+            "name guards that some policy runs)"
+        )
+    if stage not in guards[guard]:
+        raise PolicyError(f"{key}.guard: guard {guard!r} does not judge {stage.value} text")
+
+
+def _threshold(rule: Rule, category: str, defaults: dict[str, float]) -> float:
+    return rule.thresholds.get(category, defaults.get(category, 1.0))
+
+
+def _refuse_loosening(rules: list[Rule], ask: RequestRule, defaults: dict[str, float], key: str) -> None:
     if ask.action is not None:
-        if ask.action.severity < current.action.severity:
-            raise PolicyError(f"{key}.action: cannot loosen {current.action.value!r} to {ask.action.value!r}")
-        action = ask.action
-    thresholds = dict(current.thresholds)
+        weakest = min(rules, key=lambda rule: rule.action.severity).action
+        if ask.action.severity < weakest.severity:
+            raise PolicyError(f"{key}.action: cannot loosen {weakest.value!r} to {ask.action.value!r}")
     for category, value in ask.thresholds.items():
-        effective = current.thresholds.get(category, defaults.get(category, 1.0))
-        if value > effective:
-            raise PolicyError(f"{key}.thresholds.{category}: cannot raise {effective} to {value}")
-        thresholds[category] = value
-    on_error = current.on_error
-    if ask.on_error is not None:
-        if ask.on_error is FailMode.OPEN and current.on_error is FailMode.CLOSED:
-            raise PolicyError(f"{key}.on_error: cannot loosen 'closed' to 'open'")
-        on_error = ask.on_error
-    return msgspec.structs.replace(current, action=action, thresholds=thresholds, on_error=on_error)
+        loosest = max(_threshold(rule, category, defaults) for rule in rules)
+        if value > loosest:
+            raise PolicyError(f"{key}.thresholds.{category}: cannot raise {loosest} to {value}")
+    if ask.on_error is FailMode.OPEN and all(rule.on_error is FailMode.CLOSED for rule in rules):
+        raise PolicyError(f"{key}.on_error: cannot loosen 'closed' to 'open'")
+
+
+def _stricter(rule: Rule, ask: RequestRule, defaults: dict[str, float]) -> Rule:
+    """``rule``, with each setting the ask makes stricter taken from the ask, and none loosened."""
+    action = rule.action
+    if ask.action is not None and ask.action.severity > action.severity:
+        action = ask.action
+    thresholds = dict(rule.thresholds)
+    for category, value in ask.thresholds.items():
+        if value < _threshold(rule, category, defaults):
+            thresholds[category] = value
+    on_error = FailMode.CLOSED if ask.on_error is FailMode.CLOSED else rule.on_error
+    return msgspec.structs.replace(rule, action=action, thresholds=thresholds, on_error=on_error)

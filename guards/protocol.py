@@ -15,6 +15,10 @@ class Guard(Protocol):
 
     ``judge`` takes a batch so that models see batches; ``thresholds`` come from the policy rule that
     runs the guard, so one loaded model serves tenants with different thresholds.
+
+    The texts are a normalised view (``guards.normalise``): canonical, unless the guard declares another
+    as a ``view`` class attribute (optional, so guards written before it still work). Spans and evidence
+    refer to the view; the pipeline maps them back to the original text.
     """
 
     kind: ClassVar[str]

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import msgspec
+
 from guards.verdict import Span
 
 
-def non_overlapping(spans: Iterable[Span]) -> list[Span]:
-    """Keep, of overlapping spans, the one that starts first (the longer one on a tie).
+def merge_overlapping(spans: Iterable[Span]) -> list[Span]:
+    """Spans in order, overlapping ones merged into one that covers them all (with the label and
+    replacement of the first): whatever any span covers stays covered, so adding a guard's spans can
+    never uncover another guard's.
 
-    >>> a, b, c = Span(0, 10, "EMAIL"), Span(4, 8, "URL"), Span(12, 15, "PERSON")
-    >>> [s.label for s in non_overlapping([b, c, a])]
-    ['EMAIL', 'PERSON']
+    >>> a, b, c = Span(0, 10, "EMAIL"), Span(4, 12, "URL"), Span(12, 15, "PERSON")
+    >>> [(s.start, s.end, s.label) for s in merge_overlapping([b, c, a])]
+    [(0, 12, 'EMAIL'), (12, 15, 'PERSON')]
     """
     kept: list[Span] = []
     for span in sorted(spans, key=lambda s: (s.start, -(s.end - s.start))):
-        if not kept or span.start >= kept[-1].end:
-            kept.append(span)
+        if kept and span.start < kept[-1].end:
+            if span.end > kept[-1].end:
+                kept[-1] = msgspec.structs.replace(kept[-1], end=span.end)
+            continue
+        kept.append(span)
     return kept
 
 
@@ -29,7 +36,7 @@ def apply_spans(text: str, spans: Iterable[Span]) -> str:
     """
     pieces: list[str] = []
     cursor = 0
-    for span in non_overlapping(s for s in spans if s.replacement is not None):
+    for span in merge_overlapping(s for s in spans if s.replacement is not None):
         pieces.append(text[cursor : span.start])
         pieces.append(span.replacement or "")
         cursor = span.end

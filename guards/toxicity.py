@@ -19,6 +19,7 @@ import msgspec
 from guards.base import GuardBase
 from guards.models.classic_toxicity import classic_predict
 from guards.models.detoxify_model import DetoxifyConfig, load_detoxify
+from guards.normalise import TextView
 from guards.registry import GuardResources
 from guards.runner import BatchingRunner
 from guards.verdict import Evidence, JudgeContext, Stage, Verdict
@@ -59,6 +60,8 @@ class ToxicityConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class ToxicityGuard(GuardBase):
     kind: ClassVar[str] = "toxicity"
     stages: ClassVar[frozenset[Stage]] = frozenset(Stage)
+    # Classifiers judge meaning: they read the text with obfuscation undone (``guards.normalise``).
+    view: ClassVar[TextView] = TextView.DEOBFUSCATED
     config_type: ClassVar[type[msgspec.Struct]] = ToxicityConfig
     default_thresholds: ClassVar[Mapping[str, float]] = dict.fromkeys(DETOXIFY_CATEGORIES, 0.5)
 
