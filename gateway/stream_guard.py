@@ -27,7 +27,7 @@ from gateway.streaming import Chunk
 from gateway.text_slots import call_slots
 from guards.pipeline import StageOutcome, most_severe
 from guards.policy import Action, StreamMode
-from guards.redaction import apply_spans, non_overlapping
+from guards.redaction import apply_spans, merge_overlapping
 from guards.verdict import JudgeContext, Span, Stage
 from guards.windows import Window
 
@@ -183,9 +183,11 @@ class StreamGuard:
         state.annotation = state.annotation or judged.annotation
         if judged.decision == "truncate":  # out goes what precedes the offending span; the choice ends
             cut = max(0, (judged.truncated_at or 0) - len(window.context))
-            if self.buffer and cut:
-                logprobs = channel.logprobs.release(cut, [])
-                yield self._text_chunk(state.index, channel.field, window.text[:cut], logprobs)
+            if self.buffer and cut:  # what precedes the cut goes out with the other guards' redactions
+                cut, kept_text, spans = _release(window, outcome, cut)
+                logprobs = channel.logprobs.release(cut, spans)
+                if kept_text:
+                    yield self._text_chunk(state.index, channel.field, kept_text, logprobs)
             state.done = True
             yield self._refusal(state.index, "The rest of this answer was cut by the gateway's guards.")
             return
@@ -319,11 +321,12 @@ class StreamGuard:
         return {**self._shell(), "choices": [choice]}
 
 
-def _release(window: Window, outcome: StageOutcome) -> tuple[int, str, list[Span]]:
+def _release(window: Window, outcome: StageOutcome, cut: int | None = None) -> tuple[int, str, list[Span]]:
     """How much of the window goes out, as what text, and the redactions in it (relative to it).
 
     Redaction spans are relative to ``context + text``. A span that straddles the release point is
-    held back whole for the next window (or, starting at 0, released whole, redacted).
+    held back whole for the next window (or, starting at 0, released whole, redacted). With ``cut`` (a
+    truncation), nothing at or after it goes out, and a span straddling it is held back whole.
     """
     offset = len(window.context)
     spans = [
@@ -331,10 +334,10 @@ def _release(window: Window, outcome: StageOutcome) -> tuple[int, str, list[Span
         for s in outcome.redaction_spans(0)
         if s.end > offset
     ]
-    release = window.release
+    release = window.release if cut is None else cut
     for span in sorted(spans, key=lambda s: s.start):
         if span.start < release < span.end:
-            release = span.start if span.start > 0 else span.end
+            release = span.start if span.start > 0 or cut is not None else span.end
     released = window.text[:release]
-    applied = non_overlapping(s for s in spans if s.end <= release and s.replacement is not None)
+    applied = merge_overlapping(s for s in spans if s.end <= release and s.replacement is not None)
     return release, apply_spans(released, applied), applied
