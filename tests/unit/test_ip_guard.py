@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import random
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,8 @@ from guards.policy import Policy, PolicyBook, PolicyError, Rule, StreamPolicy, c
 from guards.registry import GuardResources
 from guards.runner import RunnerPool
 from guards.verdict import JudgeContext, Stage
+from tests.support.ip_quality import labelled_cases
 
-LICENCES = Path("/usr/share/common-licenses")
 GPL = (Path(SAMPLE_CORPUS).parent / "gpl-3.0.txt").read_text()
 EXCERPT = " ".join(GPL.split()[400:460])  # 60 words of the GPL's own text
 
@@ -118,89 +118,50 @@ def test_stream_overlap_must_cover_the_minimum_match() -> None:
 
 
 # --- precision and recall on a labelled set ------------------------------------------------------
+# The set and its labelling rule: tests/support/ip_quality.py. Near misses sit beside the easy cases:
+# copies with a word changed every 5-10 words, paraphrases, and runs of indexed text just under and
+# just over min_match_chars.
 
-
-def _normal(text: str) -> str:
-    return " ".join(re.findall(r"[^\W_]+", text.lower()))
-
-
-def _truly_copied(text: str, corpus: list[str], min_chars: int = 60) -> bool:
-    """The label, by brute force and independent of the index: does the text hold a run of words of at
-    least ``min_chars`` that also occurs, normalised, in an indexed document?"""
-    tokens = _normal(text).split()
-    for start in range(len(tokens)):
-        for end in range(start + 1, len(tokens) + 1):
-            run = " ".join(tokens[start:end])
-            if len(run) >= min_chars:
-                if any(run in document for document in corpus):
-                    return True
-                break
-    return False
-
-
-def _labelled_cases(seed: int = 7) -> list[tuple[str, bool]]:
-    """Candidates: 15-60-word stretches of the indexed texts, altered in case, spacing and punctuation,
-    inside unrelated sentences; stretches of licences that are not indexed (BSD, Artistic, CC0); short
-    stock phrases. Each is labelled by ``_truly_copied`` (the BSD warranty disclaimer, for one, does
-    repeat 60+ characters of the GPL's)."""
-    rng = random.Random(seed)
-    frames = [
-        ("Sure, here it is:", "Let me know if you need more."),
-        ("The relevant part reads as follows.", "That is the whole clause."),
-        ("From memory:", "I may have some details wrong."),
-    ]
-    indexed = [text for _, text in read_corpus(SAMPLE_CORPUS)]
-    others = [(LICENCES / name).read_text() for name in ("BSD", "Artistic", "CC0-1.0")]
-    stock = [
-        "all rights reserved",
-        "without any warranty",
-        "free software",
-        "subject to the following conditions",
-    ]
-
-    def excerpt(text: str) -> str:
-        tokens = text.split()
-        length = rng.randint(15, 60)
-        start = rng.randrange(0, max(1, len(tokens) - length))
-        return " ".join(tokens[start : start + length])
-
-    def alter(text: str) -> str:
-        choice = rng.randrange(4)
-        if choice == 1:
-            return text.lower()
-        if choice == 2:
-            return re.sub(r"[.,;:()\"]", "", text)
-        if choice == 3:
-            return re.sub(r"\s+", lambda _: rng.choice([" ", "  ", "\n"]), text)
-        return text
-
-    texts = []
-    for _ in range(80):
-        before, after = rng.choice(frames)
-        texts.append(f"{before} {alter(excerpt(rng.choice(indexed)))} {after}")
-        texts.append(f"{before} {excerpt(rng.choice(others))} {after}")
-    texts += [f"The licence says the work comes {phrase}, as usual." for phrase in stock]
-    corpus = [_normal(text) for text in indexed]
-    return [(text, _truly_copied(text, corpus)) for text in texts]
+# kind → (least share of its copies caught, most share of its non-copies flagged), a little under and
+# over what was measured (README, "Guard quality, measured").
+FLOORS = {
+    "altered copy": (0.95, 0.05),
+    "unindexed licence": (0.95, 0.05),
+    "stock phrase": (0.95, 0.05),
+    "word changed every 5-10": (0.95, 0.05),
+    "paraphrase": (0.95, 0.05),
+    "boilerplate 45-59 chars": (0.95, 0.05),
+    "boilerplate 60-75 chars": (0.95, 0.05),
+    "60+ chars in 7-8 words": (0.8, 0.05),  # measured 33 / 40: winnowing's blind spot, see ip_quality
+}
 
 
 async def test_precision_and_recall_on_the_labelled_set() -> None:
     guard = await _guard()
-    cases = _labelled_cases()
-    tp = fp = fn = 0
-    for text, copied in cases:
+    counts: dict[str, Counter[str]] = {}
+    for kind, text, copied in labelled_cases():
         flagged = "copy" in (await _judge(guard, text)).categories
-        tp += flagged and copied
-        fp += flagged and not copied
-        fn += copied and not flagged
-    precision, recall = tp / (tp + fp), tp / (tp + fn)
-    positives = sum(copied for _, copied in cases)
-    print(
-        f"ip copies: precision {precision:.3f}, recall {recall:.3f} "
-        f"on {len(cases)} cases ({positives} copies)"
-    )
-    assert precision >= 0.98
-    assert recall >= 0.90
+        outcome = {(True, True): "tp", (True, False): "fp", (False, True): "fn", (False, False): "tn"}
+        counts.setdefault(kind, Counter())[outcome[(flagged, copied)]] += 1
+    total = sum(counts.values(), Counter())
+    precision = total["tp"] / max(1, total["tp"] + total["fp"])
+    recall = total["tp"] / (total["tp"] + total["fn"])
+    print(f"ip copies: precision {precision:.3f}, recall {recall:.3f} on {total.total()} cases")
+    for kind, seen in counts.items():
+        copies, others = seen["tp"] + seen["fn"], seen["fp"] + seen["tn"]
+        print(f"  {kind:26} copies caught {seen['tp']}/{copies}, non-copies flagged {seen['fp']}/{others}")
+    for kind, (least_caught, most_flagged) in FLOORS.items():
+        seen = counts[kind]
+        copies, others = seen["tp"] + seen["fn"], seen["fp"] + seen["tn"]
+        assert copies + others > 0, kind
+        assert seen["tp"] >= least_caught * copies, kind
+        assert seen["fp"] <= most_flagged * others, kind
+    # The near misses hold both: copies the guard must catch and non-copies it must pass.
+    near = counts["word changed every 5-10"]
+    assert near["tp"] + near["fn"] >= 10
+    assert near["fp"] + near["tn"] >= 10
+    assert precision >= 0.98  # measured 1.000
+    assert recall >= 0.94  # measured 0.961
 
 
 # --- through the gateway: streams and truncation -------------------------------------------------
