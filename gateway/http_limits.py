@@ -62,6 +62,7 @@ def limited_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._in_head = True
+            self._heads_done = 0  # heads completed on this connection
             self._head_bytes = 0  # raw bytes of chunks read while a head was incomplete
             self._header_count = 0
             self._timer: asyncio.TimerHandle | None = None
@@ -81,13 +82,15 @@ def limited_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
         def data_received(self, data: bytes) -> None:
             if self._rejected:
                 return  # lingering: what the client still sends is read and dropped
-            head_at_start = self._in_head
+            head_at_start, heads_before = self._in_head, self._heads_done
             try:
                 super().data_received(data)
             except _Rejected:
                 self._reject_pending()
                 return
-            if self._rejected or not (head_at_start and self._in_head):
+            # A chunk in which a head completed was checked exactly (on_headers_complete): it may carry a
+            # whole body as well, which is no header. Only chunks of a head still incomplete are counted.
+            if self._rejected or not (head_at_start and self._in_head) or self._heads_done != heads_before:
                 return
             # Counted here, as it arrives: httptools buffers a header until it ends, however long.
             self._head_bytes += len(data)
@@ -118,6 +121,7 @@ def limited_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
 
         def on_headers_complete(self) -> None:
             self._in_head = False
+            self._heads_done += 1
             self._disarm()
             size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
             self._head_bytes = 0
