@@ -38,6 +38,11 @@ class RequestTimeout(InvalidRequest):
     default_code = "request_timeout"
 
 
+class ServerBusy(GatewayError):
+    status_code = 503
+    default_code = "server_busy"
+
+
 class _Rejected(Exception):
     """Raised from a parser callback to stop parsing; the error to answer is kept on the protocol."""
 
@@ -128,6 +133,12 @@ def limited_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             if size > limits.max_header_bytes:
                 self._pending = self._too_large("bytes")
                 raise _Rejected
+            if self._over_concurrency():  # uvicorn would answer in plain text: the envelope instead
+                self._pending = ServerBusy(
+                    f"The server is at its limit of {limits.max_concurrency} connections and requests "
+                    "(server.limits.max_concurrency). Try again."
+                )
+                raise _Rejected
             self._arm(limits.body_timeout_s, self._body_timed_out)
             super().on_headers_complete()
 
@@ -137,6 +148,10 @@ def limited_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             super().on_message_complete()
 
         # Limits
+
+        def _over_concurrency(self) -> bool:
+            limit = self.limit_concurrency
+            return limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit)
 
         def _too_large(self, what: str) -> HeadersTooLarge:
             if what == "headers":

@@ -103,7 +103,9 @@ def test_connections_beyond_max_concurrency_get_503(tmp_path: Path) -> None:
         try:
             for sock in held:
                 sock.sendall(b"GET /health HTTP/1.1\r\nhost: gateway\r\n")  # a head that is never finished
-            assert status_of(exchange(port, _get())) == 503
+            refused = exchange(port, _get())
+            assert status_of(refused) == 503
+            assert json_body(refused)["error"]["code"] == "server_busy"  # OpenAI's envelope, not plain text
         finally:
             for sock in held:
                 sock.close()
