@@ -244,7 +244,16 @@ def tighten(
             current = [rules[i] for i in targets]
             _refuse_loosening(current, ask, defaults.get(ask.guard, {}), key)
             for i in targets:
-                rules[i] = _stricter(rules[i], ask, defaults.get(ask.guard, {}))
+                if ask.action is Action.TRUNCATE and rules[i].action is Action.REDACT:
+                    # Neither is stricter: a redaction that cannot rewrite blocks, where a truncation
+                    # would release the text before the span. So the redact rule stays (tightened
+                    # otherwise) and a truncate rule joins it; together they are stricter than either.
+                    rules[i] = _stricter(
+                        rules[i], msgspec.structs.replace(ask, action=None), defaults.get(ask.guard, {})
+                    )
+                    rules.append(msgspec.structs.replace(rules[i], action=Action.TRUNCATE))
+                else:
+                    rules[i] = _stricter(rules[i], ask, defaults.get(ask.guard, {}))
         stages[stage] = rules
     stream = policy.stream
     if asked.stream is not None and asked.stream.mode is not None and asked.stream.mode != stream.mode:

@@ -258,3 +258,17 @@ def test_no_accepted_tightening_unblocks_or_uncovers_any_text(
         if tight_decision != "block" and decision != "block":
             removed = {c for c in text if c != " "} - set(out)
             assert not removed & set(tight_out), (text, out, tight_out)
+
+
+def test_asking_truncate_over_redact_cannot_release_what_the_redaction_fallback_blocked() -> None:
+    """Found by the property test on a fresh machine: a guard whose spans cannot be rewritten makes a
+    redact rule block, while a truncate rule would release the text before the span. Asking for
+    ``truncate`` must not turn that block into a truncation."""
+    policy = Policy(output=[Rule(guard="ip", action=Action.REDACT)])
+    defaults = {name: dict(guard.default_thresholds) for name, guard in GUARDS.items()}
+    asked = RequestGuardrails(output=[RequestRule(guard="ip", action=Action.TRUNCATE)])
+    tightened = tighten(policy, asked, {name: frozenset(Stage) for name in GUARDS}, defaults)
+    engine = GuardEngine(GUARDS)
+    text = "渏"
+    assert _run(engine, policy.output, text)[0] == "block"
+    assert _run(engine, tightened.output, text)[0] == "block"
