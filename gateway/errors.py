@@ -5,13 +5,20 @@ Every failure a client can see is one of these, rendered as
 
     GatewayError                      (500 server_error: the catch-all, never with a traceback)
      ├── InvalidRequest               400 invalid_request_error, names the offending ``param``
-     │    └── BodyTooLarge            413
-     │    └── ContentFiltered     400 content_filter: an input guard blocked the request
+     │    ├── BodyTooLarge            413 request_too_large (input_too_large: text for the guards)
+     │    ├── ContentFiltered         400 content_filter: an input guard blocked the request
+     │    ├── HeadersTooLarge         431: the request head over ``server.limits``
+     │    └── RequestTimeout          408: a head or body slower than ``server.limits``
      ├── AuthenticationFailed         401 invalid_api_key
      ├── GuardUnavailable             503 guard_unavailable: a guard failed and its policy fails closed
      ├── ModelNotFound                404 model_not_found
      ├── RouteNotFound                404 / 405, for paths the gateway does not serve
      ├── ClientDisconnected           499: the client left before its answer began (nobody reads it)
+     ├── RateLimited                  429 rate_limit_exceeded (in ``gateway.rate_limiting``: it carries
+     │                                the limiter's decision for the x-ratelimit headers)
+     ├── RateLimiterUnavailable       503: Redis unreachable and ``rate_limits.on_redis_error: closed``
+     ├── ServerBusy                   503: past ``server.limits.max_concurrency``
+     ├── ShuttingDown                 503: a stream cut at the end of ``server.shutdown_grace_s``
      └── UpstreamError
           ├── UpstreamUnreachable     502 (connect refused, DNS, reset before a response)
           ├── UpstreamTimeout         504
@@ -73,6 +80,16 @@ class BodyTooLarge(InvalidRequest):
     default_code = "request_too_large"
 
 
+class HeadersTooLarge(InvalidRequest):
+    status_code = 431
+    default_code = "request_header_fields_too_large"
+
+
+class RequestTimeout(InvalidRequest):
+    status_code = 408
+    default_code = "request_timeout"
+
+
 class ContentFiltered(InvalidRequest):
     default_code = "content_filter"
 
@@ -114,6 +131,21 @@ class RouteNotFound(GatewayError):
     def __init__(self, message: str, status_code: int) -> None:
         super().__init__(message, code="not_found" if status_code == 404 else "method_not_allowed")
         self.status_code = status_code
+
+
+class RateLimiterUnavailable(GatewayError):
+    status_code = 503
+    default_code = "rate_limiter_unavailable"
+
+
+class ServerBusy(GatewayError):
+    status_code = 503
+    default_code = "server_busy"
+
+
+class ShuttingDown(GatewayError):
+    status_code = 503
+    default_code = "server_shutting_down"
 
 
 class UpstreamError(GatewayError):

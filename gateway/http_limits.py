@@ -21,26 +21,11 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.errors import GatewayError, InvalidRequest, encode_error
+from gateway.errors import GatewayError, HeadersTooLarge, RequestTimeout, ServerBusy, encode_error
 from gateway.settings import ConnectionLimits
 
 # How long a rejected connection is read and discarded before it is closed.
 _LINGER_S = 2.0
-
-
-class HeadersTooLarge(InvalidRequest):
-    status_code = 431
-    default_code = "request_header_fields_too_large"
-
-
-class RequestTimeout(InvalidRequest):
-    status_code = 408
-    default_code = "request_timeout"
-
-
-class ServerBusy(GatewayError):
-    status_code = 503
-    default_code = "server_busy"
 
 
 class _Rejected(Exception):

@@ -43,7 +43,7 @@ from feedback.embedded_redis import EmbeddedRedis
 from feedback.recorder import EventRecorder, redis_client
 from gateway.auth import KeyRing, Tenant
 from gateway.context import STATE_KEY, RequestContext
-from gateway.errors import AuthenticationFailed, GatewayError, encode_error
+from gateway.errors import AuthenticationFailed, GatewayError, RateLimiterUnavailable, encode_error
 from gateway.rate_limit_settings import RateLimit
 from gateway.rate_limits import Decision, RedisRateLimiter, Refusal, Subject, duration
 from gateway.settings import Settings
@@ -78,11 +78,6 @@ class RateLimited(GatewayError):
             f"Rate limit reached for {who} on {what}: limit {refusal.limit}, used {math.ceil(refusal.used)}."
             f" Please try again in {duration(refusal.retry_after_ms)}."
         )
-
-
-class RateLimiterUnavailable(GatewayError):
-    status_code = 503
-    default_code = "rate_limiter_unavailable"
 
 
 class RateLimitMetrics:

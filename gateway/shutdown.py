@@ -15,17 +15,12 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gateway.errors import GatewayError
+from gateway.errors import ShuttingDown
 
 log = logging.getLogger("hhh.shutdown")
 
 # What uvicorn waits beyond the grace period: long enough for the cut streams to send their last frames.
 SERVER_MARGIN_S = 5.0
-
-
-class ShuttingDown(GatewayError):
-    status_code = 503
-    default_code = "server_shutting_down"
 
 
 class _Stream:
