@@ -22,27 +22,27 @@ from feedback.recorder import EventRecorder, RecorderMetrics, redis_client
 from feedback.spool import DiskSpool
 from feedback.store import FeedbackStore
 from gateway.auth import KeyRing, Tenant
-from gateway.completion_service import CompletionService
 from gateway.context import request_id_from
 from gateway.credentials import mask_credentials
-from gateway.embedded_llm import EmbeddedLLM
 from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, RouteNotFound, encode_error
 from gateway.feedback_worker import start_sync_worker
-from gateway.guardrails import Guardrails
+from gateway.guarded.completion_service import CompletionService
+from gateway.guarded.guardrails import Guardrails
+from gateway.guarded.sampling import CandidateSampler
 from gateway.metrics import GatewayMetrics
-from gateway.metrics_access import MetricsAccess
-from gateway.middleware import REQUEST_ID_HEADER, request_observer
-from gateway.openapi import openapi_route
-from gateway.proxy import Proxy
-from gateway.rate_limiting import RateLimits, open_rate_limits, rate_limit_middleware
-from gateway.readiness import Readiness
+from gateway.openapi.route import openapi_route
+from gateway.rate_limit.middleware import RateLimits, open_rate_limits, rate_limit_middleware
+from gateway.relay.embedded_llm import EmbeddedLLM
+from gateway.relay.proxy import Proxy
+from gateway.relay.upstream import UpstreamPool, build_client
 from gateway.routes import feedback as feedback_routes
 from gateway.routes import inference, labelstudio_webhook, models, moderations, operations
 from gateway.routes.labelstudio_webhook import LabelStudioWebhook
-from gateway.sampling import CandidateSampler
+from gateway.server.metrics_access import MetricsAccess
+from gateway.server.middleware import REQUEST_ID_HEADER, request_observer
+from gateway.server.readiness import Readiness
+from gateway.server.shutdown import Drain
 from gateway.settings import Settings
-from gateway.shutdown import Drain
-from gateway.upstream import UpstreamPool, build_client
 from guards.metrics import GuardMetrics
 from guards.pipeline import GuardEngine
 from guards.policy import check_references
@@ -158,7 +158,7 @@ def create_app(
     operations_settings = settings.server.operations
     metrics_access = MetricsAccess(operations_settings, keyring)
     readiness = Readiness(operations_settings.ready_cache_s)
-    drain = Drain(settings.server.shutdown_grace_s)  # the server starts it (gateway.shutdown.serve)
+    drain = Drain(settings.server.shutdown_grace_s)  # the server starts it (gateway.server.shutdown.serve)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -14,8 +14,8 @@ Every failure a client can see is one of these, rendered as
      ├── ModelNotFound                404 model_not_found
      ├── RouteNotFound                404 / 405, for paths the gateway does not serve
      ├── ClientDisconnected           499: the client left before its answer began (nobody reads it)
-     ├── RateLimited                  429 rate_limit_exceeded (in ``gateway.rate_limiting``: it carries
-     │                                the limiter's decision for the x-ratelimit headers)
+     ├── RateLimited                  429 rate_limit_exceeded (in ``gateway.rate_limit.middleware``: it
+     │                                carries the limiter's decision for the x-ratelimit headers)
      ├── RateLimiterUnavailable       503: Redis unreachable and ``rate_limits.on_redis_error: closed``
      ├── ServerBusy                   503: past ``server.limits.max_concurrency``
      ├── ShuttingDown                 503: a stream cut at the end of ``server.shutdown_grace_s``

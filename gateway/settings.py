@@ -20,7 +20,7 @@ import yaml
 from feedback.labelstudio.settings import LabelStudioSettings
 from gateway.credentials import has_credentials
 from gateway.limits import LimitsSettings
-from gateway.rate_limit_settings import RateLimit, RateLimitSettings
+from gateway.rate_limit.settings import RateLimit, RateLimitSettings
 from guards.config_errors import ConfigValidationError, convert_or_explain
 from guards.policy import GuardSpec, PolicyBook, default_guards
 
@@ -35,7 +35,8 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class ConnectionLimits(_Strict):
     """What one client connection may hold of the server: without these, one 20 MB header was served and
-    200 slow-header (slowloris) connections stayed open for good. Enforced by gateway/http_limits.py."""
+    200 slow-header (slowloris) connections stayed open for good. Enforced by
+    gateway/server/http_limits.py."""
 
     max_header_bytes: int = 32 * 1024  # request line and headers together; beyond: 431
     max_headers: int = 100  # beyond: 431

@@ -17,9 +17,9 @@ from litestar import Request, post
 
 from feedback.events import FeedbackEvent
 from feedback.recorder import EventRecorder
-from gateway.api_contract import contract
 from gateway.auth import Tenant
 from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest
+from gateway.openapi.contract import contract
 from gateway.protocol import check, decode_json_object
 from gateway.settings import FeedbackLimits
 

@@ -1,5 +1,5 @@
 """The OpenAI inference endpoints. A client that leaves before its answer begins cancels the work
-(``gateway.disconnect``)."""
+(``gateway.server.disconnect``)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from typing import Any
 
 from litestar import Request, Response, post
 
-from gateway.api_contract import INFERENCE_ERRORS, contract
 from gateway.auth import Tenant
-from gateway.completion_service import CompletionService
 from gateway.context import context_of
-from gateway.disconnect import cancel_on_disconnect
+from gateway.guarded.completion_service import CompletionService
+from gateway.guarded.sources import request_source_texts
+from gateway.guarded.text_slots import chat_request_slots, embedding_input_slots, prompt_slots
 from gateway.limits import LimitsSettings, check_input_budget, check_n
+from gateway.openapi.contract import INFERENCE_ERRORS, contract
 from gateway.protocol import (
     ContentPart,
     check_chat,
@@ -20,10 +21,9 @@ from gateway.protocol import (
     check_embedding,
     read_json_object,
 )
-from gateway.proxy import ForwardCall
-from gateway.rate_limiting import RATE_LIMITED
-from gateway.sources import request_source_texts
-from gateway.text_slots import chat_request_slots, embedding_input_slots, prompt_slots
+from gateway.rate_limit.middleware import RATE_LIMITED
+from gateway.relay.proxy import ForwardCall
+from gateway.server.disconnect import cancel_on_disconnect
 
 
 def _text_length(content: str | list[ContentPart] | None) -> int:

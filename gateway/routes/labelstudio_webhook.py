@@ -18,9 +18,9 @@ from prometheus_client import Counter
 
 from feedback.labelstudio.receiver import AnnotationReceiver, MalformedWebhook
 from feedback.labelstudio.settings import SECRET_HEADER
-from gateway.api_contract import contract
 from gateway.errors import AuthenticationFailed, GatewayError, InvalidRequest
 from gateway.limits import LimitsSettings, check_body_depth
+from gateway.openapi.contract import contract
 
 log = logging.getLogger("hhh.labelstudio")
 

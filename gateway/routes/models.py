@@ -6,9 +6,9 @@ from typing import Any
 
 from litestar import get
 
-from gateway.api_contract import contract
 from gateway.auth import Tenant
-from gateway.proxy import Proxy
+from gateway.openapi.contract import contract
+from gateway.relay.proxy import Proxy
 
 
 @get(

@@ -6,13 +6,13 @@ from typing import Any
 
 from litestar import Request, post
 
-from gateway.api_contract import contract
 from gateway.auth import Tenant
-from gateway.guardrails import Guardrails
+from gateway.guarded.guardrails import Guardrails
+from gateway.guarded.moderation import moderate, moderation_inputs
 from gateway.limits import LimitsSettings, check_input_budget
-from gateway.moderation import moderate, moderation_inputs
+from gateway.openapi.contract import contract
 from gateway.protocol import read_json_object
-from gateway.rate_limiting import RATE_LIMITED
+from gateway.rate_limit.middleware import RATE_LIMITED
 
 
 @post(

@@ -12,11 +12,11 @@ from typing import Any
 from litestar import Request, Response, get
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway.api_contract import contract
 from gateway.metrics import GatewayMetrics
-from gateway.metrics_access import MetricsAccess
-from gateway.proxy import Proxy
-from gateway.readiness import Readiness
+from gateway.openapi.contract import contract
+from gateway.relay.proxy import Proxy
+from gateway.server.metrics_access import MetricsAccess
+from gateway.server.readiness import Readiness
 
 
 @get(

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.embedded_llm import free_port
+from gateway.relay.embedded_llm import free_port
 from tests.support.servers import stop, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from gateway.embedded_llm import free_port
+from gateway.relay.embedded_llm import free_port
 from tests.benchmarks.proxy_overhead import command_line, machine, process
 from tests.support.servers import wait_until_up
 

@@ -18,7 +18,7 @@ from feedback.embedded_redis import EmbeddedRedis
 from feedback.events import CompletionEvent, decode_event
 from feedback.recorder import EventRecorder, RecorderMetrics, redis_client
 from feedback.spool import DiskSpool
-from gateway.embedded_llm import free_port
+from gateway.relay.embedded_llm import free_port
 
 
 def _event(number: int) -> CompletionEvent:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
+from gateway.cli.main import main
 from guards.ip.guard import SAMPLE_CORPUS, IpConfig, IpGuard
 from guards.registry import GuardResources
 from guards.runner import RunnerPool

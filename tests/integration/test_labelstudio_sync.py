@@ -22,7 +22,7 @@ from label_studio_sdk import LabelStudio
 
 from feedback.labelstudio.annotations import AnnotationRecord
 from feedback.labelstudio.settings import SECRET_HEADER
-from gateway.embedded_llm import free_port
+from gateway.relay.embedded_llm import free_port
 from tests.support.labelstudio_server import LabelStudioServer
 from tests.support.redis_server import redis_server
 from tests.support.servers import LLAMA_ALIAS, gateway_process

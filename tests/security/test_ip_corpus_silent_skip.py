@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
+from gateway.cli.main import main
 from guards.ip.index import FingerprintIndex
 from guards.ip.matching import find_copies
 

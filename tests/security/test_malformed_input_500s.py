@@ -19,7 +19,7 @@ from feedback.labelstudio.receiver import ranking_checker
 from feedback.labelstudio.settings import SECRET_HEADER, LabelStudioSettings
 from feedback.labelstudio.tasks import TASK_KEY
 from gateway.app import create_app
-from gateway.embedded_llm import free_port
+from gateway.relay.embedded_llm import free_port
 from gateway.settings import FeedbackSettings, RedisSettings, Settings, UpstreamSettings
 from guards.policy import Policy, PolicyBook
 from tests.support.fake_upstream import FakeUpstream

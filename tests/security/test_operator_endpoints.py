@@ -18,7 +18,7 @@ import yaml
 from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.settings import ConfigError, ServerSettings, Settings, settings_from_mapping
 from tests.support.fake_upstream import FakeUpstream
 from tests.unit.conftest import GATEWAY_KEY

@@ -19,9 +19,9 @@ import redis
 
 from gateway.app import create_app
 from gateway.auth import hash_key
-from gateway.embedded_llm import free_port
-from gateway.rate_limit_settings import RateLimit
-from gateway.rate_limits import RedisRateLimiter, Subject
+from gateway.rate_limit.limiter import RedisRateLimiter, Subject
+from gateway.rate_limit.settings import RateLimit
+from gateway.relay.embedded_llm import free_port
 from gateway.settings import ConfigError, Settings, settings_from_mapping
 from tests.support.rate_limit_upstream import HoldingUpstream, serving
 from tests.support.redis_server import redis_server

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gateway.sources import request_sources
+from gateway.guarded.sources import request_sources
 
 SIZE = 60_000  # characters (the report used 120,000: 12.4 s)
 # Linear parsing keeps hostile text within a few times normal text; the quadratic pattern was over a

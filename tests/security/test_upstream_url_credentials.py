@@ -18,7 +18,7 @@ import yaml
 from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.settings import ConfigError, Settings, UpstreamSettings, settings_from_mapping
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.ops_servers import recording_upstream

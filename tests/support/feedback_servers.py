@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from gateway.embedded_llm import free_port
+from gateway.relay.embedded_llm import free_port
 from tests.support.servers import wait_until_up
 
 SLOW_MODEL = "slow-forever"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.embedded_llm import free_port
+from gateway.relay.embedded_llm import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(os.environ.get("HHH_LABEL_STUDIO_VENV", ROOT / ".cache" / "label-studio-venv"))

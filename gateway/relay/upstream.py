@@ -14,9 +14,9 @@ import msgspec
 from gateway.credentials import mask_credentials, split_credentials
 from gateway.errors import ModelNotFound, UpstreamStatus, UpstreamTimeout, UpstreamUnreachable
 from gateway.metrics import GatewayMetrics
-from gateway.scrub import Scrubber
+from gateway.relay.scrub import Scrubber
+from gateway.relay.transport import AiohttpTransport
 from gateway.settings import UpstreamSettings
-from gateway.transport import AiohttpTransport
 
 log = logging.getLogger("hhh.upstream")
 

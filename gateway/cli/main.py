@@ -12,8 +12,8 @@ from typing import Any
 import msgspec
 
 from gateway import __version__
-from gateway.cli_feedback import add_feedback_commands
-from gateway.embedded_llm import EmbeddedLLMError
+from gateway.cli.feedback import add_feedback_commands
+from gateway.relay.embedded_llm import EmbeddedLLMError
 from gateway.settings import ConfigError, Settings, load_settings
 from guards.policy import PolicyError
 
@@ -40,9 +40,9 @@ def _settings_for(args: argparse.Namespace) -> Settings:
 
 def _serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
-    from gateway.embedded_llm import check_embedded_llm
-    from gateway.http_limits import uvicorn_options
-    from gateway.shutdown import serve
+    from gateway.relay.embedded_llm import check_embedded_llm
+    from gateway.server.http_limits import uvicorn_options
+    from gateway.server.shutdown import serve
 
     settings = _settings_for(args)
     _configure_logging(settings.server.log_level)

@@ -1,11 +1,11 @@
-"""Output guards on a stream of chunks: one more stage in the relay (see ``gateway.streaming``).
+"""Output guards on a stream of chunks: one more stage in the relay (see ``gateway.relay.streaming``).
 
 Each choice's text is cut into windows (``guards.windows``). In ``buffer`` mode no character reaches
 the client before the window holding it passed; in ``stream_first`` mode text goes out at once and a
 violation ends the choice within one window (a policy that redacts on output always buffers, since
 released text cannot be redacted). Every text of a choice is guarded so: ``content``, an upstream's own
 ``refusal``, reasoning (``reasoning_content``, ``reasoning``), each in its own windows (see
-``gateway.stream_channels``); when one ends and the next begins, the first one's tail is checked and
+``gateway.guarded.stream_channels``); when one ends and the next begins, the first one's tail is checked and
 released first, so they arrive in order. Tool calls and a legacy ``function_call`` are held and checked
 whole when the choice finishes. The tail is always checked. A block in any of them ends the choice with
 ``finish_reason: content_filter`` and a ``refusal``; the ``guardrails`` report comes in a last chunk with
@@ -21,10 +21,10 @@ from typing import Any
 import msgspec
 
 from gateway.errors import GatewayError
-from gateway.guardrails import Guardrails, ResolvedPolicy, stage_report
-from gateway.stream_channels import Channel
-from gateway.streaming import Chunk
-from gateway.text_slots import call_slots
+from gateway.guarded.guardrails import Guardrails, ResolvedPolicy, stage_report
+from gateway.guarded.stream_channels import Channel
+from gateway.guarded.text_slots import call_slots
+from gateway.relay.streaming import Chunk
 from guards.pipeline import StageOutcome, most_severe
 from guards.policy import Action, StreamMode
 from guards.redaction import apply_spans, merge_overlapping

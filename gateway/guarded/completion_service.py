@@ -15,12 +15,11 @@ from feedback.recorder import EventRecorder
 from gateway.auth import Tenant
 from gateway.context import RequestContext
 from gateway.errors import InvalidRequest
-from gateway.guardrails import Guardrails, ResolvedPolicy, drop_logprobs, summary_header
-from gateway.proxy import ForwardCall, Proxy, UpstreamStream, json_response
-from gateway.sampling import CandidateSampler
-from gateway.sources import REQUEST_FIELD, request_sources
-from gateway.stream_guard import StreamGuard
-from gateway.text_slots import (
+from gateway.guarded.guardrails import Guardrails, ResolvedPolicy, drop_logprobs, summary_header
+from gateway.guarded.sampling import CandidateSampler
+from gateway.guarded.sources import REQUEST_FIELD, request_sources
+from gateway.guarded.stream_guard import StreamGuard
+from gateway.guarded.text_slots import (
     Slot,
     chat_choice_slots,
     chat_request_slots,
@@ -29,6 +28,7 @@ from gateway.text_slots import (
     prompt_slots,
     text_choice_slots,
 )
+from gateway.relay.proxy import ForwardCall, Proxy, UpstreamStream, json_response
 from guards.verdict import JudgeContext
 
 GUARDRAILS_HEADER = "x-hhh-guardrails"

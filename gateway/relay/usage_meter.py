@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from gateway.context import RequestContext
-from gateway.streaming import Chunk, UsageTally
+from gateway.relay.streaming import Chunk, UsageTally
 
 
 class _Usage(msgspec.Struct):

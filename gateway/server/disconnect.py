@@ -5,7 +5,7 @@ An ASGI server does not cancel a handler when its client goes away; it only answ
 handler waiting on a slow upstream would hold that upstream's connection (and its generation) for up to
 the read timeout, for nobody. vLLM's ``with_cancellation`` is the model: race the work against the
 disconnect, and cancel the loser. Once the response has started, the stream relay's own disconnect
-handling takes over (see ``gateway.streaming.closing``).
+handling takes over (see ``gateway.relay.streaming.closing``).
 
 Call it only after the request body has been read: from then on, ``receive()`` has nothing else to say.
 """

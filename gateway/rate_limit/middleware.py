@@ -44,8 +44,8 @@ from feedback.recorder import EventRecorder, redis_client
 from gateway.auth import KeyRing, Tenant
 from gateway.context import STATE_KEY, RequestContext
 from gateway.errors import AuthenticationFailed, GatewayError, RateLimiterUnavailable, encode_error
-from gateway.rate_limit_settings import RateLimit
-from gateway.rate_limits import Decision, RedisRateLimiter, Refusal, Subject, duration
+from gateway.rate_limit.limiter import Decision, RedisRateLimiter, Refusal, Subject, duration
+from gateway.rate_limit.settings import RateLimit
 from gateway.settings import Settings
 
 log = logging.getLogger("hhh.ratelimit")

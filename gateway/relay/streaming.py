@@ -23,8 +23,8 @@ import httpx
 import msgspec
 
 from gateway.errors import GatewayError, UpstreamError, UpstreamStatus, UpstreamStreamBroken
-from gateway.line_reader import LineReader, too_large
-from gateway.upstream_shapes import check_chunk
+from gateway.relay.line_reader import LineReader, too_large
+from gateway.relay.upstream_shapes import check_chunk
 
 log = logging.getLogger("hhh.stream")
 
@@ -44,7 +44,8 @@ async def upstream_lines(
     max_line_bytes: int,
     scrub: Callable[[str], str] = _unchanged,
 ) -> AsyncIterator[str]:
-    """Lines of at most ``max_line_bytes``, each scrubbed of the upstream's key (see ``gateway.scrub``)."""
+    """Lines of at most ``max_line_bytes``, each scrubbed of the upstream's key (see
+    ``gateway.relay.scrub``)."""
     reader = LineReader(max_line_bytes)
     try:
         async for data in response.aiter_bytes():
@@ -83,7 +84,7 @@ async def sse_payloads(lines: AsyncIterator[str], max_event_bytes: int) -> Async
 async def decode_chunks(payloads: AsyncIterator[str]) -> AsyncIterator[Chunk]:
     """Data payloads → chunk objects. The stream must end with ``[DONE]``; anything else is a failure.
 
-    Every chunk is checked against the shape later stages read (``gateway.upstream_shapes``), so none of
+    Every chunk is checked against the shape later stages read (``gateway.relay.upstream_shapes``), so none of
     them can be crashed by an upstream's malformed chunk.
     """
     async for payload in payloads:

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from gateway.errors import InvalidRequest
-from gateway.guardrails import Guardrails, stage_report
+from gateway.guarded.guardrails import Guardrails, stage_report
 from guards.pipeline import StageOutcome
 from guards.verdict import Stage
 

@@ -145,7 +145,7 @@ async def _sync(
 def _feedback_sync(args: argparse.Namespace) -> int:
     import redis.exceptions
 
-    from gateway.cli import _configure_logging, _settings_for
+    from gateway.cli.main import _configure_logging, _settings_for
 
     settings = _settings_for(args)
     labelstudio = settings.feedback.labelstudio
@@ -209,7 +209,7 @@ async def _export(settings: Settings, redis_dir: Path, options: Any, out: Path, 
 
 def _feedback_export(args: argparse.Namespace) -> int:
     from feedback.preferences.export import ExportOptions
-    from gateway.cli import _configure_logging, _settings_for
+    from gateway.cli.main import _configure_logging, _settings_for
 
     settings = _settings_for(args)
     _configure_logging(args.log_level or "warning")
@@ -226,7 +226,7 @@ def _feedback_export(args: argparse.Namespace) -> int:
 
 def _train_reward(args: argparse.Namespace) -> int:
     from feedback.preferences.reward_training import TrainingOptions, train_reward_model
-    from gateway.cli import _configure_logging
+    from gateway.cli.main import _configure_logging
 
     _configure_logging(args.log_level or "warning")
     if args.base is None:

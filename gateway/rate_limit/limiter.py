@@ -24,7 +24,7 @@ from typing import Literal
 import msgspec
 import redis.asyncio
 
-from gateway.rate_limit_settings import RateLimit
+from gateway.rate_limit.settings import RateLimit
 
 Kind = Literal["requests", "tokens", "concurrency"]
 KEY_PREFIX = "hhh:ratelimit"

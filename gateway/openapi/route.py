@@ -22,8 +22,8 @@ from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 
 from gateway import __version__
-from gateway.api_contract import CONTRACT_KEY, Contract, contract
-from gateway.openapi_schemas import component_schemas
+from gateway.openapi.contract import CONTRACT_KEY, Contract, contract
+from gateway.openapi.schemas import component_schemas
 
 DOCUMENT_PATH = "/openapi.json"
 

@@ -15,9 +15,9 @@ import msgspec
 from feedback.labelstudio.receiver import ACTIONS_WITH_ANNOTATION as _ANNOTATED
 from feedback.labelstudio.receiver import DELETED as _DELETED
 from gateway.errors import ErrorEnvelope
+from gateway.guarded.sources import _RequestSource
 from gateway.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from gateway.routes.feedback import FeedbackRequest
-from gateway.sources import _RequestSource
 from guards.policy import RequestGuardrails
 
 _REF = "#/components/schemas/{name}"

@@ -19,7 +19,7 @@ import msgspec
 from feedback.assembler import EventMeta, event_from_response
 from feedback.recorder import EventRecorder
 from gateway.context import RequestContext
-from gateway.proxy import ForwardCall, Proxy
+from gateway.relay.proxy import ForwardCall, Proxy
 from gateway.settings import FeedbackSettings
 
 log = logging.getLogger("hhh.sampling")

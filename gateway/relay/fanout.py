@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 
-from gateway.streaming import Chunk
+from gateway.relay.streaming import Chunk
 
 _USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
 

@@ -16,11 +16,9 @@ from litestar import Response
 from litestar.response import Stream
 
 from gateway.context import RequestContext
-from gateway.fanout import merge_completions, merge_streams
 from gateway.metrics import GatewayMetrics
-from gateway.settings import RelaySettings
-from gateway.shutdown import Drain
-from gateway.streaming import (
+from gateway.relay.fanout import merge_completions, merge_streams
+from gateway.relay.streaming import (
     Chunk,
     UsageTally,
     closing,
@@ -30,9 +28,11 @@ from gateway.streaming import (
     sse_payloads,
     upstream_lines,
 )
-from gateway.upstream import Upstream, UpstreamPool, UpstreamResponse
-from gateway.upstream_shapes import decode_answer
-from gateway.usage_meter import meter_answer, meter_stream
+from gateway.relay.upstream import Upstream, UpstreamPool, UpstreamResponse
+from gateway.relay.upstream_shapes import decode_answer
+from gateway.relay.usage_meter import meter_answer, meter_stream
+from gateway.server.shutdown import Drain
+from gateway.settings import RelaySettings
 
 log = logging.getLogger("hhh.proxy")
 

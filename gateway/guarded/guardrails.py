@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from gateway.errors import ContentFiltered, GuardUnavailable, InvalidRequest
-from gateway.text_slots import Slot
+from gateway.guarded.text_slots import Slot
 from guards.pipeline import UNAVAILABLE, GuardEngine, StageOutcome, TextOutcome, most_severe
 from guards.policy import GuardSpec, Policy, PolicyBook, PolicyError, parse_request_guardrails, tighten
 from guards.verdict import JudgeContext, Stage

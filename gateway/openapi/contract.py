@@ -1,4 +1,5 @@
-"""What a route tells the OpenAPI document about itself, beside its summary and tags (see gateway.openapi).
+"""What a route tells the OpenAPI document about itself, beside its summary and tags (see
+``gateway.openapi.route``).
 
 Kept apart from the document's builder so that routes can import it without importing every schema."""
 

@@ -1,0 +1,1 @@
+"""The ``hhh`` command line."""

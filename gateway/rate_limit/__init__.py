@@ -1,0 +1,1 @@
+"""Rate limits and concurrency slots, shared by every replica through Redis."""

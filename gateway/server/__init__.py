@@ -1,0 +1,1 @@
+"""The HTTP server around the routes: its limits, shutdown, request observation, readiness."""
