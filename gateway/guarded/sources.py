@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from feedback.messages import message_text
 from gateway.errors import InvalidRequest
 from guards.verdict import Source
 
@@ -32,15 +33,6 @@ class _RequestSource(msgspec.Struct, forbid_unknown_fields=True):
     id: str | None = None
     title: str = ""
     url: str = ""
-
-
-def _message_text(message: dict[str, Any]) -> str:
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
 
 
 def request_source_texts(raw: dict[str, Any]) -> list[str]:
@@ -70,7 +62,7 @@ def request_sources(raw: dict[str, Any]) -> list[Source]:
     for index, message in enumerate(raw.get("messages") or ()):
         if not isinstance(message, dict):
             continue
-        text = _message_text(message)
+        text = message_text(message)
         if message.get("role") == "tool" and text:
             sources.append(Source(str(message.get("tool_call_id") or f"tool-{index}"), text))
         for attributes, body in document_blocks(text):

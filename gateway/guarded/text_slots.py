@@ -20,6 +20,8 @@ from typing import Any
 
 import msgspec
 
+from feedback.messages import text_parts
+
 
 class Slot(msgspec.Struct):
     """One string inside a JSON document: ``holder[key]``, described by ``where`` for reports.
@@ -78,14 +80,11 @@ def _strings(holder: Any, where: str, keys: tuple[str, ...], identifier: bool = 
 
 
 def _content_slots(holder: dict[str, Any], where: str) -> list[Slot]:
-    content = holder.get("content")
+    content: Any = holder.get("content")
     if isinstance(content, str):
         return [Slot(holder, "content", f"{where}.content")]
-    slots = []
-    if isinstance(content, list):
-        for index, part in enumerate(content):
-            slots += _strings(part, f"{where}.content[{index}]", ("text", "refusal"))
-    return slots
+    parts = text_parts(content)
+    return [Slot(content[index], key, f"{where}.content[{index}].{key}") for index, key in parts]
 
 
 def call_slots(holder: dict[str, Any], where: str) -> list[Slot]:
