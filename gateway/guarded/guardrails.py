@@ -88,11 +88,10 @@ class Guardrails:
         # A request may name only loaded guards (those some policy runs), at the stages they serve.
         self._usable = {name: frozenset(guard.stages) for name, guard in engine.guards.items()}
 
-    def resolve(self, tenant: str, model: str, raw: dict[str, Any]) -> ResolvedPolicy:
-        """The tenant's policy for this model, tightened by the request's own ``guardrails`` field
-        (which is removed: it is the gateway's, not the upstream's)."""
+    def resolve(self, tenant: str, model: str, asked: Any = None) -> ResolvedPolicy:
+        """The tenant's policy for this model, tightened by ``asked``: the request's own ``guardrails``
+        field (the gateway's, never the upstream's)."""
         name, policy = self.book.resolve(tenant, model)
-        asked = raw.pop(REQUEST_FIELD, None)
         if asked is None:
             return ResolvedPolicy(name, policy)
         try:
@@ -102,17 +101,17 @@ class Guardrails:
             raise InvalidRequest(f"Invalid value for '{param}': {message}", param=param) from None
         return ResolvedPolicy(f"{name}+request", policy, tightened=True)
 
-    async def check_input(self, resolved: ResolvedPolicy, slots: list[Slot]) -> dict[str, Any]:
-        """Judge every input text; rewrite redactions in place; a block raises."""
+    async def check_input(
+        self, resolved: ResolvedPolicy, slots: list[Slot]
+    ) -> tuple[dict[str, Any], list[str]]:
+        """Judge every input text: the report, and each text as the upstream may read it (redacted). A
+        block raises. Nothing is written back: the caller makes the redacted request."""
         outcome = await self.engine.run(Stage.INPUT, resolved.policy.input, [slot.text for slot in slots])
         report = stage_report(outcome, [slot.where for slot in slots])
         for slot, text in zip(slots, outcome.texts, strict=True):
             if text.decision == "block":
                 self._refuse_input(resolved, slot, text, report)
-        for slot, text in zip(slots, outcome.texts, strict=True):
-            if text.text != slot.text:
-                slot.write(text.text)
-        return report
+        return report, [text.text for text in outcome.texts]
 
     @staticmethod
     def _refuse_input(

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from gateway.errors import InvalidRequest
-from gateway.guarded.guardrails import Guardrails, stage_report
+from gateway.guarded.guardrails import REQUEST_FIELD, Guardrails, stage_report
 from guards.pipeline import StageOutcome
 from guards.verdict import Stage
 
@@ -91,7 +91,7 @@ async def moderate(guardrails: Guardrails, tenant: str, raw: dict[str, Any]) -> 
     model = raw.get("model", "hhh-guards")
     if not isinstance(model, str):  # as OpenAI: a wrong type is refused, not silently replaced
         raise InvalidRequest("Invalid value for 'model': expected a string.", param="model")
-    resolved = guardrails.resolve(tenant, model, raw)
+    resolved = guardrails.resolve(tenant, model, raw.get(REQUEST_FIELD))
     outcome = await guardrails.engine.run(Stage.INPUT, resolved.policy.input, texts)
     return {
         "id": f"modr-{uuid.uuid4().hex}",

@@ -19,7 +19,8 @@ import msgspec
 from feedback.assembler import EventMeta, event_from_response
 from feedback.recorder import EventRecorder
 from gateway.context import RequestContext
-from gateway.relay.proxy import ForwardCall, Proxy
+from gateway.guarded.request import GuardedRequest
+from gateway.relay.proxy import Proxy
 from gateway.settings import FeedbackSettings
 
 log = logging.getLogger("hhh.sampling")
@@ -46,35 +47,39 @@ class CandidateSampler:
         """Whether this request of ``tenant`` gets extra candidates."""
         return self._random.random() < self.fraction(tenant)
 
-    def sample(self, meta: EventMeta, call: ForwardCall, guard: GuardChoices) -> int:
+    def sample(self, meta: EventMeta, request: GuardedRequest, guard: GuardChoices) -> int:
         """Schedule the extra candidates; returns at once, with how many were scheduled."""
         variations: list[dict[str, Any]] = [{"temperature": t} for t in self.settings.sampling.temperatures]
-        variations += [{"model": m} for m in self.settings.sampling.models if m != call.model]
+        variations += [{"model": m} for m in self.settings.sampling.models if m != request.model]
         for number, variation in enumerate(variations):
-            task = asyncio.create_task(self._candidate(meta, call, variation, guard, number))
+            task = asyncio.create_task(self._candidate(meta, request, variation, guard, number))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return len(variations)
 
     async def _candidate(
-        self, meta: EventMeta, call: ForwardCall, variation: dict[str, Any], guard: GuardChoices, number: int
+        self,
+        meta: EventMeta,
+        request: GuardedRequest,
+        variation: dict[str, Any],
+        guard: GuardChoices,
+        number: int,
     ) -> None:
-        raw = {**call.raw, **variation, "stream": False, "n": 1}
-        raw.pop("stream_options", None)
-        candidate = msgspec.structs.replace(
-            call, raw=raw, body=msgspec.json.encode(raw), stream=False, n=1, model=raw["model"]
-        )
+        candidate = as_candidate(request, variation)
         context = RequestContext(f"{meta.request_id}.{number}")
         try:
             async with self._gate:
-                answer = await self.proxy.complete(context, candidate)
+                answer = await self.proxy.complete(context, candidate.forward_call())
             body = msgspec.json.decode(answer.content)
             body["guardrails"] = {"output": await guard(body.get("choices") or [])}
         except Exception as exc:  # noqa: BLE001 - a candidate is a bonus: its failure must not surface
             log.warning("candidate for %s (%s) failed: %s", meta.request_id, variation, exc)
             return
         event = event_from_response(
-            EventMeta(context.request_id, meta.tenant, candidate.model, meta.endpoint, False), raw, body, None
+            EventMeta(context.request_id, meta.tenant, candidate.model, meta.endpoint, False),
+            candidate.body,
+            body,
+            None,
         )
         event.candidate_of = meta.event_id
         event.sampling = variation
@@ -84,3 +89,10 @@ class CandidateSampler:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def as_candidate(request: GuardedRequest, variation: dict[str, Any]) -> GuardedRequest:
+    """The request (as the upstream saw it) again, with ``variation``: whole, one choice."""
+    body = {key: value for key, value in request.body.items() if key != "stream_options"}
+    body.update(variation, stream=False, n=1)
+    return msgspec.structs.replace(request.with_body(body), stream=False, n=1, model=body["model"])

@@ -45,9 +45,9 @@ def request_source_texts(raw: dict[str, Any]) -> list[str]:
 
 
 def request_sources(raw: dict[str, Any]) -> list[Source]:
-    """Every source of a chat request (and the extension field removed from ``raw``)."""
+    """Every source of a chat request."""
     sources: list[Source] = []
-    supplied = raw.pop(REQUEST_FIELD, None)
+    supplied = raw.get(REQUEST_FIELD)
     if supplied is not None:
         try:
             items = msgspec.convert(supplied, list[_RequestSource])

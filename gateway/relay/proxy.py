@@ -42,10 +42,11 @@ T = TypeVar("T")
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
-class ForwardCall(msgspec.Struct, kw_only=True):
+class ForwardCall(msgspec.Struct, frozen=True, kw_only=True):
+    """One call to an upstream: the body as it is sent, and what the relay must know of it."""
+
     path: str
     model: str
-    raw: dict[str, Any]
     body: bytes
     stream: bool = False
     n: int = 1
@@ -88,7 +89,7 @@ class Proxy:
         upstream = await self.pool.route(call.model)
         context.model = call.model
         copies = call.n if call.n > 1 and not upstream.supports_n else 1
-        bodies = [call.body] if copies == 1 else [msgspec.json.encode({**call.raw, "n": 1})] * copies
+        bodies = [call.body] if copies == 1 else [_one_choice(call.body)] * copies
         return upstream, bodies
 
     async def complete(self, context: RequestContext, call: ForwardCall) -> UpstreamAnswer:
@@ -105,7 +106,7 @@ class Proxy:
         if missing > 0:
             log.warning("upstream %s ignores n; the gateway asks it n times from now on", upstream.name)
             upstream.supports_n = False
-            single = msgspec.json.encode({**call.raw, "n": 1})
+            single = _one_choice(call.body)
             extra = await self._post_all(context, upstream, call.path, [single] * missing)
             decoded += [decode_answer(answer.content, completion) for answer in extra]
         content = msgspec.json.encode(decoded[0] if len(decoded) == 1 else merge_completions(decoded))
@@ -179,6 +180,11 @@ async def _all_or_none(tasks: Sequence[asyncio.Future[T]]) -> list[T]:
         with anyio.CancelScope(shield=True):
             await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+def _one_choice(body: bytes) -> bytes:
+    """The body asking for one choice: for upstreams that ignore ``n`` and are asked n times."""
+    return msgspec.json.encode({**msgspec.json.decode(body), "n": 1})
 
 
 def json_response(answer: UpstreamAnswer, headers: dict[str, str] | None = None) -> Response[Any]:

@@ -121,7 +121,7 @@ async def test_a_bug_is_a_500_envelope_without_trace(
     def explode(*_: Any) -> None:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr("gateway.routes.inference.check_chat", explode)
+    monkeypatch.setattr("gateway.routes.inference.prepare_request", explode)
     response = await client.post("/v1/chat/completions", json=CHAT)
     error = _error(response, 500)
     assert "secret internal detail" not in response.text
