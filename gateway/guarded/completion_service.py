@@ -10,7 +10,7 @@ import msgspec
 from litestar import Response
 
 from feedback.assembler import EventMeta, assemble, event_from_response
-from feedback.events import Timings
+from feedback.events import ChoiceReport, GuardrailsReport, Timings
 from feedback.recorder import EventRecorder
 from gateway.auth import Tenant
 from gateway.context import RequestContext
@@ -101,7 +101,7 @@ class CompletionService:
             answer = await self.proxy.complete(context, call)
             self._record(meta, call, msgspec.json.decode(answer.content), context)
             return json_response(answer)
-        report: dict[str, Any] = {"policy": resolved.name}
+        report = GuardrailsReport(policy=resolved.name)
         judge_context = JudgeContext(sources=sources)
         if resolved.policy.input:
             if kind is TEXT and is_token_prompt(raw):
@@ -109,8 +109,8 @@ class CompletionService:
                     "Token-id prompts cannot be checked by this gateway's input guards; send text.",
                     param="prompt",
                 )
-            report["input"] = await self.guardrails.check_input(resolved, kind.request_slots(raw))
-            changed = changed or report["input"]["decision"] == "redact"
+            report.input = await self.guardrails.check_input(resolved, kind.request_slots(raw))
+            changed = changed or report.input.decision == "redact"
         if changed:  # the upstream sees the redacted request, never the original
             call = msgspec.structs.replace(call, raw=raw, body=msgspec.json.encode(raw))
         self._sample(meta, call, resolved, kind)  # only now: after the input guards passed and redacted
@@ -130,7 +130,7 @@ class CompletionService:
                     param="input",
                 )
             report = await self.guardrails.check_input(resolved, embedding_input_slots(raw))
-            changed = changed or report["decision"] == "redact"
+            changed = changed or report.decision == "redact"
         if changed:
             call = msgspec.structs.replace(call, raw=raw, body=msgspec.json.encode(raw))
         return await self.proxy.forward(context, call)
@@ -140,7 +140,7 @@ class CompletionService:
             return
         snapshot = msgspec.structs.replace(call, raw=msgspec.json.decode(call.body))  # frozen, as sent
 
-        async def guard(choices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        async def guard(choices: list[dict[str, Any]]) -> list[ChoiceReport]:
             return await self.guardrails.check_choices(resolved, choices, kind.choice_slots, kind.refuse)
 
         meta.candidates_requested = self.sampler.sample(meta, snapshot, guard)
@@ -165,14 +165,14 @@ class CompletionService:
         call: ForwardCall,
         kind: _Kind,
         resolved: ResolvedPolicy,
-        report: dict[str, Any],
+        report: GuardrailsReport,
         judge_context: JudgeContext,
         meta: EventMeta,
     ) -> Response[Any]:
         answer = await self.proxy.complete(context, call)
         body = msgspec.json.decode(answer.content)
         choices = body.get("choices") or []
-        report["output"] = await self.guardrails.check_choices(
+        report.output = await self.guardrails.check_choices(
             resolved, choices, kind.choice_slots, kind.refuse, judge_context
         )
         body["guardrails"] = report
@@ -186,13 +186,13 @@ class CompletionService:
         call: ForwardCall,
         kind: _Kind,
         resolved: ResolvedPolicy,
-        report: dict[str, Any],
+        report: GuardrailsReport,
         judge_context: JudgeContext,
         meta: EventMeta,
     ) -> Response[Any]:
         stream = await self.proxy.stream(context, call)
         guard = StreamGuard(self.guardrails, resolved, kind.text_field, judge_context)
-        guard.report.update({k: v for k, v in report.items() if k != "output"})
+        guard.report.input = report.input
         guarded = self._recorded_stream(
             UpstreamStream(guard.run(stream.chunks), stream.responses), meta, call, context
         )

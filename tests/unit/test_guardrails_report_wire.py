@@ -1,6 +1,9 @@
 """The ``guardrails`` report on the wire, byte for byte: answers, errors, streams, moderations and sampled
 candidates carry exactly the JSON they carried before the report was typed (golden files, captured from
-the untyped code). Guards here take fixed, awkward latencies, so sums and rounding are pinned too."""
+the untyped code). Guards here take fixed, awkward latencies, so sums and rounding are pinned too.
+
+One difference was accepted: a stream's report lists ``input`` before ``output``, as answers always did
+(the untyped one had ``policy, output, input``: the order it was filled in). The JSON is equal."""
 
 from __future__ import annotations
 
