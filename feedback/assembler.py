@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from feedback.events import CompletionEvent, Timings
+from feedback.events import CompletionEvent, GuardrailsReport, Timings
 
 Chunk = dict[str, Any]
 
@@ -45,12 +45,18 @@ def event_from_response(
         stream=meta.stream,
         request=request,
         choices=list(body.get("choices") or []),
-        guardrails=body.get("guardrails"),
+        guardrails=_report(body.get("guardrails")),
         usage=body.get("usage"),
         timings=timings,
         complete=complete,
         candidates_requested=meta.candidates_requested,
     )
+
+
+def _report(value: Any) -> GuardrailsReport | None:
+    """The gateway's own report. An unguarded answer's ``guardrails`` field is the upstream's (another
+    gateway's, say): not this gateway's word, and not bound to its schema."""
+    return value if isinstance(value, GuardrailsReport) else None
 
 
 async def assemble(
@@ -78,7 +84,7 @@ def _absorb(chunk: Chunk, choices: dict[int, dict[str, Any]], state: dict[str, A
     state["id"] = state["id"] or str(chunk.get("id", ""))
     if chunk.get("usage"):
         state["usage"] = chunk["usage"]
-    if chunk.get("guardrails"):
+    if isinstance(chunk.get("guardrails"), GuardrailsReport):
         state["guardrails"] = chunk["guardrails"]
     for choice in chunk.get("choices") or ():
         index = choice.get("index", 0)

@@ -1,12 +1,110 @@
-"""What the gateway records about each completion: plain data, the schema the feedback loop reads."""
+"""What the gateway records about each completion: plain data, the schema the feedback loop reads.
+
+The ``guardrails`` report is part of it: the gateway sends it to clients as well (in answers, in the
+last chunk of a stream, in content_filter errors, per moderation result), so its JSON is a contract:
+keys a report does not have are ``UNSET`` (absent), never null.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 SCHEMA_VERSION = 1
+
+# Which of some guard decisions wins: ``guards.pipeline.most_severe``, passed in (feedback imports no guards).
+Severity = Callable[[Sequence[str]], str]
+
+
+class SpanReport(msgspec.Struct):
+    """Where a guard found something: a position only, never the text (it may be what a redaction
+    removed)."""
+
+    where: str  # the slot of the request or answer: "messages[0].content", "choices[1]", ...
+    start: int
+    end: int
+    label: str
+    score: float
+
+
+class ClaimReport(msgspec.Struct):
+    """A guard's evidence about a part of the text: an unsupported claim, a matched source."""
+
+    where: str
+    kind: str
+    detail: str
+    source: str | None
+    start: int
+    end: int | None
+    score: float | None
+
+
+class GuardReport(msgspec.Struct, kw_only=True):
+    """One guard's part in a stage: what it decided, and why."""
+
+    guard: str
+    action: str  # what its rule does on a violation
+    decision: str
+    categories: list[str] = []
+    scores: dict[str, float] = {}  # the highest per category
+    spans: list[SpanReport] = []
+    claims: list[ClaimReport] | UnsetType = UNSET  # only when the guard gave evidence about a part
+    latency_ms: float = 0.0
+    error: str | None = None  # why the guard failed, when it did
+
+
+class StageReport(msgspec.Struct):
+    """The input stage, or one moderation input."""
+
+    decision: str
+    guards: list[GuardReport]
+
+
+class ChoiceReport(msgspec.Struct, kw_only=True):
+    """The output stage of one choice."""
+
+    index: int
+    decision: str
+    windows: int | UnsetType = UNSET  # streams only: how many checks (windows, held tool calls) it took
+    guards: list[GuardReport]
+
+    @classmethod
+    def merge(cls, index: int, windows: Sequence[StageReport], most_severe: Severity) -> ChoiceReport:
+        """A streamed choice's report from its windows' reports: per guard (in the order they first
+        appear) the most severe decision, every category and span, the highest scores, the time summed,
+        the first error. A guard's action and claims are those of its first window."""
+        guards: dict[str, GuardReport] = {}
+        for window in windows:
+            for entry in window.guards:
+                merged = guards.get(entry.guard)
+                if merged is None:
+                    merged = guards[entry.guard] = msgspec.structs.replace(
+                        entry, decision="pass", categories=[], scores={}, spans=[], latency_ms=0.0
+                    )
+                _fold(merged, entry, most_severe)
+        decision = most_severe([window.decision for window in windows])
+        return cls(index=index, decision=decision, windows=len(windows), guards=list(guards.values()))
+
+
+def _fold(merged: GuardReport, entry: GuardReport, most_severe: Severity) -> None:
+    merged.decision = most_severe([merged.decision, entry.decision])
+    merged.categories = sorted(set(merged.categories) | set(entry.categories))
+    for category, score in entry.scores.items():
+        merged.scores[category] = max(score, merged.scores.get(category, 0.0))
+    merged.spans += entry.spans
+    merged.latency_ms = round(merged.latency_ms + entry.latency_ms, 2)  # rounded as it adds up
+    merged.error = merged.error or entry.error
+
+
+class GuardrailsReport(msgspec.Struct, kw_only=True):
+    """What the guards made of one request and its answer."""
+
+    policy: str | UnsetType = UNSET  # absent for a sampled candidate's answer (only its output is judged)
+    input: StageReport | UnsetType = UNSET  # absent when the policy has no input guards
+    output: list[ChoiceReport] | UnsetType = UNSET  # per choice, by index; absent before the answer
 
 
 class Timings(msgspec.Struct):
@@ -30,7 +128,7 @@ class CompletionEvent(msgspec.Struct, kw_only=True):
     # gateway's own fields. Nothing unredacted is ever recorded.
     request: dict[str, Any]
     choices: list[dict[str, Any]]  # as the client received them (after output guards)
-    guardrails: dict[str, Any] | None = None
+    guardrails: GuardrailsReport | None = None
     usage: dict[str, Any] | None = None
     timings: Timings | None = None
     complete: bool = True  # false: the stream ended early (client gone, upstream failed)

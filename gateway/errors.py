@@ -36,6 +36,8 @@ from typing import Any
 
 import msgspec
 
+from feedback.events import GuardrailsReport
+
 
 class ErrorBody(msgspec.Struct, omit_defaults=False):
     message: str
@@ -93,7 +95,7 @@ class RequestTimeout(InvalidRequest):
 class ContentFiltered(InvalidRequest):
     default_code = "content_filter"
 
-    def __init__(self, message: str, *, param: str | None, guardrails: dict[str, Any]) -> None:
+    def __init__(self, message: str, *, param: str | None, guardrails: GuardrailsReport) -> None:
         super().__init__(message, param=param)
         self.guardrails = guardrails
 

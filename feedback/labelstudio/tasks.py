@@ -74,11 +74,11 @@ def _answer(choice: dict[str, Any]) -> tuple[str, bool]:
 
 
 def _decisions(event: CompletionEvent, index: int) -> list[tuple[str, str]] | None:
-    output = (event.guardrails or {}).get("output") or []
-    report = next((r for r in output if r.get("index") == index), None)
-    if not report:
+    output = (event.guardrails.output or []) if event.guardrails is not None else []
+    report = next((r for r in output if r.index == index), None)
+    if report is None:
         return None
-    return [(str(g.get("guard")), str(g.get("decision"))) for g in report.get("guards", [])]
+    return [(g.guard, g.decision) for g in report.guards]
 
 
 def _title(candidate: Candidate) -> str:
@@ -144,5 +144,5 @@ def ranking_task(original: CompletionEvent | None, candidates: list[CompletionEv
         request=head.request,
         prompt=prompt_text(head.request),
         candidates=items,
-        policy=(head.guardrails or {}).get("policy"),
+        policy=(head.guardrails.policy or None) if head.guardrails is not None else None,
     )

@@ -12,7 +12,7 @@ import msgspec
 from litestar import Response
 
 from feedback.assembler import EventMeta, assemble, event_from_response
-from feedback.events import Timings
+from feedback.events import ChoiceReport, GuardrailsReport, StageReport, Timings
 from feedback.recorder import EventRecorder
 from gateway.context import RequestContext
 from gateway.guarded.guardrails import Guardrails, summary_header
@@ -47,11 +47,11 @@ class CompletionService:
         meta = EventMeta(
             context.request_id, request.tenant, request.model, request.endpoint.name, request.stream
         )
-        report: dict[str, Any] | None = None
+        report: GuardrailsReport | None = None
         if request.guarded:
-            report = {"policy": request.policy.name}
+            report = GuardrailsReport(policy=request.policy.name)
             if request.policy.policy.input:
-                request, report["input"] = await self._check_input(request)
+                request, report.input = await self._check_input(request)
         self._sample(meta, request)  # only now: after the input guards passed and redacted
         if report is None:
             return await self._relay(context, request, meta)
@@ -65,7 +65,7 @@ class CompletionService:
             request, _ = await self._check_input(request)
         return await self.proxy.forward(context, request.forward_call())
 
-    async def _check_input(self, request: GuardedRequest) -> tuple[GuardedRequest, dict[str, Any]]:
+    async def _check_input(self, request: GuardedRequest) -> tuple[GuardedRequest, StageReport]:
         """The input guards' report, and the request the upstream may see (redacted: a new request)."""
         slots = request.endpoint.request_slots(request.body)
         report, texts = await self.guardrails.check_input(request.policy, slots)
@@ -91,14 +91,14 @@ class CompletionService:
         if self.sampler is None or not request.endpoint.ranked or not self.sampler.draw(meta.tenant):
             return
 
-        async def guard(choices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        async def guard(choices: list[dict[str, Any]]) -> list[ChoiceReport]:
             return await self._check_choices(request, choices)
 
         meta.candidates_requested = self.sampler.sample(meta, request, guard)
 
     async def _check_choices(
         self, request: GuardedRequest, choices: list[dict[str, Any]], context: JudgeContext | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[ChoiceReport]:
         answer = request.endpoint.answer
         assert answer is not None  # only completions reach here (see serve)
         return await self.guardrails.check_choices(
@@ -120,12 +120,12 @@ class CompletionService:
         return UpstreamStream(chunks, stream.responses)
 
     async def _whole(
-        self, context: RequestContext, request: GuardedRequest, report: dict[str, Any], meta: EventMeta
+        self, context: RequestContext, request: GuardedRequest, report: GuardrailsReport, meta: EventMeta
     ) -> Response[Any]:
         answer = await self.proxy.complete(context, request.forward_call())
         body = msgspec.json.decode(answer.content)
         choices = body.get("choices") or []
-        report["output"] = await self._check_choices(
+        report.output = await self._check_choices(
             request, choices, JudgeContext(sources=list(request.sources))
         )
         body["guardrails"] = report
@@ -134,14 +134,14 @@ class CompletionService:
         return json_response(answer, headers={GUARDRAILS_HEADER: summary_header(report)})
 
     async def _stream(
-        self, context: RequestContext, request: GuardedRequest, report: dict[str, Any], meta: EventMeta
+        self, context: RequestContext, request: GuardedRequest, report: GuardrailsReport, meta: EventMeta
     ) -> Response[Any]:
         stream = await self.proxy.stream(context, request.forward_call())
         judge_context = JudgeContext(sources=list(request.sources))
         assert request.endpoint.answer is not None  # only completions reach here (see serve)
         field = request.endpoint.answer.stream_field
         guard = StreamGuard(self.guardrails, request.policy, field, judge_context)
-        guard.report.update({k: v for k, v in report.items() if k != "output"})
+        guard.report.input = report.input
         guarded = self._recorded_stream(
             UpstreamStream(guard.run(stream.chunks), stream.responses), meta, request, context
         )

@@ -1,5 +1,6 @@
 """Guards applied to OpenAI traffic: which policy holds, the input check, the check of whole answers,
-and the ``guardrails`` report that every response carries."""
+and the ``guardrails`` report that every response carries (its schema lives in ``feedback.events``).
+Nothing else reaches the guard engine or builds a report: streams and moderations ask ``Guardrails`` too."""
 
 from __future__ import annotations
 
@@ -7,11 +8,21 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
+from msgspec import UNSET
 
+from feedback.events import ChoiceReport, ClaimReport, GuardrailsReport, GuardReport, SpanReport, StageReport
 from gateway.errors import ContentFiltered, GuardUnavailable, InvalidRequest
 from gateway.guarded.text_slots import Slot
-from guards.pipeline import UNAVAILABLE, GuardEngine, StageOutcome, TextOutcome, most_severe
-from guards.policy import GuardSpec, Policy, PolicyBook, PolicyError, parse_request_guardrails, tighten
+from guards.pipeline import UNAVAILABLE, GuardEngine, RuleResult, StageOutcome, TextOutcome, most_severe
+from guards.policy import (
+    GuardSpec,
+    Policy,
+    PolicyBook,
+    PolicyError,
+    Rule,
+    parse_request_guardrails,
+    tighten,
+)
 from guards.verdict import JudgeContext, Stage
 
 REQUEST_FIELD = "guardrails"
@@ -23,56 +34,63 @@ class ResolvedPolicy(msgspec.Struct):
     tightened: bool = False  # by the request's own "guardrails" field
 
 
-def stage_report(outcome: StageOutcome, wheres: Sequence[str]) -> dict[str, Any]:
+class Judged(msgspec.Struct, frozen=True):
+    """What the guards made of some texts, and its report."""
+
+    outcome: StageOutcome
+    report: StageReport
+
+
+def _stage_report(outcome: StageOutcome, wheres: Sequence[str]) -> StageReport:
     """Per guard: its decision, categories, highest scores and spans (positions only: a report must
     not repeat the personal data a redaction removed)."""
-    guards = []
-    for result in outcome.results:
-        scores: dict[str, float] = {}
-        categories: set[str] = set()
-        spans = []
-        evidence: list[dict[str, Any]] = []
-        latency = 0.0
-        for where, verdict in zip(wheres, result.verdicts, strict=True):
-            if verdict is None:
-                continue
-            latency = max(latency, verdict.latency_ms)
-            categories.update(verdict.categories)
-            for category, score in verdict.scores.items():
-                scores[category] = round(max(score, scores.get(category, 0.0)), 4)
-            spans += [
-                {"where": where, "start": s.start, "end": s.end, "label": s.label, "score": round(s.score, 4)}
-                for s in verdict.spans
-            ]
-            evidence += [
-                {"where": where, **msgspec.to_builtins(e)} for e in verdict.evidence if e.start is not None
-            ]
-        guards.append(
-            {
-                "guard": result.guard,
-                "action": result.action,
-                "decision": most_severe(result.decisions),
-                "categories": sorted(categories),
-                "scores": scores,
-                "spans": spans,
-                **({"claims": evidence} if evidence else {}),
-                "latency_ms": round(latency, 2),
-                "error": result.error,
-            }
-        )
-    return {"decision": most_severe([t.decision for t in outcome.texts]), "guards": guards}
+    guards = [_guard_report(result, wheres) for result in outcome.results]
+    return StageReport(most_severe([t.decision for t in outcome.texts]), guards)
 
 
-def summary_header(report: dict[str, Any]) -> str:
-    """``input=redact(pii); output=pass``: the report in one header."""
-    parts = []
-    for stage in ("input", "output"):
-        section = report.get(stage)
-        if section is None:
+def _guard_report(result: RuleResult, wheres: Sequence[str]) -> GuardReport:
+    scores: dict[str, float] = {}
+    categories: set[str] = set()
+    spans: list[SpanReport] = []
+    claims: list[ClaimReport] = []
+    latency = 0.0
+    for where, verdict in zip(wheres, result.verdicts, strict=True):
+        if verdict is None:
             continue
-        sections = section if isinstance(section, list) else [section]
-        decision = most_severe([s["decision"] for s in sections])
-        deciders = sorted({g["guard"] for s in sections for g in s["guards"] if g["decision"] == decision})
+        latency = max(latency, verdict.latency_ms)
+        categories.update(verdict.categories)
+        for category, score in verdict.scores.items():
+            scores[category] = round(max(score, scores.get(category, 0.0)), 4)
+        spans += [SpanReport(where, s.start, s.end, s.label, round(s.score, 4)) for s in verdict.spans]
+        claims += [
+            ClaimReport(where, e.kind, e.detail, e.source, e.start, e.end, e.score)
+            for e in verdict.evidence
+            if e.start is not None
+        ]
+    return GuardReport(
+        guard=result.guard,
+        action=result.action,
+        decision=most_severe(result.decisions),
+        categories=sorted(categories),
+        scores=scores,
+        spans=spans,
+        claims=claims or UNSET,
+        latency_ms=round(latency, 2),
+        error=result.error,
+    )
+
+
+def summary_header(report: GuardrailsReport) -> str:
+    """``input=redact(pii); output=pass``: the report in one header."""
+    judged: list[tuple[str, Sequence[StageReport | ChoiceReport]]] = []
+    if report.input is not UNSET:
+        judged.append(("input", [report.input]))
+    if report.output is not UNSET:  # judged even when it had no choices: then it passed
+        judged.append(("output", report.output))
+    parts = []
+    for stage, sections in judged:
+        decision = most_severe([s.decision for s in sections])
+        deciders = sorted({g.guard for s in sections for g in s.guards if g.decision == decision})
         parts.append(
             f"{stage}={decision}" + (f"({','.join(deciders)})" if deciders and decision != "pass" else "")
         )
@@ -80,8 +98,10 @@ def summary_header(report: dict[str, Any]) -> str:
 
 
 class Guardrails:
+    """The one door to the guard engine: a request's policy, its guards applied, and their report."""
+
     def __init__(self, engine: GuardEngine, book: PolicyBook, specs: dict[str, GuardSpec]) -> None:
-        self.engine = engine
+        self._engine = engine
         self.book = book
         self.specs = specs
         self._defaults = {name: dict(guard.default_thresholds) for name, guard in engine.guards.items()}
@@ -101,22 +121,52 @@ class Guardrails:
             raise InvalidRequest(f"Invalid value for '{param}': {message}", param=param) from None
         return ResolvedPolicy(f"{name}+request", policy, tightened=True)
 
-    async def check_input(
-        self, resolved: ResolvedPolicy, slots: list[Slot]
-    ) -> tuple[dict[str, Any], list[str]]:
+    async def check_input(self, resolved: ResolvedPolicy, slots: list[Slot]) -> tuple[StageReport, list[str]]:
         """Judge every input text: the report, and each text as the upstream may read it (redacted). A
         block raises. Nothing is written back: the caller makes the redacted request."""
-        outcome = await self.engine.run(Stage.INPUT, resolved.policy.input, [slot.text for slot in slots])
-        report = stage_report(outcome, [slot.where for slot in slots])
-        for slot, text in zip(slots, outcome.texts, strict=True):
+        texts, wheres = [slot.text for slot in slots], [slot.where for slot in slots]
+        judged = await self._judge(Stage.INPUT, resolved.policy.input, texts, wheres)
+        for slot, text in zip(slots, judged.outcome.texts, strict=True):
             if text.decision == "block":
-                self._refuse_input(resolved, slot, text, report)
-        return report, [text.text for text in outcome.texts]
+                self._refuse_input(resolved, slot, text, judged.report)
+        return judged.report, [text.text for text in judged.outcome.texts]
+
+    async def judge_each_input(
+        self, resolved: ResolvedPolicy, texts: Sequence[str], wheres: Sequence[str]
+    ) -> list[Judged]:
+        """Judge input texts in one batch, each judged and reported on its own (moderation); nothing is
+        applied."""
+        outcome = await self._engine.run(Stage.INPUT, resolved.policy.input, texts)
+        return [_part(outcome, index, [where]) for index, where in enumerate(wheres)]
+
+    async def judge_output(
+        self,
+        resolved: ResolvedPolicy,
+        texts: Sequence[str],
+        wheres: Sequence[str],
+        context: JudgeContext | None = None,
+    ) -> Judged:
+        """Judge some texts of an answer (a stream's window, its held tool calls); nothing is applied."""
+        return await self._judge(Stage.OUTPUT, resolved.policy.output, texts, wheres, context)
 
     @staticmethod
-    def _refuse_input(
-        resolved: ResolvedPolicy, slot: Slot, text: TextOutcome, report: dict[str, Any]
-    ) -> None:
+    def stream_choice_report(index: int, windows: Sequence[StageReport]) -> ChoiceReport:
+        """A streamed choice's report, from the reports of its windows (and held tool calls)."""
+        return ChoiceReport.merge(index, windows, most_severe)
+
+    async def _judge(
+        self,
+        stage: Stage,
+        rules: Sequence[Rule],
+        texts: Sequence[str],
+        wheres: Sequence[str],
+        context: JudgeContext | None = None,
+    ) -> Judged:
+        outcome = await self._engine.run(stage, rules, texts, context)
+        return Judged(outcome, _stage_report(outcome, wheres))
+
+    @staticmethod
+    def _refuse_input(resolved: ResolvedPolicy, slot: Slot, text: TextOutcome, report: StageReport) -> None:
         if text.block_categories == [UNAVAILABLE]:
             raise GuardUnavailable(
                 f"The {text.blocked_by} guard could not check the request, and policy '{resolved.name}' "
@@ -126,7 +176,7 @@ class Guardrails:
             f"The request was blocked by the {text.blocked_by} guard "
             f"({', '.join(text.block_categories)}) in {slot.where}.",
             param=slot.where,
-            guardrails={"policy": resolved.name, "input": report},
+            guardrails=GuardrailsReport(policy=resolved.name, input=report),
         )
 
     async def check_choices(
@@ -136,34 +186,43 @@ class Guardrails:
         slots_of: Callable[[dict[str, Any]], list[Slot]],
         refuse: Callable[[dict[str, Any], str], None],
         context: JudgeContext | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[ChoiceReport]:
         """Judge every choice of a whole answer in one batch; apply each choice's decision in place."""
         per_choice = [slots_of(choice) for choice in choices]
-        slots = [slot for group in per_choice for slot in group]
-        judged = [slot.text for slot in slots]
-        outcome = await self.engine.run(Stage.OUTPUT, resolved.policy.output, judged, context)
+        judged = [slot.text for group in per_choice for slot in group]
+        outcome = await self._engine.run(Stage.OUTPUT, resolved.policy.output, judged, context)
         reports = []
         offset = 0
         for choice, group in zip(choices, per_choice, strict=True):
-            texts = outcome.texts[offset : offset + len(group)]
-            part = StageOutcome(texts, [_slice_result(r, offset, len(group)) for r in outcome.results])
+            part = _part(outcome, offset, [slot.where for slot in group])
             offset += len(group)
-            report = stage_report(part, [slot.where for slot in group])
-            reports.append({"index": choice.get("index", 0), **report})
-            blocked = part.blocked
-            if blocked is not None:
-                refuse(choice, self.refusal(resolved, blocked))
-                continue
-            for slot, text in zip(group, texts, strict=True):
-                if text.text != slot.text:
-                    slot.write(text.text)
-                    drop_logprobs(choice)  # they would spell out what was redacted or cut
-            if any(text.decision == "truncate" for text in texts):
-                choice["finish_reason"] = "content_filter"  # cut short by a guard
-            if any(text.annotate for text in texts) and group:
-                note = next((t.annotation for t in texts if t.annotation), None) or resolved.policy.disclaimer
-                group[0].write(group[0].text + note)
+            index, report = choice.get("index", 0), part.report
+            reports.append(ChoiceReport(index=index, decision=report.decision, guards=report.guards))
+            self._apply(resolved, choice, group, part.outcome, refuse)
         return reports
+
+    def _apply(
+        self,
+        resolved: ResolvedPolicy,
+        choice: dict[str, Any],
+        slots: list[Slot],
+        outcome: StageOutcome,
+        refuse: Callable[[dict[str, Any], str], None],
+    ) -> None:
+        blocked = outcome.blocked
+        if blocked is not None:
+            refuse(choice, self.refusal(resolved, blocked))
+            return
+        texts = outcome.texts
+        for slot, text in zip(slots, texts, strict=True):
+            if text.text != slot.text:
+                slot.write(text.text)
+                drop_logprobs(choice)  # they would spell out what was redacted or cut
+        if any(text.decision == "truncate" for text in texts):
+            choice["finish_reason"] = "content_filter"  # cut short by a guard
+        if any(text.annotate for text in texts) and slots:
+            note = next((t.annotation for t in texts if t.annotation), None) or resolved.policy.disclaimer
+            slots[0].write(slots[0].text + note)
 
     @staticmethod
     def refusal(resolved: ResolvedPolicy, blocked: TextOutcome) -> str:
@@ -180,7 +239,15 @@ def drop_logprobs(choice: dict[str, Any]) -> None:
         choice["logprobs"] = None
 
 
-def _slice_result(result: Any, offset: int, length: int) -> Any:
+def _part(outcome: StageOutcome, offset: int, wheres: Sequence[str]) -> Judged:
+    """What a batch's outcome says of ``len(wheres)`` of its texts from ``offset``, and its report."""
+    length = len(wheres)
+    texts = outcome.texts[offset : offset + length]
+    part = StageOutcome(texts, [_slice_result(r, offset, length) for r in outcome.results])
+    return Judged(part, _stage_report(part, wheres))
+
+
+def _slice_result(result: RuleResult, offset: int, length: int) -> RuleResult:
     return msgspec.structs.replace(
         result,
         decisions=result.decisions[offset : offset + length],

@@ -5,12 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import msgspec
-
 from gateway.errors import InvalidRequest
-from gateway.guarded.guardrails import REQUEST_FIELD, Guardrails, stage_report
-from guards.pipeline import StageOutcome
-from guards.verdict import Stage
+from gateway.guarded.guardrails import REQUEST_FIELD, Guardrails, Judged
 
 # OpenAI's categories, each answered by the guard categories that mean the same thing.
 OPENAI_CATEGORIES: dict[str, tuple[str, ...]] = {
@@ -49,14 +45,14 @@ def moderation_inputs(raw: Any) -> list[str]:
     raise InvalidRequest("'input' must be a non-empty string or array.", param="input")
 
 
-def _result(outcome: StageOutcome, index: int, where: str) -> dict[str, Any]:
+def _result(judged: Judged) -> dict[str, Any]:
     """OpenAI's categories first; then every guard's own, as ``<guard>/<category>``."""
     scores: dict[str, float] = {}
     flagged: set[str] = set()
     plain_scores: dict[str, float] = {}
     plain_flagged: set[str] = set()
-    for result in outcome.results:
-        verdict = result.verdicts[index]
+    for result in judged.outcome.results:
+        (verdict,) = result.verdicts
         if verdict is None:
             continue
         for category, score in verdict.scores.items():
@@ -71,19 +67,12 @@ def _result(outcome: StageOutcome, index: int, where: str) -> dict[str, Any]:
         category_scores[name] = round(max((plain_scores.get(s, 0.0) for s in sources), default=0.0), 6)
     categories.update({name: name in flagged for name in scores})
     category_scores.update(scores)
-    single = StageOutcome([outcome.texts[index]], [_one(r, index) for r in outcome.results])
     return {
-        "flagged": bool(flagged) or outcome.texts[index].decision == "block",
+        "flagged": bool(flagged) or judged.outcome.texts[0].decision == "block",
         "categories": categories,
         "category_scores": category_scores,
-        "guardrails": stage_report(single, [where]),
+        "guardrails": judged.report,
     }
-
-
-def _one(result: Any, index: int) -> Any:
-    return msgspec.structs.replace(
-        result, decisions=[result.decisions[index]], verdicts=[result.verdicts[index]]
-    )
 
 
 async def moderate(guardrails: Guardrails, tenant: str, raw: dict[str, Any]) -> dict[str, Any]:
@@ -92,9 +81,5 @@ async def moderate(guardrails: Guardrails, tenant: str, raw: dict[str, Any]) -> 
     if not isinstance(model, str):  # as OpenAI: a wrong type is refused, not silently replaced
         raise InvalidRequest("Invalid value for 'model': expected a string.", param="model")
     resolved = guardrails.resolve(tenant, model, raw.get(REQUEST_FIELD))
-    outcome = await guardrails.engine.run(Stage.INPUT, resolved.policy.input, texts)
-    return {
-        "id": f"modr-{uuid.uuid4().hex}",
-        "model": model,
-        "results": [_result(outcome, i, f"input[{i}]") for i in range(len(texts))],
-    }
+    judged = await guardrails.judge_each_input(resolved, texts, [f"input[{i}]" for i in range(len(texts))])
+    return {"id": f"modr-{uuid.uuid4().hex}", "model": model, "results": [_result(j) for j in judged]}

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from feedback.assembler import EventMeta, event_from_response
+from feedback.events import ChoiceReport, GuardrailsReport
 from feedback.recorder import EventRecorder
 from gateway.context import RequestContext
 from gateway.guarded.request import GuardedRequest
@@ -26,7 +27,7 @@ from gateway.settings import FeedbackSettings
 log = logging.getLogger("hhh.sampling")
 
 # Applies the output guards to a whole answer's choices, in place; returns the report.
-GuardChoices = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
+GuardChoices = Callable[[list[dict[str, Any]]], Awaitable[list[ChoiceReport]]]
 
 
 class CandidateSampler:
@@ -71,7 +72,7 @@ class CandidateSampler:
             async with self._gate:
                 answer = await self.proxy.complete(context, candidate.forward_call())
             body = msgspec.json.decode(answer.content)
-            body["guardrails"] = {"output": await guard(body.get("choices") or [])}
+            body["guardrails"] = GuardrailsReport(output=await guard(body.get("choices") or []))
         except Exception as exc:  # noqa: BLE001 - a candidate is a bonus: its failure must not surface
             log.warning("candidate for %s (%s) failed: %s", meta.request_id, variation, exc)
             return

@@ -20,15 +20,16 @@ from typing import Any
 
 import msgspec
 
+from feedback.events import GuardrailsReport, StageReport
 from gateway.errors import GatewayError
-from gateway.guarded.guardrails import Guardrails, ResolvedPolicy, stage_report
+from gateway.guarded.guardrails import Guardrails, ResolvedPolicy
 from gateway.guarded.stream_channels import Channel
 from gateway.guarded.text_slots import call_slots
 from gateway.relay.streaming import Chunk
-from guards.pipeline import StageOutcome, most_severe
+from guards.pipeline import StageOutcome
 from guards.policy import Action, StreamMode
 from guards.redaction import apply_spans, merge_overlapping
-from guards.verdict import JudgeContext, Span, Stage
+from guards.verdict import JudgeContext, Span
 from guards.windows import Window
 
 # Delta fields held whole until the choice finishes (checked then), rather than cut into windows.
@@ -46,7 +47,7 @@ class _Choice:
         self.annotation: str | None = None
         self.tool_calls: dict[int, dict[str, Any]] = {}
         self.function_call: dict[str, Any] | None = None
-        self.reports: list[dict[str, Any]] = []
+        self.reports: list[StageReport] = []  # one per window, and one for held tool calls
 
     def channel(self, field: str) -> Channel:
         if field not in self.channels:
@@ -71,7 +72,7 @@ class StreamGuard:
         policy = resolved.policy
         redacts = any(rule.action is Action.REDACT for rule in policy.output)
         self.buffer = policy.stream.mode is StreamMode.BUFFER or redacts
-        self.report: dict[str, Any] = {"policy": resolved.name, "output": []}
+        self.report = GuardrailsReport(policy=resolved.name, output=[])
         self._choices: dict[int, _Choice] = {}
         self._template: Chunk = {}
 
@@ -99,8 +100,9 @@ class StreamGuard:
                     yield out
         if failure is not None:
             raise failure
-        self.report["output"] = [
-            self._choice_report(s) for s in sorted(self._choices.values(), key=lambda s: s.index)
+        self.report.output = [
+            self.guardrails.stream_choice_report(s.index, s.reports)
+            for s in sorted(self._choices.values(), key=lambda s: s.index)
         ]
         # The report rides on the usage chunk when there is one: clients read usage from the last chunk.
         last = held.pop() if held else {**self._shell(), "choices": []}
@@ -166,13 +168,10 @@ class StreamGuard:
     async def _check(self, state: _Choice, channel: Channel, window: Window) -> AsyncIterator[Chunk]:
         context = JudgeContext() if self.context is None else self.context
         focused = msgspec.structs.replace(context, focus_start=len(window.context))  # shares the cache
-        outcome = await self.guardrails.engine.run(
-            Stage.OUTPUT, self.resolved.policy.output, [window.checked], focused
-        )
-        where = f"choices[{state.index}]"
-        state.reports.append(
-            stage_report(outcome, [where if self._is_main(channel) else f"{where}.{channel.field}"])
-        )
+        where = f"choices[{state.index}]" + ("" if self._is_main(channel) else f".{channel.field}")
+        checked = await self.guardrails.judge_output(self.resolved, [window.checked], [where], focused)
+        state.reports.append(checked.report)
+        outcome = checked.outcome
         blocked = outcome.blocked
         if blocked is not None:
             state.done = True
@@ -245,10 +244,11 @@ class StreamGuard:
         calls = [state.tool_calls[k] for k in sorted(state.tool_calls)]
         held: dict[str, Any] = {"tool_calls": calls, "function_call": state.function_call}
         slots = call_slots(held, f"choices[{state.index}]")
-        outcome = await self.guardrails.engine.run(
-            Stage.OUTPUT, self.resolved.policy.output, [slot.text for slot in slots], self.context
+        checked = await self.guardrails.judge_output(
+            self.resolved, [slot.text for slot in slots], [slot.where for slot in slots], self.context
         )
-        state.reports.append(stage_report(outcome, [slot.where for slot in slots]))
+        state.reports.append(checked.report)
+        outcome = checked.outcome
         blocked = outcome.blocked
         if blocked is not None:
             state.done = True
@@ -263,36 +263,6 @@ class StreamGuard:
         if state.function_call is not None:
             delta["function_call"] = state.function_call
         yield self._chunk(state.index, delta)
-
-    def _choice_report(self, state: _Choice) -> dict[str, Any]:
-        by_guard: dict[str, dict[str, Any]] = {}
-        for report in state.reports:
-            for guard in report["guards"]:
-                merged = by_guard.setdefault(
-                    guard["guard"],
-                    {
-                        **guard,
-                        "decision": "pass",
-                        "categories": [],
-                        "scores": {},
-                        "spans": [],
-                        "latency_ms": 0.0,
-                    },
-                )
-                merged["decision"] = most_severe([merged["decision"], guard["decision"]])
-                merged["categories"] = sorted(set(merged["categories"]) | set(guard["categories"]))
-                for category, score in guard["scores"].items():
-                    merged["scores"][category] = max(score, merged["scores"].get(category, 0.0))
-                merged["spans"] += guard["spans"]
-                merged["latency_ms"] = round(merged["latency_ms"] + guard["latency_ms"], 2)
-                merged["error"] = merged.get("error") or guard["error"]
-        decision = most_severe([r["decision"] for r in state.reports])
-        return {
-            "index": state.index,
-            "decision": decision,
-            "windows": len(state.reports),
-            "guards": list(by_guard.values()),
-        }
 
     def _shell(self) -> Chunk:
         return {

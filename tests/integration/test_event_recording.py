@@ -159,7 +159,8 @@ async def test_the_gateway_records_redacted_requests_and_what_clients_received(t
     assert whole.request["messages"][0]["content"] == "Mail <EMAIL_ADDRESS> now."  # never the address
     assert whole.choices[0]["message"]["content"] == "Mail <EMAIL_ADDRESS> now."
     assert whole.guardrails is not None
-    assert whole.guardrails["input"]["decision"] == "redact"
+    assert whole.guardrails.input
+    assert whole.guardrails.input.decision == "redact"
     assert whole.timings is not None
     assert whole.timings.total_ms >= whole.timings.upstream_ms
     assert stream.stream

@@ -18,13 +18,30 @@ import pytest
 import redis.asyncio
 import yaml
 
-from feedback.events import CompletionEvent, FeedbackEvent, encode_event
+from feedback.events import (
+    ChoiceReport,
+    CompletionEvent,
+    FeedbackEvent,
+    GuardrailsReport,
+    GuardReport,
+    encode_event,
+)
 from feedback.labelstudio.annotations import AnnotationRecord
 from feedback.labelstudio.tasks import ranking_task
 from feedback.store import FeedbackStore
 from tests.support.redis_server import redis_server
 
 PROMPTS = 40
+
+
+def _guardrails(answers: list[str]) -> GuardrailsReport:
+    """The pii guard's report: it redacted the answers that name <PERSON>."""
+    output = []
+    for index, answer in enumerate(answers):
+        decision = "redact" if "<PERSON>" in answer else "pass"
+        pii = GuardReport(guard="pii", action="redact", decision=decision)
+        output.append(ChoiceReport(index=index, decision=decision, guards=[pii]))
+    return GuardrailsReport(policy="default", output=output)
 
 
 def _event(request_id: str, answers: list[str], **extra: Any) -> CompletionEvent:
@@ -35,9 +52,7 @@ def _event(request_id: str, answers: list[str], **extra: Any) -> CompletionEvent
                               {"role": "user", "content": f"Question {request_id}: reply to <PERSON>?"}]},
         choices=[{"index": i, "message": {"role": "assistant", "content": a}, "finish_reason": "stop"}
                  for i, a in enumerate(answers)],
-        guardrails={"policy": "default", "output": [
-            {"index": i, "guards": [{"guard": "pii", "decision": "redact" if "<PERSON>" in a else "pass"}]}
-            for i, a in enumerate(answers)]},
+        guardrails=_guardrails(answers),
         **extra,
     )  # fmt: skip
 
@@ -53,7 +68,8 @@ async def _fill(url: str) -> None:
         if number == 0:
             event.choices[1]["message"] = {"role": "assistant", "content": None, "refusal": "Withheld."}
             assert event.guardrails is not None
-            event.guardrails["output"][1]["guards"][0]["decision"] = "block"
+            assert event.guardrails.output
+            event.guardrails.output[1].guards[0].decision = "block"
         if number == 1:
             event.choices[0]["message"]["content"] = "Hello <PERSON>, gladly!"
         await store.add_completion(event, encode_event(event), 0)

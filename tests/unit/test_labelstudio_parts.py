@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from label_studio_sdk.label_interface import LabelInterface
 
-from feedback.events import CompletionEvent
+from feedback.events import ChoiceReport, CompletionEvent, GuardrailsReport, GuardReport
 from feedback.labelstudio.annotations import InvalidAnnotation, SkippedTask, parse_ranking, read_annotation
 from feedback.labelstudio.config import INSTRUCTIONS, ranking_config
 from feedback.labelstudio.tasks import ranking_task, task_key
@@ -41,7 +41,8 @@ def test_the_config_is_valid_for_label_studio_and_carries_the_instructions() -> 
 
 
 def test_a_task_gathers_every_answer_to_one_prompt() -> None:
-    guarded = {"output": [{"index": 1, "guards": [{"guard": "pii", "decision": "redact"}]}]}
+    pii = GuardReport(guard="pii", action="redact", decision="redact")
+    guarded = GuardrailsReport(output=[ChoiceReport(index=1, decision="redact", guards=[pii])])
     original = _event("req-1", ["Hello!", "Hi there."], guardrails=guarded)
     candidate = _event("req-1.0", ["Hey."], candidate_of="req-1", sampling={"temperature": 1.1})
     task = ranking_task(original, [candidate])
