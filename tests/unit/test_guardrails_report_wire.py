@@ -22,10 +22,13 @@ from feedback.assembler import EventMeta
 from feedback.events import decode_event, encode_event
 from gateway.app import create_app
 from gateway.auth import hash_key
+from gateway.guarded.endpoints import CHAT
 from gateway.guarded.guardrails import Guardrails, ResolvedPolicy
+from gateway.guarded.request import prepare_request
 from gateway.guarded.sampling import CandidateSampler
 from gateway.guarded.stream_guard import StreamGuard
 from gateway.guarded.text_slots import chat_choice_slots
+from gateway.limits import LimitsSettings
 from gateway.relay.proxy import ForwardCall, UpstreamAnswer
 from gateway.settings import (
     ApiKey,
@@ -251,7 +254,7 @@ async def sampled_candidate() -> bytes:
     settings = FeedbackSettings(sampling=SamplingSettings(temperatures=[0.3]))
     sampler = CandidateSampler(_Proxy("Mail bo@ex.com about the moon."), recorder, settings)  # type: ignore[arg-type]
     raw = _chat("hi")
-    call = ForwardCall(path="/chat/completions", model="fake-model", raw=raw, body=msgspec.json.encode(raw))
+    request = prepare_request(CHAT, raw, msgspec.json.encode(raw), "acme", guardrails, LimitsSettings())
 
     def refuse(choice: dict[str, Any], refusal: str) -> None:
         choice["message"] = {"role": "assistant", "content": None, "refusal": refusal}
@@ -259,7 +262,7 @@ async def sampled_candidate() -> bytes:
     async def guard(choices: list[dict[str, Any]]) -> Any:
         return await guardrails.check_choices(resolved, choices, chat_choice_slots, refuse)
 
-    sampler.sample(EventMeta("req", "acme", "fake-model", "chat.completions", False), call, guard)
+    sampler.sample(EventMeta("req", "acme", "fake-model", "chat.completions", False), request, guard)
     while not recorder.events:  # the candidate is asked for in the background
         await asyncio.sleep(0.01)
     (event,) = recorder.events
