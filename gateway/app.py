@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from litestar import Litestar, Request, Response
+from litestar import Litestar, Request
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.routes import HTTPRoute
-from litestar.types import Message, Scope
 
 from feedback.embedded_redis import EmbeddedRedis
 from feedback.labelstudio.receiver import AnnotationReceiver
@@ -22,9 +21,8 @@ from feedback.recorder import EventRecorder, RecorderMetrics, redis_client
 from feedback.spool import DiskSpool
 from feedback.store import FeedbackStore
 from gateway.auth import KeyRing, Tenant
-from gateway.context import request_id_from
 from gateway.credentials import mask_credentials
-from gateway.errors import BodyTooLarge, GatewayError, InvalidRequest, RouteNotFound, encode_error
+from gateway.errors import GatewayError
 from gateway.feedback_worker import start_sync_worker
 from gateway.guarded.completion_service import CompletionService
 from gateway.guarded.guardrails import Guardrails
@@ -38,8 +36,14 @@ from gateway.relay.upstream import UpstreamPool, build_client
 from gateway.routes import feedback as feedback_routes
 from gateway.routes import inference, labelstudio_webhook, models, moderations, operations
 from gateway.routes.labelstudio_webhook import LabelStudioWebhook
+from gateway.server.error_handlers import (
+    add_request_id_everywhere,
+    on_gateway_error,
+    on_http_exception,
+    on_unexpected,
+)
 from gateway.server.metrics_access import MetricsAccess
-from gateway.server.middleware import REQUEST_ID_HEADER, request_observer
+from gateway.server.middleware import request_observer
 from gateway.server.readiness import Readiness
 from gateway.server.shutdown import Drain
 from gateway.settings import Settings
@@ -51,40 +55,6 @@ from guards.registry import GuardResources, build_guards
 from guards.runner import RunnerPool
 
 log = logging.getLogger("hhh.app")
-
-
-def _error_response(error: GatewayError) -> Response[bytes]:
-    return Response(content=encode_error(error), status_code=error.status_code, media_type="application/json")
-
-
-def _on_gateway_error(_: Request[Any, Any, Any], exc: GatewayError) -> Response[bytes]:
-    return _error_response(exc)
-
-
-def _on_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
-    if exc.status_code == 413:
-        return _error_response(BodyTooLarge("The request body is larger than this gateway accepts."))
-    if exc.status_code in (404, 405):
-        return _error_response(RouteNotFound(str(exc.detail), exc.status_code))
-    if exc.status_code == 400:
-        return _error_response(InvalidRequest(str(exc.detail)))
-    error = GatewayError(str(exc.detail))
-    error.status_code = exc.status_code
-    return _error_response(error)
-
-
-def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    # The one place a bug surfaces: logged with its trace for operators, never shown to clients.
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return _error_response(GatewayError("The gateway failed to process the request; it has been logged."))
-
-
-async def _add_request_id_everywhere(message: Message, scope: Scope) -> None:
-    """Unrouted requests (404s) skip route middleware; they still get an x-request-id."""
-    if message["type"] == "http.response.start":
-        headers = list(message.get("headers", ()))
-        if not any(key == REQUEST_ID_HEADER for key, _ in headers):
-            message["headers"] = [*headers, (REQUEST_ID_HEADER, request_id_from(None).encode())]
 
 
 def used_guards(settings: Settings, guards: Mapping[str, Guard]) -> dict[str, Guard]:
@@ -266,11 +236,11 @@ def create_app(
         },
         middleware=[request_observer(metrics), rate_limit_middleware(rate_limits, keyring)],
         exception_handlers={
-            GatewayError: _on_gateway_error,
-            HTTPException: _on_http_exception,
-            Exception: _on_unexpected,
+            GatewayError: on_gateway_error,
+            HTTPException: on_http_exception,
+            Exception: on_unexpected,
         },
-        before_send=[_add_request_id_everywhere],
+        before_send=[add_request_id_everywhere],
         state=State({"drain": drain}),
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=None,
