@@ -19,8 +19,8 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -180,27 +180,27 @@ class RateLimits:
         await self._redis(lambda limiter: limiter.renew(subjects, slot))
 
 
+@asynccontextmanager
 async def open_rate_limits(
-    rate_limits: RateLimits,
-    settings: Settings,
-    recorder: EventRecorder | None,
-    data_dir: Path,
-    stack: AsyncExitStack,
-) -> None:
+    rate_limits: RateLimits, settings: Settings, recorder: EventRecorder | None, data_dir: Path
+) -> AsyncIterator[None]:
     """Connect the limits to the Redis events go to: ``redis.url``, else the embedded server the
     recorder started, else an embedded server of their own."""
     if not rate_limits.enabled:
+        yield
         return
-    url = settings.redis.url
-    if url is None and recorder is not None:
-        client = recorder.client
-    else:
-        if url is None:
-            url = (await stack.enter_async_context(EmbeddedRedis(data_dir / "redis"))).url
-        client = redis_client(url, timeout_s=settings.rate_limits.redis_timeout_s)
-        stack.push_async_callback(client.aclose)
-    await rate_limits.open(client, stack)
-    log.info("rate limits on (Redis; fail mode on Redis errors: %s)", settings.rate_limits.on_redis_error)
+    async with AsyncExitStack() as stack:
+        url = settings.redis.url
+        if url is None and recorder is not None:
+            client = recorder.client
+        else:
+            if url is None:
+                url = (await stack.enter_async_context(EmbeddedRedis(data_dir / "redis"))).url
+            client = redis_client(url, timeout_s=settings.rate_limits.redis_timeout_s)
+            stack.push_async_callback(client.aclose)
+        await rate_limits.open(client, stack)
+        log.info("rate limits on (Redis; fail mode on Redis errors: %s)", settings.rate_limits.on_redis_error)
+        yield
 
 
 async def _send_error(send: Send, error: GatewayError, headers: dict[str, str]) -> None:
