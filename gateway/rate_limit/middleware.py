@@ -28,6 +28,7 @@ import anyio
 import redis.asyncio
 import redis.exceptions
 from litestar.enums import ScopeType
+from litestar.middleware import DefineMiddleware
 from litestar.types import (
     ASGIApp,
     HTTPResponseBodyEvent,
@@ -221,60 +222,65 @@ def _retry_headers(ms: int) -> dict[str, str]:
     return {"retry-after": str(max(1, math.ceil(ms / 1000))), "retry-after-ms": str(ms)}
 
 
-def rate_limit_middleware(rate_limits: RateLimits, keyring: KeyRing) -> type:
-    """A middleware class bound to one app's limits (Litestar builds it with ``app=``)."""
+class RateLimitMiddleware:
+    """Admits each rate-limited request against its tenant's and key's limits, and holds its
+    concurrency slot until the response's last byte."""
 
-    def _subjects(scope: Scope) -> tuple[Subject, ...]:
+    def __init__(self, app: ASGIApp, rate_limits: RateLimits, keyring: KeyRing) -> None:
+        self.app = app
+        self.rate_limits = rate_limits
+        self.keyring = keyring
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        subjects = self._subjects(scope) if scope["type"] == ScopeType.HTTP else ()
+        if not subjects:
+            await self.app(scope, receive, send)
+            return
+        try:
+            decision = await self.rate_limits.admit(subjects)
+        except RateLimited as refused:
+            headers = {**refused.decision.headers(), **_retry_headers(refused.retry_after_ms)}
+            await _send_error(send, refused, headers)
+            return
+        except RateLimiterUnavailable as unavailable:
+            await _send_error(send, unavailable, _retry_headers(1000))
+            return
+        if decision is None:  # Redis failed, fail mode open
+            await self.app(scope, receive, send)
+            return
+        await self._run(decision, scope, receive, send)
+
+    def _subjects(self, scope: Scope) -> tuple[Subject, ...]:
         handler = scope.get("route_handler")
-        if not rate_limits.enabled or handler is None or not handler.opt.get(RATE_LIMITED):
+        if not self.rate_limits.enabled or handler is None or not handler.opt.get(RATE_LIMITED):
             return ()
         authorization = next(
             (v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None
         )
         try:
-            tenant = keyring.authenticate(authorization)
+            tenant = self.keyring.authenticate(authorization)
         except AuthenticationFailed:
             return ()  # the route itself answers 401
-        return rate_limits.subjects(tenant)
+        return self.rate_limits.subjects(tenant)
 
-    class RateLimitMiddleware:
-        def __init__(self, app: ASGIApp) -> None:
-            self.app = app
+    async def _run(self, decision: Decision, scope: Scope, receive: Receive, send: Send) -> None:
+        extra = [(k.encode(), v.encode()) for k, v in decision.headers().items()]
 
-        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-            subjects = _subjects(scope) if scope["type"] == ScopeType.HTTP else ()
-            if not subjects:
-                await self.app(scope, receive, send)
-                return
-            try:
-                decision = await rate_limits.admit(subjects)
-            except RateLimited as refused:
-                headers = {**refused.decision.headers(), **_retry_headers(refused.retry_after_ms)}
-                await _send_error(send, refused, headers)
-                return
-            except RateLimiterUnavailable as unavailable:
-                await _send_error(send, unavailable, _retry_headers(1000))
-                return
-            if decision is None:  # Redis failed, fail mode open
-                await self.app(scope, receive, send)
-                return
-            await self._run(decision, scope, receive, send)
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
 
-        async def _run(self, decision: Decision, scope: Scope, receive: Receive, send: Send) -> None:
-            extra = [(k.encode(), v.encode()) for k, v in decision.headers().items()]
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            context: RequestContext | None = scope.get("state", {}).get(STATE_KEY)
+            tokens = context.usage_tokens if context is not None else 0
+            # Shielded: a client that left cancels this task, and the slot must still be freed.
+            with anyio.CancelScope(shield=True):
+                await self.rate_limits.finish(decision, tokens)
 
-            async def send_with_headers(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    message["headers"] = [*message.get("headers", ()), *extra]
-                await send(message)
 
-            try:
-                await self.app(scope, receive, send_with_headers)
-            finally:
-                context: RequestContext | None = scope.get("state", {}).get(STATE_KEY)
-                tokens = context.usage_tokens if context is not None else 0
-                # Shielded: a client that left cancels this task, and the slot must still be freed.
-                with anyio.CancelScope(shield=True):
-                    await rate_limits.finish(decision, tokens)
-
-    return RateLimitMiddleware
+def rate_limit_middleware(rate_limits: RateLimits, keyring: KeyRing) -> DefineMiddleware:
+    """The middleware bound to one app's limits (Litestar builds it with ``app=``)."""
+    return DefineMiddleware(RateLimitMiddleware, rate_limits=rate_limits, keyring=keyring)
