@@ -169,13 +169,9 @@ class StreamGuard:
         context = JudgeContext() if self.context is None else self.context
         focused = msgspec.structs.replace(context, focus_start=len(window.context))  # shares the cache
         where = f"choices[{state.index}]" + ("" if self._is_main(channel) else f".{channel.field}")
-        checked = await self.guardrails.judge_output(self.resolved, [window.checked], [where], focused)
-        state.reports.append(checked.report)
-        outcome = checked.outcome
-        blocked = outcome.blocked
-        if blocked is not None:
-            state.done = True
-            yield self._refusal(state.index, self.guardrails.refusal(self.resolved, blocked))
+        outcome, refusal = await self._judge(state, [window.checked], [where], focused)
+        if refusal is not None:
+            yield refusal
             return
         judged = outcome.texts[0]
         state.annotate = state.annotate or judged.annotate
@@ -196,6 +192,18 @@ class StreamGuard:
             logprobs = channel.logprobs.release(release, spans)
             if released_text:
                 yield self._text_chunk(state.index, channel.field, released_text, logprobs)
+
+    async def _judge(
+        self, state: _Choice, texts: list[str], wheres: list[str], context: JudgeContext | None
+    ) -> tuple[StageOutcome, Chunk | None]:
+        """Judge some of a choice's text, keep the report; a block ends the choice with a refusal chunk."""
+        checked = await self.guardrails.judge_output(self.resolved, texts, wheres, context)
+        state.reports.append(checked.report)
+        blocked = checked.outcome.blocked
+        if blocked is None:
+            return checked.outcome, None
+        state.done = True
+        return checked.outcome, self._refusal(state.index, self.guardrails.refusal(self.resolved, blocked))
 
     def _is_main(self, channel: Channel) -> bool:
         return channel.field in ("content", "text")
@@ -244,15 +252,10 @@ class StreamGuard:
         calls = [state.tool_calls[k] for k in sorted(state.tool_calls)]
         held: dict[str, Any] = {"tool_calls": calls, "function_call": state.function_call}
         slots = call_slots(held, f"choices[{state.index}]")
-        checked = await self.guardrails.judge_output(
-            self.resolved, [slot.text for slot in slots], [slot.where for slot in slots], self.context
-        )
-        state.reports.append(checked.report)
-        outcome = checked.outcome
-        blocked = outcome.blocked
-        if blocked is not None:
-            state.done = True
-            yield self._refusal(state.index, self.guardrails.refusal(self.resolved, blocked))
+        texts, wheres = [slot.text for slot in slots], [slot.where for slot in slots]
+        outcome, refusal = await self._judge(state, texts, wheres, self.context)
+        if refusal is not None:
+            yield refusal
             return
         for slot, text in zip(slots, outcome.texts, strict=True):
             if text.text != slot.text:
