@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.common import configure_logging, settings_for
 from gateway.settings import ConfigError, Settings
 
 log = logging.getLogger("hhh.feedback")
@@ -145,15 +146,13 @@ async def _sync(
 def _feedback_sync(args: argparse.Namespace) -> int:
     import redis.exceptions
 
-    from gateway.cli.main import _configure_logging, _settings_for
-
-    settings = _settings_for(args)
+    settings = settings_for(args)
     labelstudio = settings.feedback.labelstudio
     for key, value, variable in (("url", labelstudio.url, "LABEL_STUDIO_URL"),
                                  ("api_key", labelstudio.api_key, "LABEL_STUDIO_API_KEY")):  # fmt: skip
         if not value:
             raise ConfigError(f"feedback.labelstudio.{key}: required to sync (or set {variable})")
-    _configure_logging(args.log_level or ("info" if args.watch else "warning"))
+    configure_logging(args.log_level or ("info" if args.watch else "warning"))
     redis_dir = Path(settings.data_dir).expanduser() / "redis"
     show_progress = sys.stderr.isatty() or args.progress
     try:
@@ -209,10 +208,9 @@ async def _export(settings: Settings, redis_dir: Path, options: Any, out: Path, 
 
 def _feedback_export(args: argparse.Namespace) -> int:
     from feedback.preferences.export import ExportOptions
-    from gateway.cli.main import _configure_logging, _settings_for
 
-    settings = _settings_for(args)
-    _configure_logging(args.log_level or "warning")
+    settings = settings_for(args)
+    configure_logging(args.log_level or "warning")
     options = ExportOptions(
         format=args.format, aggregation=args.aggregate, ties=args.ties, margin=args.margin,
         blocked=args.blocked, redacted=args.redacted, test_fraction=args.test_fraction,
@@ -226,9 +224,8 @@ def _feedback_export(args: argparse.Namespace) -> int:
 
 def _train_reward(args: argparse.Namespace) -> int:
     from feedback.preferences.reward_training import TrainingOptions, train_reward_model
-    from gateway.cli.main import _configure_logging
 
-    _configure_logging(args.log_level or "warning")
+    configure_logging(args.log_level or "warning")
     if args.base is None:
         from guards.models.sentence_embeddings import default_embedding_model
 
