@@ -47,9 +47,8 @@ class TqdmProgress:
 @asynccontextmanager
 async def _redis(settings: Settings, directory: Path) -> AsyncIterator[Any]:
     """The configured Redis; else the one a running gateway embedded; else an embedded one of our own."""
-    import redis.asyncio
-
     from feedback.embedded_redis import EmbeddedRedis, running_embedded_redis
+    from feedback.redis_connection import BATCH_CONNECT_TIMEOUT_S, BATCH_TIMEOUT_S, redis_client
 
     async with AsyncExitStack() as stack:
         url = settings.redis.url
@@ -57,7 +56,7 @@ async def _redis(settings: Settings, directory: Path) -> AsyncIterator[Any]:
             url = await running_embedded_redis(directory)
         if url is None:
             url = (await stack.enter_async_context(EmbeddedRedis(directory))).url
-        client = redis.asyncio.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+        client = redis_client(url, timeout_s=BATCH_TIMEOUT_S, connect_timeout_s=BATCH_CONNECT_TIMEOUT_S)
         stack.push_async_callback(client.aclose)
         await client.ping()
         yield client

@@ -17,6 +17,9 @@ from gateway.relay.embedded_llm import EmbeddedLLMError
 from gateway.settings import ConfigError
 from guards.policy import PolicyError
 
+# What the IP index has always been read and written with (redis-py's default), whatever redis-py's is.
+IP_INDEX_REDIS_TIMEOUT_S = 5.0
+
 
 def _serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
@@ -105,12 +108,11 @@ def _grounding_index(args: argparse.Namespace) -> int:
 
 
 async def _redis_index(location: str, save: Any = None) -> Any:
-    import redis.asyncio
-
+    from feedback.redis_connection import redis_client
     from guards.ip.redis_store import load_from_redis, save_to_redis, split_location
 
     url, name = split_location(location)
-    client = redis.asyncio.from_url(url)
+    client = redis_client(url, timeout_s=IP_INDEX_REDIS_TIMEOUT_S)
     try:
         if save is not None:
             return await save_to_redis(save, client, name)
