@@ -12,10 +12,13 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.cli.common import configure_logging, settings_for
 from gateway.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from feedback.labelstudio.sync import LabelStudioSync
 
 log = logging.getLogger("hhh.feedback")
 PROGRESS_HELP = "show progress bars even when not on a terminal"
@@ -66,13 +69,26 @@ def _serve_metrics(port: int) -> Any:
     """The standalone worker's Prometheus endpoint (the gateway serves its own at /metrics)."""
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from gateway.feedback_worker import SyncMetrics
+    from feedback.labelstudio.metrics import SyncMetrics
 
     registry = CollectorRegistry()
     metrics = SyncMetrics(registry)
     start_http_server(port, addr="127.0.0.1", registry=registry)
     print(f"metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)
     return metrics
+
+
+async def _watch(sync: LabelStudioSync, metrics_port: int | None) -> None:
+    """Rounds until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    if metrics_port is None:
+        await sync.watch(stop)
+    else:
+        metrics = _serve_metrics(metrics_port)
+        await sync.watch(stop, on_round=metrics.observe, on_failure=metrics.rounds_failed.inc)
 
 
 async def _sync(
@@ -83,24 +99,16 @@ async def _sync(
     show_progress: bool,
     metrics_port: int | None,
 ) -> int:
-    from feedback.collector import EventCollector
     from feedback.labelstudio.client import LabelStudioProject
     from feedback.labelstudio.errors import LabelStudioRefused, LabelStudioUnavailable
-    from feedback.labelstudio.receiver import AnnotationReceiver
-    from feedback.labelstudio.sync import LabelStudioSync, SyncBusy, SyncLock
-    from feedback.store import FeedbackStore
+    from feedback.labelstudio.sync import SyncBusy
+    from feedback.labelstudio.wiring import build_sync
 
     ls_settings = settings.feedback.labelstudio
     async with _redis(settings, redis_dir) as client, LabelStudioProject(ls_settings) as api:
-        store = FeedbackStore(client)
-        collector = EventCollector(client, store, settings.redis.stream, ls_settings.settle_s)
         progress = TqdmProgress(show_progress and not watch)
-        lock = SyncLock(store, ttl_s=max(300.0, 4 * ls_settings.poll_interval_s))
-        receiver = AnnotationReceiver(store)
-        sync = LabelStudioSync(
-            ls_settings, api, store, collector, receiver, progress=progress, lock=lock,
-            retention_s=ls_settings.retention_days * 86400,
-        )  # fmt: skip
+        wired = build_sync(ls_settings, api, client, settings.redis.stream, progress)
+        sync, lock, store = wired.sync, wired.lock, wired.sync.store
         try:
             await lock.acquire()
         except SyncBusy as exc:
@@ -110,15 +118,7 @@ async def _sync(
             project = await sync.bootstrap()
             print(f"Label Studio project {project}: {ls_settings.url}/projects/{project}", file=sys.stderr)
             if watch:
-                stop = asyncio.Event()
-                loop = asyncio.get_running_loop()
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    loop.add_signal_handler(signum, stop.set)
-                if metrics_port is None:
-                    await sync.watch(stop)
-                else:
-                    metrics = _serve_metrics(metrics_port)
-                    await sync.watch(stop, on_round=metrics.observe, on_failure=metrics.rounds_failed.inc)
+                await _watch(sync, metrics_port)
                 return 0
             summary = await sync.run_once(flush=flush)
             print(summary.describe())
