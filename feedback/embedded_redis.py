@@ -15,14 +15,19 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-import redis.asyncio
+import redis.exceptions
 
 from feedback.child_process import die_with_parent
+from feedback.redis_connection import redis_client
 
 log = logging.getLogger("hhh.redis")
 
 
 URL_FILE = "url"
+# A redis-server on this host answers at once; this only bounds one that hangs (redis-py's default).
+LOCAL_TIMEOUT_S = 5.0
+# A gateway's embedded server that does not accept a connection within this is not running.
+PROBE_CONNECT_TIMEOUT_S = 1.0
 
 
 async def running_embedded_redis(directory: Path) -> str | None:
@@ -31,7 +36,7 @@ async def running_embedded_redis(directory: Path) -> str | None:
         url = (directory / URL_FILE).read_text().strip()
     except OSError:
         return None
-    client = redis.asyncio.from_url(url, socket_connect_timeout=1)
+    client = redis_client(url, timeout_s=LOCAL_TIMEOUT_S, connect_timeout_s=PROBE_CONNECT_TIMEOUT_S)
     try:
         await client.ping()
         return url
@@ -92,7 +97,7 @@ class EmbeddedRedis:
         self._process = process = await asyncio.create_subprocess_exec(
             *command, stdin=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent()
         )
-        client = redis.asyncio.from_url(self.url)
+        client = redis_client(self.url, timeout_s=LOCAL_TIMEOUT_S)
         deadline = time.monotonic() + 10
         try:
             while True:

@@ -31,16 +31,6 @@ log = logging.getLogger("hhh.feedback")
 _REDIS_DOWN = (redis.exceptions.RedisError, OSError)
 
 
-def redis_client(url: str, timeout_s: float = 2.0) -> redis.asyncio.Redis:
-    """A client that fails fast: the recorder spools instead of waiting out redis-py's own retries."""
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    return redis.asyncio.from_url(
-        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0)
-    )
-
-
 class RecorderMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.recorded = Counter(

@@ -35,8 +35,7 @@ import msgspec
 import redis.asyncio
 
 from feedback.events import CompletionEvent, FeedbackEvent, decode_event, decode_feedback
-from feedback.labelstudio.annotations import AnnotationRecord
-from feedback.labelstudio.tasks import RankingTask
+from feedback.ranking import AnnotationRecord, RankingTask
 
 ORIGINAL = "original"
 REJECTED_KEEP = 10_000  # rejected annotations kept for inspection

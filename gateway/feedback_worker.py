@@ -8,38 +8,16 @@ import contextlib
 import logging
 from contextlib import AsyncExitStack
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
-from feedback.collector import EventCollector
 from feedback.labelstudio.errors import LabelStudioRefused, LabelStudioUnavailable
-from feedback.labelstudio.receiver import AnnotationReceiver
+from feedback.labelstudio.metrics import SyncMetrics
 from feedback.labelstudio.settings import LabelStudioSettings
-from feedback.labelstudio.sync import LabelStudioSync, SyncBusy, SyncLock, SyncSummary
+from feedback.labelstudio.sync import SyncBusy
+from feedback.labelstudio.wiring import build_sync
 from feedback.recorder import EventRecorder
-from feedback.store import FeedbackStore
 
 log = logging.getLogger("hhh.labelstudio")
-
-
-class SyncMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.tasks_pushed = Counter(
-            "hhh_labelstudio_tasks_pushed", "Ranking tasks pushed to Label Studio.", registry=registry
-        )
-        self.annotations = Counter(
-            "hhh_labelstudio_annotations",
-            "Annotations the sync's poll handled, by outcome (new, updated, same, rejected, deleted, ...).",
-            ["outcome"],
-            registry=registry,
-        )
-        self.rounds_failed = Counter(
-            "hhh_labelstudio_sync_rounds_failed", "Sync rounds cut short by Label Studio.", registry=registry
-        )
-
-    def observe(self, summary: SyncSummary) -> None:
-        self.tasks_pushed.inc(summary.pushed + summary.recovered)
-        for outcome, count in summary.received.items():
-            self.annotations.labels(outcome).inc(count)
 
 
 async def start_sync_worker(
@@ -53,12 +31,8 @@ async def start_sync_worker(
     from feedback.labelstudio.client import LabelStudioProject  # the SDK: only when configured
 
     api = await stack.enter_async_context(LabelStudioProject(settings))
-    store = FeedbackStore(recorder.client)
-    collector = EventCollector(recorder.client, store, stream, settings.settle_s)
-    lock = SyncLock(store, ttl_s=max(300.0, 4 * settings.poll_interval_s))
-    receiver = AnnotationReceiver(store)
-    retention_s = settings.retention_days * 86400
-    sync = LabelStudioSync(settings, api, store, collector, receiver, lock=lock, retention_s=retention_s)
+    wired = build_sync(settings, api, recorder.client, stream)
+    sync, lock = wired.sync, wired.lock
     metrics = SyncMetrics(registry)
     stop = asyncio.Event()
 

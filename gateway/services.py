@@ -18,7 +18,8 @@ from litestar.datastructures import State
 
 from feedback.embedded_redis import EmbeddedRedis
 from feedback.labelstudio.receiver import AnnotationReceiver
-from feedback.recorder import EventRecorder, RecorderMetrics, redis_client
+from feedback.recorder import EventRecorder, RecorderMetrics
+from feedback.redis_connection import redis_client
 from feedback.spool import DiskSpool
 from feedback.store import FeedbackStore
 from gateway.auth import KeyRing

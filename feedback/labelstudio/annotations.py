@@ -9,6 +9,7 @@ import msgspec
 
 from feedback.labelstudio.config import CANDIDATES, RANKER
 from feedback.labelstudio.tasks import TASK_KEY
+from feedback.ranking import AnnotationRecord
 
 
 class InvalidAnnotation(ValueError):
@@ -29,20 +30,6 @@ class Ranking(msgspec.Struct, frozen=True):
     """Candidate ids from best to worst; ids in one inner list are tied."""
 
     places: list[list[str]]
-
-
-class AnnotationRecord(msgspec.Struct, kw_only=True):
-    """One annotator's ranking of one task, as stored for the export."""
-
-    task_key: str
-    annotation_id: int
-    ls_task_id: int
-    project: int | None
-    annotator: str
-    places: list[list[str]]  # candidate ids, best first; ids in one inner list are tied
-    created_at: str
-    updated_at: str
-    lead_time_s: float | None = None
 
 
 def parse_ranking(result: list[dict[str, Any]], candidate_ids: list[str]) -> Ranking:

@@ -29,7 +29,8 @@ from feedback.collector import EventCollector
 from feedback.labelstudio.errors import LabelStudioKeyRefused, LabelStudioRefused, LabelStudioUnavailable
 from feedback.labelstudio.receiver import AnnotationReceiver
 from feedback.labelstudio.settings import LabelStudioSettings
-from feedback.labelstudio.tasks import RankingTask, ranking_task
+from feedback.labelstudio.tasks import labelstudio_data
+from feedback.ranking import RankingTask, ranking_task
 from feedback.store import FeedbackStore
 
 if TYPE_CHECKING:
@@ -245,7 +246,7 @@ class LabelStudioSync:
                 remaining = await self._drop_existing(tasks, summary)
             first = False
             if remaining:
-                ids = await self.api.import_tasks(self.project, [t.labelstudio_data() for t in remaining])
+                ids = await self.api.import_tasks(self.project, [labelstudio_data(t) for t in remaining])
                 await self.store.record_pushed(
                     self.project, list(zip(remaining, ids, strict=True)), self.retention_s
                 )

@@ -1,84 +1,26 @@
-"""Ranking tasks from recorded events: one task per prompt, its candidates being every choice of the
-original completion (n>1) and of the extra candidates sampled for it.
-
-A ``RankingTask`` keeps everything the export needs (the redacted request, each answer with its model,
-sampling and guard flags); ``labelstudio_data`` is the part annotators see."""
+"""A ranking task as Label Studio shows it to annotators: the task's ``data``, each candidate titled with
+where it came from and what the guards said of it."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-import msgspec
+from feedback.ranking import Candidate, RankingTask
 
-from feedback.events import CompletionEvent
-
+# The field of a task's data that names its ranking task: how annotations and imports find their way back.
 TASK_KEY = "hhh_task_key"
 
 
-class Candidate(msgspec.Struct, kw_only=True):
-    id: str  # "<event id>:<choice index>", unique within the task
-    text: str  # what the client received (a refusal for a blocked answer)
-    model: str
-    origin: str  # "answer" (what the client got) or "candidate" (sampled afterwards)
-    sampling: dict[str, Any] | None = None
-    flags: list[str] = []  # "<guard>: <decision>" for every guard that did not pass
-    blocked: bool = False
-    redacted: bool = False
-    finish_reason: str | None = None
-
-
-class RankingTask(msgspec.Struct, kw_only=True):
-    task_key: str
-    request_id: str
-    tenant: str
-    model: str
-    endpoint: str
-    created: float
-    request: dict[str, Any]  # as the upstream received it: after the input guards' redaction
-    prompt: str  # the conversation as annotators read it
-    candidates: list[Candidate]
-    policy: str | None = None  # the guard policy the original request was served under
-
-    def labelstudio_data(self) -> dict[str, Any]:
-        items = [{"id": c.id, "title": _title(c), "body": c.text} for c in self.candidates]
-        return {
-            "prompt": self.prompt,
-            "completions": items,
-            TASK_KEY: self.task_key,
-            "request_id": self.request_id,
-            "tenant": self.tenant,
-            "model": self.model,
-        }
-
-
-def prompt_text(request: dict[str, Any]) -> str:
-    """The conversation as an annotator should read it."""
-    if "messages" in request:
-        lines = []
-        for message in request["messages"]:
-            content = message.get("content")
-            if isinstance(content, list):
-                content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
-            lines.append(f"{message.get('role', 'user')}: {content or ''}")
-        return "\n\n".join(lines)
-    return str(request.get("prompt", ""))
-
-
-def _answer(choice: dict[str, Any]) -> tuple[str, bool]:
-    """The text shown for a choice, and whether it was blocked."""
-    message = choice.get("message") or {}
-    if message.get("content") is None and message.get("refusal"):
-        return f"[blocked] {message['refusal']}", True
-    return str(message.get("content") if "message" in choice else choice.get("text", "")), False
-
-
-def _decisions(event: CompletionEvent, index: int) -> list[tuple[str, str]] | None:
-    output = (event.guardrails.output or []) if event.guardrails is not None else []
-    report = next((r for r in output if r.index == index), None)
-    if report is None:
-        return None
-    return [(g.guard, g.decision) for g in report.guards]
+def labelstudio_data(task: RankingTask) -> dict[str, Any]:
+    items = [{"id": c.id, "title": _title(c), "body": c.text} for c in task.candidates]
+    return {
+        "prompt": task.prompt,
+        "completions": items,
+        TASK_KEY: task.task_key,
+        "request_id": task.request_id,
+        "tenant": task.tenant,
+        "model": task.model,
+    }
 
 
 def _title(candidate: Candidate) -> str:
@@ -86,63 +28,3 @@ def _title(candidate: Candidate) -> str:
     if candidate.sampling:
         origin += f" ({', '.join(f'{k}={v}' for k, v in candidate.sampling.items())})"
     return f"{origin} - {', '.join(candidate.flags) or 'all guards passed'}"
-
-
-def task_key(request_id: str) -> str:
-    """Stable per prompt, so a task pushed twice is recognised (delivery is at least once)."""
-    return hashlib.sha256(request_id.encode()).hexdigest()[:32]
-
-
-def _candidates(event: CompletionEvent, origin: str) -> list[Candidate]:
-    found = []
-    for choice in event.choices:
-        index = choice.get("index", 0)
-        text, blocked = _answer(choice)
-        decisions = _decisions(event, index)
-        flags = (
-            ["no guard report"]
-            if decisions is None
-            else [f"{guard}: {decision}" for guard, decision in decisions if decision != "pass"]
-        )
-        found.append(
-            Candidate(
-                id=f"{event.id}:{index}",
-                text=text,
-                model=event.model,
-                origin=origin,
-                sampling=event.sampling,
-                flags=flags,
-                blocked=blocked or any(d == "block" for _, d in decisions or []),
-                redacted=any(d == "redact" for _, d in decisions or []),
-                finish_reason=choice.get("finish_reason"),
-            )
-        )
-    return found
-
-
-def ranking_task(original: CompletionEvent | None, candidates: list[CompletionEvent]) -> RankingTask | None:
-    """The task for one prompt, or None when there are fewer than two whole answers to rank. An answer
-    whose stream ended early (client gone, upstream failed) is not ranked: it was never finished. Without
-    the original (it may be lost, or not recorded yet) the sampled candidates can still be ranked."""
-    head = original or (candidates[0] if candidates else None)
-    if head is None:
-        return None
-    items = _candidates(original, "answer") if original is not None and original.complete else []
-    for event in candidates:
-        if event.complete:
-            items += _candidates(event, "candidate")
-    if len(items) < 2:
-        return None
-    request_id = head.candidate_of or head.id
-    return RankingTask(
-        task_key=task_key(request_id),
-        request_id=request_id,
-        tenant=head.tenant,
-        model=original.model if original is not None else head.model,
-        endpoint=head.endpoint,
-        created=head.created,
-        request=head.request,
-        prompt=prompt_text(head.request),
-        candidates=items,
-        policy=(head.guardrails.policy or None) if head.guardrails is not None else None,
-    )

@@ -12,12 +12,12 @@ from typing import Any
 import msgspec
 
 from feedback.events import FeedbackEvent
-from feedback.labelstudio.tasks import Candidate, RankingTask, ranking_task
 from feedback.preferences.aggregate import AGGREGATIONS, aggregate
 from feedback.preferences.agreement import AgreementReport, agreement
 from feedback.preferences.formats import FORMATS, messages_of
 from feedback.preferences.pairs import Comparison
 from feedback.preferences.user_feedback import feedback_comparisons
+from feedback.ranking import Candidate, RankingTask, ranking_task
 from feedback.store import FeedbackStore
 
 SOURCES = ("rankings", "feedback")

@@ -17,26 +17,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from feedback.messages import message_text
+
 FORMATS = ("trl", "trl-conversational", "openai-preference", "hh-rlhf")
 MARGIN_FORMATS = ("trl", "trl-conversational")
-
-
-def _content(message: dict[str, Any]) -> str:
-    content = message.get("content")
-    if isinstance(content, list):  # content parts: the text ones
-        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return "" if content is None else str(content)
 
 
 def messages_of(request: dict[str, Any]) -> list[dict[str, str]]:
     """The prompt as role/content messages (a legacy completions prompt becomes one user message)."""
     if "messages" in request:
-        return [{"role": str(m.get("role", "user")), "content": _content(m)} for m in request["messages"]]
+        return [{"role": str(m.get("role", "user")), "content": message_text(m)} for m in request["messages"]]
     prompt = request.get("prompt", "")
     return [{"role": "user", "content": prompt if isinstance(prompt, str) else str(prompt)}]
 
 
-def prompt_text(messages: list[dict[str, str]]) -> str:
+def dataset_prompt(messages: list[dict[str, str]]) -> str:
+    """The prompt as one text (TRL's ``prompt`` column; the reward model's input): a lone user message as
+    it is, else ``role: content`` a turn."""
     if len(messages) == 1 and messages[0]["role"] == "user":
         return messages[0]["content"]
     return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
@@ -67,7 +64,7 @@ def row(
     messages = messages_of(request)
     result: dict[str, Any]
     if fmt == "trl":
-        result = {"prompt": prompt_text(messages), "chosen": chosen, "rejected": rejected}
+        result = {"prompt": dataset_prompt(messages), "chosen": chosen, "rejected": rejected}
     elif fmt == "trl-conversational":
         result = {
             "prompt": messages,

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from feedback.preferences.formats import prompt_text
+from feedback.preferences.formats import dataset_prompt
 
 
 class TrainingOptions(msgspec.Struct, kw_only=True, frozen=True):
@@ -45,13 +45,13 @@ def standard_row(row: dict[str, Any]) -> dict[str, Any]:
     """Any export format's row → TRL's standard layout (prompt optional, chosen, rejected, margin)."""
     if "preferred_output" in row:  # openai-preference
         return {
-            "prompt": prompt_text(row["input"]["messages"]),
+            "prompt": dataset_prompt(row["input"]["messages"]),
             "chosen": row["preferred_output"][-1]["content"],
             "rejected": row["non_preferred_output"][-1]["content"],
         }
     if isinstance(row.get("prompt"), list):  # trl-conversational
         converted = {
-            "prompt": prompt_text(row["prompt"]),
+            "prompt": dataset_prompt(row["prompt"]),
             "chosen": row["chosen"][-1]["content"],
             "rejected": row["rejected"][-1]["content"],
         }

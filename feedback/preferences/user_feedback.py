@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from feedback.events import FeedbackEvent
-from feedback.labelstudio.tasks import RankingTask
 from feedback.preferences.pairs import Comparison
+from feedback.ranking import RankingTask
 
 
 def feedback_comparisons(task: RankingTask, rated: list[tuple[FeedbackEvent, str]]) -> list[Comparison]:

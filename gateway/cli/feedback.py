@@ -12,9 +12,13 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from gateway.cli.common import configure_logging, settings_for
 from gateway.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from feedback.labelstudio.sync import LabelStudioSync
 
 log = logging.getLogger("hhh.feedback")
 PROGRESS_HELP = "show progress bars even when not on a terminal"
@@ -46,9 +50,8 @@ class TqdmProgress:
 @asynccontextmanager
 async def _redis(settings: Settings, directory: Path) -> AsyncIterator[Any]:
     """The configured Redis; else the one a running gateway embedded; else an embedded one of our own."""
-    import redis.asyncio
-
     from feedback.embedded_redis import EmbeddedRedis, running_embedded_redis
+    from feedback.redis_connection import BATCH_CONNECT_TIMEOUT_S, BATCH_TIMEOUT_S, redis_client
 
     async with AsyncExitStack() as stack:
         url = settings.redis.url
@@ -56,7 +59,7 @@ async def _redis(settings: Settings, directory: Path) -> AsyncIterator[Any]:
             url = await running_embedded_redis(directory)
         if url is None:
             url = (await stack.enter_async_context(EmbeddedRedis(directory))).url
-        client = redis.asyncio.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+        client = redis_client(url, timeout_s=BATCH_TIMEOUT_S, connect_timeout_s=BATCH_CONNECT_TIMEOUT_S)
         stack.push_async_callback(client.aclose)
         await client.ping()
         yield client
@@ -66,13 +69,26 @@ def _serve_metrics(port: int) -> Any:
     """The standalone worker's Prometheus endpoint (the gateway serves its own at /metrics)."""
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from gateway.feedback_worker import SyncMetrics
+    from feedback.labelstudio.metrics import SyncMetrics
 
     registry = CollectorRegistry()
     metrics = SyncMetrics(registry)
     start_http_server(port, addr="127.0.0.1", registry=registry)
     print(f"metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)
     return metrics
+
+
+async def _watch(sync: LabelStudioSync, metrics_port: int | None) -> None:
+    """Rounds until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    if metrics_port is None:
+        await sync.watch(stop)
+    else:
+        metrics = _serve_metrics(metrics_port)
+        await sync.watch(stop, on_round=metrics.observe, on_failure=metrics.rounds_failed.inc)
 
 
 async def _sync(
@@ -83,24 +99,16 @@ async def _sync(
     show_progress: bool,
     metrics_port: int | None,
 ) -> int:
-    from feedback.collector import EventCollector
     from feedback.labelstudio.client import LabelStudioProject
     from feedback.labelstudio.errors import LabelStudioRefused, LabelStudioUnavailable
-    from feedback.labelstudio.receiver import AnnotationReceiver
-    from feedback.labelstudio.sync import LabelStudioSync, SyncBusy, SyncLock
-    from feedback.store import FeedbackStore
+    from feedback.labelstudio.sync import SyncBusy
+    from feedback.labelstudio.wiring import build_sync
 
     ls_settings = settings.feedback.labelstudio
     async with _redis(settings, redis_dir) as client, LabelStudioProject(ls_settings) as api:
-        store = FeedbackStore(client)
-        collector = EventCollector(client, store, settings.redis.stream, ls_settings.settle_s)
         progress = TqdmProgress(show_progress and not watch)
-        lock = SyncLock(store, ttl_s=max(300.0, 4 * ls_settings.poll_interval_s))
-        receiver = AnnotationReceiver(store)
-        sync = LabelStudioSync(
-            ls_settings, api, store, collector, receiver, progress=progress, lock=lock,
-            retention_s=ls_settings.retention_days * 86400,
-        )  # fmt: skip
+        wired = build_sync(ls_settings, api, client, settings.redis.stream, progress)
+        sync, lock, store = wired.sync, wired.lock, wired.sync.store
         try:
             await lock.acquire()
         except SyncBusy as exc:
@@ -110,15 +118,7 @@ async def _sync(
             project = await sync.bootstrap()
             print(f"Label Studio project {project}: {ls_settings.url}/projects/{project}", file=sys.stderr)
             if watch:
-                stop = asyncio.Event()
-                loop = asyncio.get_running_loop()
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    loop.add_signal_handler(signum, stop.set)
-                if metrics_port is None:
-                    await sync.watch(stop)
-                else:
-                    metrics = _serve_metrics(metrics_port)
-                    await sync.watch(stop, on_round=metrics.observe, on_failure=metrics.rounds_failed.inc)
+                await _watch(sync, metrics_port)
                 return 0
             summary = await sync.run_once(flush=flush)
             print(summary.describe())
@@ -145,15 +145,13 @@ async def _sync(
 def _feedback_sync(args: argparse.Namespace) -> int:
     import redis.exceptions
 
-    from gateway.cli.main import _configure_logging, _settings_for
-
-    settings = _settings_for(args)
+    settings = settings_for(args)
     labelstudio = settings.feedback.labelstudio
     for key, value, variable in (("url", labelstudio.url, "LABEL_STUDIO_URL"),
                                  ("api_key", labelstudio.api_key, "LABEL_STUDIO_API_KEY")):  # fmt: skip
         if not value:
             raise ConfigError(f"feedback.labelstudio.{key}: required to sync (or set {variable})")
-    _configure_logging(args.log_level or ("info" if args.watch else "warning"))
+    configure_logging(args.log_level or ("info" if args.watch else "warning"))
     redis_dir = Path(settings.data_dir).expanduser() / "redis"
     show_progress = sys.stderr.isatty() or args.progress
     try:
@@ -209,10 +207,9 @@ async def _export(settings: Settings, redis_dir: Path, options: Any, out: Path, 
 
 def _feedback_export(args: argparse.Namespace) -> int:
     from feedback.preferences.export import ExportOptions
-    from gateway.cli.main import _configure_logging, _settings_for
 
-    settings = _settings_for(args)
-    _configure_logging(args.log_level or "warning")
+    settings = settings_for(args)
+    configure_logging(args.log_level or "warning")
     options = ExportOptions(
         format=args.format, aggregation=args.aggregate, ties=args.ties, margin=args.margin,
         blocked=args.blocked, redacted=args.redacted, test_fraction=args.test_fraction,
@@ -226,9 +223,8 @@ def _feedback_export(args: argparse.Namespace) -> int:
 
 def _train_reward(args: argparse.Namespace) -> int:
     from feedback.preferences.reward_training import TrainingOptions, train_reward_model
-    from gateway.cli.main import _configure_logging
 
-    _configure_logging(args.log_level or "warning")
+    configure_logging(args.log_level or "warning")
     if args.base is None:
         from guards.models.sentence_embeddings import default_embedding_model
 

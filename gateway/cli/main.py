@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -12,30 +11,14 @@ from typing import Any
 import msgspec
 
 from gateway import __version__
+from gateway.cli.common import configure_logging, settings_for
 from gateway.cli.feedback import add_feedback_commands
 from gateway.relay.embedded_llm import EmbeddedLLMError
-from gateway.settings import ConfigError, Settings, load_settings
+from gateway.settings import ConfigError
 from guards.policy import PolicyError
 
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format=LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S", stream=sys.stderr
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-def _settings_for(args: argparse.Namespace) -> Settings:
-    settings = load_settings(args.config)
-    server = settings.server
-    overrides = {
-        "host": args.host if getattr(args, "host", None) else server.host,
-        "port": args.port if getattr(args, "port", None) else server.port,
-        "log_level": getattr(args, "log_level", None) or server.log_level,
-    }
-    return msgspec.structs.replace(settings, server=msgspec.structs.replace(server, **overrides))
+# What the IP index has always been read and written with (redis-py's default), whatever redis-py's is.
+IP_INDEX_REDIS_TIMEOUT_S = 5.0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -44,8 +27,8 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.server.http_limits import uvicorn_options
     from gateway.server.shutdown import serve
 
-    settings = _settings_for(args)
-    _configure_logging(settings.server.log_level)
+    settings = settings_for(args)
+    configure_logging(settings.server.log_level)
     if not settings.upstreams:
         check_embedded_llm(settings.embedded_llm)  # fail before the server starts, without a traceback
     app = create_app(settings)
@@ -78,7 +61,7 @@ def _config_check(args: argparse.Namespace) -> int:
     from guards.registry import GuardResources, build_guards
     from guards.runner import RunnerPool
 
-    settings = _settings_for(args)
+    settings = settings_for(args)
     # Building guards loads no model; it checks their configs and every policy's references.
     guards = build_guards(settings.guards, GuardResources(RunnerPool(), None, Path(settings.data_dir)))
     used = used_guards(settings, guards)
@@ -109,7 +92,7 @@ def _grounding_index(args: argparse.Namespace) -> int:
     from guards.grounding.citation_db import build_index, read_corpus
     from guards.models.sentence_embeddings import load_embedder
 
-    _configure_logging("warning")
+    configure_logging("warning")
     embedder = load_embedder(args.model, args.device)
     total = sum(1 for line in args.corpus.open() if line.strip())
     with tqdm(total=total, unit="passage", desc="indexing") as bar:
@@ -125,12 +108,11 @@ def _grounding_index(args: argparse.Namespace) -> int:
 
 
 async def _redis_index(location: str, save: Any = None) -> Any:
-    import redis.asyncio
-
+    from feedback.redis_connection import redis_client
     from guards.ip.redis_store import load_from_redis, save_to_redis, split_location
 
     url, name = split_location(location)
-    client = redis.asyncio.from_url(url)
+    client = redis_client(url, timeout_s=IP_INDEX_REDIS_TIMEOUT_S)
     try:
         if save is not None:
             return await save_to_redis(save, client, name)

@@ -41,7 +41,8 @@ from litestar.types import (
 from prometheus_client import CollectorRegistry, Counter
 
 from feedback.embedded_redis import EmbeddedRedis
-from feedback.recorder import EventRecorder, redis_client
+from feedback.recorder import EventRecorder
+from feedback.redis_connection import redis_client
 from gateway.auth import KeyRing, Tenant
 from gateway.context import STATE_KEY, RequestContext
 from gateway.errors import AuthenticationFailed, GatewayError, RateLimiterUnavailable, encode_error

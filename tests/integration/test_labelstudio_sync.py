@@ -20,8 +20,8 @@ import redis
 import yaml
 from label_studio_sdk import LabelStudio
 
-from feedback.labelstudio.annotations import AnnotationRecord
 from feedback.labelstudio.settings import SECRET_HEADER
+from feedback.ranking import AnnotationRecord
 from gateway.relay.embedded_llm import free_port
 from tests.support.labelstudio_server import LabelStudioServer
 from tests.support.redis_server import redis_server

@@ -17,8 +17,7 @@ import redis.asyncio
 import yaml
 
 from feedback.events import CompletionEvent, encode_event
-from feedback.labelstudio.annotations import AnnotationRecord
-from feedback.labelstudio.tasks import ranking_task
+from feedback.ranking import AnnotationRecord, ranking_task
 from feedback.store import FeedbackStore
 from tests.support.redis_server import redis_server
 

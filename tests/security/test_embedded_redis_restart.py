@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from feedback.embedded_redis import EmbeddedRedis
 from feedback.events import CompletionEvent, decode_event
-from feedback.recorder import EventRecorder, RecorderMetrics, redis_client
+from feedback.recorder import EventRecorder, RecorderMetrics
+from feedback.redis_connection import redis_client
 from feedback.spool import DiskSpool
 
 

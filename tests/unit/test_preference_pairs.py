@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 
 from feedback.events import FeedbackEvent
 from feedback.labelstudio.annotations import parse_ranking
-from feedback.labelstudio.tasks import Candidate, RankingTask
 from feedback.preferences.aggregate import aggregate, bradley_terry_strengths, majority
 from feedback.preferences.agreement import agreement
+from feedback.preferences.formats import dataset_prompt, messages_of
 from feedback.preferences.pairs import ranking_pairs
 from feedback.preferences.user_feedback import feedback_comparisons
+from feedback.ranking import Candidate, RankingTask
 
 
 def _ids(k: int) -> list[str]:
@@ -139,3 +140,11 @@ def test_thumbs_within_one_prompt_give_up_over_down() -> None:
     )
     # Only ups, or votes that cancel out: no pair.
     assert feedback_comparisons(task, [(_fb(rating="up"), "r"), (_fb(rating="down"), "r")]) == []
+
+
+def test_the_dataset_prompt_is_a_lone_user_message_as_it_is_else_every_turn_by_role() -> None:
+    parts = [{"type": "text", "text": "Look:"}, {"type": "image_url"}, {"type": "text", "text": "what?"}]
+    assert dataset_prompt(messages_of({"messages": [{"role": "user", "content": parts}]})) == "Look:\nwhat?"
+    chat = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]}
+    assert dataset_prompt(messages_of(chat)) == "system: Be brief.\n\nuser: Hi"
+    assert dataset_prompt(messages_of({"prompt": "Once upon a time"})) == "Once upon a time"

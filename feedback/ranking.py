@@ -1,0 +1,140 @@
+"""What annotators rank and what they answer, whatever tool they rank in: a ``RankingTask`` per prompt (its
+candidates being every choice of the original completion, n>1, and of the extra candidates sampled for
+it), built from recorded events, and an ``AnnotationRecord`` per annotator's ranking of one.
+
+A ``RankingTask`` keeps everything the export needs: the redacted request, each answer with its model,
+sampling and guard flags."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgspec
+
+from feedback.events import CompletionEvent
+from feedback.messages import message_text
+
+
+class Candidate(msgspec.Struct, kw_only=True):
+    id: str  # "<event id>:<choice index>", unique within the task
+    text: str  # what the client received (a refusal for a blocked answer)
+    model: str
+    origin: str  # "answer" (what the client got) or "candidate" (sampled afterwards)
+    sampling: dict[str, Any] | None = None
+    flags: list[str] = []  # "<guard>: <decision>" for every guard that did not pass
+    blocked: bool = False
+    redacted: bool = False
+    finish_reason: str | None = None
+
+
+class RankingTask(msgspec.Struct, kw_only=True):
+    task_key: str
+    request_id: str
+    tenant: str
+    model: str
+    endpoint: str
+    created: float
+    request: dict[str, Any]  # as the upstream received it: after the input guards' redaction
+    prompt: str  # the conversation as annotators read it (``transcript``)
+    candidates: list[Candidate]
+    policy: str | None = None  # the guard policy the original request was served under
+
+
+class AnnotationRecord(msgspec.Struct, kw_only=True):
+    """One annotator's ranking of one task, as stored for the export."""
+
+    task_key: str
+    annotation_id: int
+    ls_task_id: int
+    project: int | None
+    annotator: str
+    places: list[list[str]]  # candidate ids, best first; ids in one inner list are tied
+    created_at: str
+    updated_at: str
+    lead_time_s: float | None = None
+
+
+def transcript(request: dict[str, Any]) -> str:
+    """The conversation as an annotator should read it: ``role: text`` a message, or the legacy prompt."""
+    if "messages" in request:
+        return "\n\n".join(
+            f"{message.get('role', 'user')}: {message_text(message)}" for message in request["messages"]
+        )
+    return str(request.get("prompt", ""))
+
+
+def _answer(choice: dict[str, Any]) -> tuple[str, bool]:
+    """The text shown for a choice, and whether it was blocked."""
+    message = choice.get("message") or {}
+    if message.get("content") is None and message.get("refusal"):
+        return f"[blocked] {message['refusal']}", True
+    return str(message.get("content") if "message" in choice else choice.get("text", "")), False
+
+
+def _decisions(event: CompletionEvent, index: int) -> list[tuple[str, str]] | None:
+    output = (event.guardrails.output or []) if event.guardrails is not None else []
+    report = next((r for r in output if r.index == index), None)
+    if report is None:
+        return None
+    return [(g.guard, g.decision) for g in report.guards]
+
+
+def task_key(request_id: str) -> str:
+    """Stable per prompt, so a task pushed twice is recognised (delivery is at least once)."""
+    return hashlib.sha256(request_id.encode()).hexdigest()[:32]
+
+
+def _candidates(event: CompletionEvent, origin: str) -> list[Candidate]:
+    found = []
+    for choice in event.choices:
+        index = choice.get("index", 0)
+        text, blocked = _answer(choice)
+        decisions = _decisions(event, index)
+        flags = (
+            ["no guard report"]
+            if decisions is None
+            else [f"{guard}: {decision}" for guard, decision in decisions if decision != "pass"]
+        )
+        found.append(
+            Candidate(
+                id=f"{event.id}:{index}",
+                text=text,
+                model=event.model,
+                origin=origin,
+                sampling=event.sampling,
+                flags=flags,
+                blocked=blocked or any(d == "block" for _, d in decisions or []),
+                redacted=any(d == "redact" for _, d in decisions or []),
+                finish_reason=choice.get("finish_reason"),
+            )
+        )
+    return found
+
+
+def ranking_task(original: CompletionEvent | None, candidates: list[CompletionEvent]) -> RankingTask | None:
+    """The task for one prompt, or None when there are fewer than two whole answers to rank. An answer
+    whose stream ended early (client gone, upstream failed) is not ranked: it was never finished. Without
+    the original (it may be lost, or not recorded yet) the sampled candidates can still be ranked."""
+    head = original or (candidates[0] if candidates else None)
+    if head is None:
+        return None
+    items = _candidates(original, "answer") if original is not None and original.complete else []
+    for event in candidates:
+        if event.complete:
+            items += _candidates(event, "candidate")
+    if len(items) < 2:
+        return None
+    request_id = head.candidate_of or head.id
+    return RankingTask(
+        task_key=task_key(request_id),
+        request_id=request_id,
+        tenant=head.tenant,
+        model=original.model if original is not None else head.model,
+        endpoint=head.endpoint,
+        created=head.created,
+        request=head.request,
+        prompt=transcript(head.request),
+        candidates=items,
+        policy=(head.guardrails.policy or None) if head.guardrails is not None else None,
+    )
