@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from litestar import Request, Response, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.types import AnyCallable
 
 from gateway.auth import Tenant
 from gateway.context import context_of
@@ -33,18 +36,26 @@ async def _serve(
     return await cancel_on_disconnect(request.receive, completions.serve(context_of(request.scope), prepared))
 
 
-@post(
+def _inference_route(
+    path: str, summary: str, request: str, response: str, streams: bool = False
+) -> Callable[[AnyCallable], HTTPRouteHandler]:
+    """What every inference route declares: rate limited, and its published contract."""
+    return post(
+        path,
+        status_code=200,
+        summary=summary,
+        tags=["inference"],
+        opt={RATE_LIMITED: True}
+        | contract(request=request, responses={200: response}, errors=INFERENCE_ERRORS, streams=streams),
+    )
+
+
+@_inference_route(
     "/v1/chat/completions",
-    status_code=200,
-    summary="Create a chat completion, guarded",
-    tags=["inference"],
-    opt={RATE_LIMITED: True}
-    | contract(
-        request="ChatCompletionRequest",
-        responses={200: "ChatCompletion"},
-        errors=INFERENCE_ERRORS,
-        streams=True,
-    ),
+    "Create a chat completion, guarded",
+    "ChatCompletionRequest",
+    "ChatCompletion",
+    streams=True,
 )
 async def chat_completions(
     request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant, limits: LimitsSettings
@@ -52,15 +63,12 @@ async def chat_completions(
     return await _serve(request, CHAT, completions, tenant, limits)
 
 
-@post(
+@_inference_route(
     "/v1/completions",
-    status_code=200,
-    summary="Create a legacy text completion, guarded",
-    tags=["inference"],
-    opt={RATE_LIMITED: True}
-    | contract(
-        request="CompletionRequest", responses={200: "TextCompletion"}, errors=INFERENCE_ERRORS, streams=True
-    ),
+    "Create a legacy text completion, guarded",
+    "CompletionRequest",
+    "TextCompletion",
+    streams=True,
 )
 async def legacy_completions(
     request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant, limits: LimitsSettings
@@ -68,13 +76,11 @@ async def legacy_completions(
     return await _serve(request, TEXT, completions, tenant, limits)
 
 
-@post(
+@_inference_route(
     "/v1/embeddings",
-    status_code=200,
-    summary="Create embeddings; the input guards judge the input first",
-    tags=["inference"],
-    opt={RATE_LIMITED: True}
-    | contract(request="EmbeddingRequest", responses={200: "EmbeddingList"}, errors=INFERENCE_ERRORS),
+    "Create embeddings; the input guards judge the input first",
+    "EmbeddingRequest",
+    "EmbeddingList",
 )
 async def embeddings(
     request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant, limits: LimitsSettings
