@@ -75,14 +75,20 @@ class ChoiceReport(msgspec.Struct, kw_only=True):
     def merge(cls, index: int, windows: Sequence[StageReport], most_severe: Severity) -> ChoiceReport:
         """A streamed choice's report from its windows' reports: per guard (in the order they first
         appear) the most severe decision, every category and span, the highest scores, the time summed,
-        the first error. A guard's action and claims are those of its first window."""
+        the first error, every window's claims. A guard's action is that of its first window."""
         guards: dict[str, GuardReport] = {}
         for window in windows:
             for entry in window.guards:
                 merged = guards.get(entry.guard)
                 if merged is None:
                     merged = guards[entry.guard] = msgspec.structs.replace(
-                        entry, decision="pass", categories=[], scores={}, spans=[], latency_ms=0.0
+                        entry,
+                        decision="pass",
+                        categories=[],
+                        scores={},
+                        spans=[],
+                        claims=UNSET,
+                        latency_ms=0.0,
                     )
                 _fold(merged, entry, most_severe)
         decision = most_severe([window.decision for window in windows])
@@ -95,6 +101,8 @@ def _fold(merged: GuardReport, entry: GuardReport, most_severe: Severity) -> Non
     for category, score in entry.scores.items():
         merged.scores[category] = max(score, merged.scores.get(category, 0.0))
     merged.spans += entry.spans
+    if entry.claims:  # a claim found in a later window is as much a finding as one in the first
+        merged.claims = [*(merged.claims or []), *entry.claims]
     merged.latency_ms = round(merged.latency_ms + entry.latency_ms, 2)  # rounded as it adds up
     merged.error = merged.error or entry.error
 

@@ -41,7 +41,7 @@ def test_windows_fold_into_one_report_per_guard() -> None:
     assert (claims.guard, claims.action, claims.decision) == ("claims", "flag", "flag")
     assert claims.categories == ["a", "b"]
     assert claims.scores == {"b": 0.5, "a": 0.7}
-    assert claims.claims == [_claim("choices[0]")]  # the first window's, as the report always had them
+    assert claims.claims == [_claim("choices[0]"), _claim("choices[1]")]  # every window's findings
     assert claims.latency_ms == 1.12  # rounded as it adds up: 0.56, then 1.115 → 1.12 (not 1.11)
     assert (pii.decision, pii.scores, pii.spans) == ("redact", {"x": 0.9}, [_span("choices[0]", 4)])
     assert pii.latency_ms == 2.0  # 1.0 + 1.004 (not 2.01)
