@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from feedback.events import GuardrailsReport
 from feedback.labelstudio.receiver import ACTIONS_WITH_ANNOTATION as _ANNOTATED
 from feedback.labelstudio.receiver import DELETED as _DELETED
 from gateway.errors import ErrorEnvelope
@@ -59,6 +60,7 @@ def _struct_schemas() -> dict[str, Any]:
     """The structs' schemas, under the names the document uses."""
     structs = [ChatCompletionRequest, CompletionRequest, EmbeddingRequest, FeedbackRequest]
     structs += [RequestGuardrails, _RequestSource, ErrorEnvelope]
+    structs += [GuardrailsReport]  # the report's own structs: the document cannot drift from the wire
     _, components = msgspec.json.schema_components(structs, ref_template=_REF)
     encoded = msgspec.json.encode(components).decode()
     for old, new in _RENAMED.items():
@@ -148,54 +150,6 @@ def _labelstudio_event() -> dict[str, Any]:
             when([_DELETED], {"annotations": {"type": "array"}}),
         ],
     }
-
-
-def _reports() -> dict[str, Any]:
-    """The gateway's ``guardrails`` report, in answers and in content_filter errors."""
-    span = {
-        "type": "object",
-        "properties": {
-            "where": _STRING,
-            "start": _INTEGER,
-            "end": _INTEGER,
-            "label": _STRING,
-            "score": _NUMBER,
-        },
-    }
-    guard = {
-        "type": "object",
-        "required": ["guard", "decision"],
-        "properties": {
-            "guard": _STRING,
-            "action": _STRING,
-            "decision": _STRING,
-            "categories": {"type": "array", "items": _STRING},
-            "scores": _map_of(_NUMBER),
-            "spans": {"type": "array", "items": span},
-            "claims": {"type": "array", "items": {"type": "object"}},
-            "latency_ms": _NUMBER,
-            "error": _nullable(_STRING),
-        },
-    }
-    stage = {
-        "type": "object",
-        "required": ["decision", "guards"],
-        "properties": {
-            "index": {**_INTEGER, "description": "The choice judged (output stage)."},
-            "decision": _STRING,
-            "guards": {"type": "array", "items": ref("GuardReport")},
-        },
-    }
-    report = {
-        "type": "object",
-        "description": "Which policy held, and each guard's decision, scores and spans (positions only).",
-        "properties": {
-            "policy": _STRING,
-            "input": ref("StageReport"),
-            "output": {"anyOf": [{"type": "array", "items": ref("StageReport")}, ref("StageReport")]},
-        },
-    }
-    return {"GuardReport": guard, "StageReport": stage, "GuardrailsReport": report}
 
 
 def _answers() -> dict[str, Any]:
@@ -326,7 +280,6 @@ def _operations() -> dict[str, Any]:
 def component_schemas() -> dict[str, Any]:
     schemas = _struct_schemas()
     _requests(schemas)
-    schemas.update(_reports())
     schemas.update(_answers())
     schemas.update(_operations())
     return dict(sorted(schemas.items()))
