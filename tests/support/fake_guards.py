@@ -9,6 +9,7 @@ from typing import ClassVar
 
 import msgspec
 
+from guards.pii import DEFAULT_ENTITIES
 from guards.verdict import JudgeContext, Span, Stage, Verdict
 
 
@@ -105,3 +106,32 @@ class EmailGuard:
 
     async def close(self) -> None:
         pass
+
+
+class NameAndEmailGuard(EmailGuard):
+    """``EmailGuard`` that also finds the given names, as ``PERSON``; its categories are the real PII
+    guard's (it finds only those two), for the rules that count only some of them."""
+
+    kind: ClassVar[str] = "fake-pii-names"
+    default_thresholds: ClassVar[Mapping[str, float]] = {"EMAIL_ADDRESS": 0.5, "PERSON": 0.5}
+
+    def __init__(self, name: str = "pii", names: Sequence[str] = ("William Shakespeare", "Maria Lopez")):
+        super().__init__(name)
+        self._names = re.compile("|".join(re.escape(n) for n in names))
+
+    @property
+    def categories(self) -> Sequence[str]:
+        return list(DEFAULT_ENTITIES)
+
+    async def judge(
+        self, texts: Sequence[str], thresholds: Mapping[str, float], context: JudgeContext | None = None
+    ) -> list[Verdict]:
+        verdicts = await super().judge(texts, thresholds, context)
+        for text, verdict in zip(texts, verdicts, strict=True):
+            names = [Span(m.start(), m.end(), "PERSON", 0.85, "<PERSON>") for m in self._names.finditer(text)]
+            if names:
+                verdict.spans = sorted(verdict.spans + names, key=lambda span: span.start)
+                verdict.categories = sorted({*verdict.categories, "PERSON"})
+                verdict.scores["PERSON"] = 0.85
+                verdict.allowed = False
+        return verdicts
