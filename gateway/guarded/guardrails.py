@@ -107,6 +107,7 @@ class Guardrails:
         self._defaults = {name: dict(guard.default_thresholds) for name, guard in engine.guards.items()}
         # A request may name only loaded guards (those some policy runs), at the stages they serve.
         self._usable = {name: frozenset(guard.stages) for name, guard in engine.guards.items()}
+        self._categories = {name: frozenset(guard.categories) for name, guard in engine.guards.items()}
 
     def resolve(self, tenant: str, model: str, asked: Any = None) -> ResolvedPolicy:
         """The tenant's policy for this model, tightened by ``asked``: the request's own ``guardrails``
@@ -115,7 +116,8 @@ class Guardrails:
         if asked is None:
             return ResolvedPolicy(name, policy)
         try:
-            policy = tighten(policy, parse_request_guardrails(asked), self._usable, self._defaults)
+            asks = parse_request_guardrails(asked)
+            policy = tighten(policy, asks, self._usable, self._defaults, self._categories)
         except PolicyError as exc:
             param, _, message = str(exc).partition(": ")
             raise InvalidRequest(f"Invalid value for '{param}': {message}", param=param) from None

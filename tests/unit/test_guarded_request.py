@@ -78,3 +78,11 @@ def test_a_candidate_is_the_request_again_whole_with_one_choice() -> None:
     assert "stream_options" not in sent
     assert (candidate.model, candidate.stream, candidate.n) == ("other", False, 1)
     assert request.body["n"] == 3  # the original is untouched
+
+
+def test_a_misspelt_category_in_the_request_is_a_400_naming_it() -> None:
+    raw = {**CHAT_BODY, "guardrails": {"output": [{"guard": "pii", "categories": ["EMAIL_ADRESS"]}]}}
+    with pytest.raises(InvalidRequest) as caught:
+        _prepare(CHAT, raw)
+    assert caught.value.param == "guardrails.output[0].categories"
+    assert "EMAIL_ADRESS" in str(caught.value)
