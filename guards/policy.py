@@ -60,6 +60,9 @@ class Rule(_Strict):
     thresholds: dict[str, float] = {}
     timeout_ms: int = 2000
     on_error: FailMode = FailMode.CLOSED
+    # Input redact rules: the placeholders this rule writes (``<PERSON_1>``) are put back in the answer
+    # the client gets (never in what is recorded or sent upstream). Off: placeholders stay.
+    restore: bool = True
 
 
 class StreamPolicy(_Strict):
@@ -185,6 +188,7 @@ class RequestRule(_Strict):
     action: Action | None = None
     thresholds: dict[str, float] = {}
     on_error: FailMode | None = None
+    restore: bool | None = None  # may turn restoring off, never on
 
 
 class RequestStream(_Strict):
@@ -214,7 +218,8 @@ def tighten(
 ) -> Policy:
     """``policy`` made stricter by what the request asked; a request that would loosen it is refused.
 
-    Stricter means: a lower threshold, a more severe action, fail closed, an extra guard, buffer mode.
+    Stricter means: a lower threshold, a more severe action, fail closed, an extra guard, buffer mode,
+    placeholders not restored.
     ``guards`` are those a request may name, with the stages each serves (the guards some policy runs:
     only those are loaded).
 
@@ -238,6 +243,7 @@ def tighten(
                         action=ask.action or Action.BLOCK,
                         thresholds=dict(ask.thresholds),
                         on_error=ask.on_error or FailMode.CLOSED,
+                        restore=ask.restore is not False,
                     )
                 )
                 continue
@@ -291,6 +297,8 @@ def _refuse_loosening(rules: list[Rule], ask: RequestRule, defaults: dict[str, f
             raise PolicyError(f"{key}.thresholds.{category}: cannot raise {loosest} to {value}")
     if ask.on_error is FailMode.OPEN and all(rule.on_error is FailMode.CLOSED for rule in rules):
         raise PolicyError(f"{key}.on_error: cannot loosen 'closed' to 'open'")
+    if ask.restore is True and not any(rule.restore for rule in rules):
+        raise PolicyError(f"{key}.restore: cannot turn on what the policy turns off")
 
 
 def _stricter(rule: Rule, ask: RequestRule, defaults: dict[str, float]) -> Rule:
@@ -303,4 +311,7 @@ def _stricter(rule: Rule, ask: RequestRule, defaults: dict[str, float]) -> Rule:
         if value < _threshold(rule, category, defaults):
             thresholds[category] = value
     on_error = FailMode.CLOSED if ask.on_error is FailMode.CLOSED else rule.on_error
-    return msgspec.structs.replace(rule, action=action, thresholds=thresholds, on_error=on_error)
+    restore = rule.restore and ask.restore is not False
+    return msgspec.structs.replace(
+        rule, action=action, thresholds=thresholds, on_error=on_error, restore=restore
+    )
