@@ -20,7 +20,7 @@ from gateway.guarded.stream_restore import restore_stream
 from gateway.limits import LimitsSettings
 from gateway.relay.proxy import ForwardCall, UpstreamAnswer, UpstreamStream
 from guards.pipeline import GuardEngine
-from guards.policy import Action, GuardSpec, Policy, PolicyBook, Rule, StreamPolicy
+from guards.policy import Action, GuardSpec, Policy, PolicyBook, Rule, StreamMode, StreamPolicy
 from tests.support.fake_guards import EmailGuard
 
 ANN, BOB = "ann@example.org", "bob.brown@example.net"
@@ -191,9 +191,15 @@ async def test_a_whole_answer_is_restored_for_the_client_and_recorded_with_place
     assert ANN not in msgspec.json.encode(event).decode()
 
 
+FIRST = Policy(input=[REDACT], stream=msgspec.structs.replace(WINDOWS, mode=StreamMode.STREAM_FIRST))
+
+
+@pytest.mark.parametrize("policy", [POLICY, FIRST], ids=["buffer", "stream_first"])
 @pytest.mark.parametrize("endpoint", [CHAT, TEXT], ids=["chat", "text"])
-async def test_a_stream_is_restored_across_chunks_and_recorded_with_placeholders(endpoint: Endpoint) -> None:
-    path = _Path(POLICY)
+async def test_a_stream_is_restored_across_chunks_and_recorded_with_placeholders(
+    endpoint: Endpoint, policy: Policy
+) -> None:
+    path = _Path(policy)
     text = f"Dear {ANN}, and {BOB}: the plan stands. Regards to {ANN}"
     raw = _chat(text, stream=True) if endpoint is CHAT else {"model": "echo", "prompt": text, "stream": True}
     streamed = await path.send(endpoint, raw)
