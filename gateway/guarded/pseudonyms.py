@@ -12,9 +12,12 @@ The mapping (``Pseudonyms``) lives in memory for one request, and no ``repr`` of
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import msgspec
 
 from gateway.guarded.text_slots import Slot
 from guards.pipeline import StageOutcome
@@ -29,7 +32,7 @@ _WRITTEN = re.compile(r"<[^<>\s]{1,120}>")
 class Pseudonyms:
     """One request's placeholders and the values they stand for."""
 
-    __slots__ = ("_by_value", "_counts", "_pattern", "_prefixes", "_taken", "_values")
+    __slots__ = ("_by_value", "_counts", "_pattern", "_sorted", "_taken", "_values")
 
     def __init__(self, taken: frozenset[str] = frozenset()) -> None:
         self._taken = taken  # placeholders the request spells out itself: never handed out
@@ -37,7 +40,7 @@ class Pseudonyms:
         self._by_value: dict[tuple[str, str], str] = {}  # (label, value) → placeholder
         self._counts: dict[str, int] = {}
         self._pattern: re.Pattern[str] | None = None
-        self._prefixes: frozenset[str] = frozenset()
+        self._sorted: list[str] = []
 
     def __repr__(self) -> str:
         return f"Pseudonyms({len(self._values)} placeholders)"
@@ -77,18 +80,22 @@ class Pseudonyms:
         """
         if not self._values or "<" not in text:
             return text
-        return self._compiled().sub(lambda match: self._values[match.group(0)], text)
+        values = self._values
+        return self._compiled().sub(lambda match: values.get(match.group(0), match.group(0)), text)
 
     def could_become(self, fragment: str) -> bool:
         """Whether ``fragment`` is the start (not the whole) of a known placeholder."""
         self._compiled()
-        return fragment in self._prefixes
+        at = bisect.bisect_left(self._sorted, fragment)
+        return (
+            at < len(self._sorted) and self._sorted[at].startswith(fragment) and self._sorted[at] != fragment
+        )
 
     def _compiled(self) -> re.Pattern[str]:
         if self._pattern is None:
-            # Every placeholder starts with "<" and ends with the only ">": none is inside another.
-            self._pattern = re.compile("|".join(map(re.escape, self._values)))
-            self._prefixes = frozenset(p[:cut] for p in self._values for cut in range(1, len(p)))
+            # Anything shaped like a placeholder, looked up: linear in the text, however many there are.
+            self._pattern = re.compile(f"<[^<>]{{1,{max(1, self.longest - 2)}}}>")
+            self._sorted = sorted(self._values)
         return self._pattern
 
 
@@ -148,21 +155,25 @@ def pseudonymise(
             found = [s for s in result.redaction_spans(index) if s.replacement is not None]
             spans += found
             fixed.update(s for s in found if not (rule.restore and s.replacement == f"<{s.label}>"))
-        merged = merge_overlapping(spans)
-        numbered = [
-            span
-            if any(s in fixed for s in spans if span.start <= s.start < span.end)
-            else Span(
-                span.start,
-                span.end,
-                span.label,
-                span.score,
-                pseudonyms.placeholder(span.label, original[span.start : span.end]),
-            )
-            for span in merged
-        ]
-        texts.append(apply_spans(original, numbered))
+        texts.append(apply_spans(original, _numbered(original, spans, fixed, pseudonyms)))
     return texts, pseudonyms
+
+
+def _numbered(original: str, spans: list[Span], fixed: set[Span], pseudonyms: Pseudonyms) -> list[Span]:
+    """The merged redactions of one text, each numbered unless a redaction in it stays as it is."""
+    ordered = sorted(spans, key=lambda s: s.start)
+    numbered = []
+    cursor = 0
+    for span in merge_overlapping(spans):  # in order, disjoint: each holds the spans starting in it
+        keep = False
+        while cursor < len(ordered) and ordered[cursor].start < span.end:
+            keep = keep or ordered[cursor] in fixed
+            cursor += 1
+        if not keep:
+            value = original[span.start : span.end]
+            span = msgspec.structs.replace(span, replacement=pseudonyms.placeholder(span.label, value))
+        numbered.append(span)
+    return numbered
 
 
 def restore_choices(
