@@ -38,6 +38,13 @@ class RuleResult(msgspec.Struct):
     verdicts: list[Verdict | None]  # per text; None when the guard failed
     error: str | None = None
 
+    def redaction_spans(self, index: int) -> list[Span]:
+        """What this rule redacts in text ``index``: its flagged spans, when it decided to redact."""
+        verdict = self.verdicts[index]
+        if self.decisions[index] != "redact" or verdict is None:
+            return []
+        return [s for s in verdict.spans if s.label in verdict.categories]
+
 
 class TextOutcome(msgspec.Struct):
     text: str  # after redaction
@@ -73,12 +80,7 @@ def _truncation_point(index: int, results: Sequence[RuleResult]) -> int:
 
 
 def _redaction_spans(index: int, results: Sequence[RuleResult]) -> list[Span]:
-    spans: list[Span] = []
-    for result in results:
-        verdict = result.verdicts[index]
-        if result.decisions[index] == "redact" and verdict is not None:
-            spans += [s for s in verdict.spans if s.label in verdict.categories]
-    return spans
+    return [span for result in results for span in result.redaction_spans(index)]
 
 
 def _truncated(

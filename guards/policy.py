@@ -63,6 +63,9 @@ class Rule(_Strict):
     # Which of the guard's categories count for this rule: the others neither flag nor redact.
     # None (the default): all of them.
     categories: list[str] | None = None
+    # Input redact rules: the placeholders this rule writes (``<PERSON_1>``) are put back in the answer
+    # the client gets (never in what is recorded or sent upstream). Off: placeholders stay.
+    restore: bool = True
 
 
 class StreamPolicy(_Strict):
@@ -227,6 +230,7 @@ class RequestRule(_Strict):
     on_error: FailMode | None = None
     # Categories to check on top of those the policy's rule checks (never instead of them).
     categories: list[str] | None = None
+    restore: bool | None = None  # may turn restoring off, never on
 
 
 class RequestStream(_Strict):
@@ -258,9 +262,9 @@ def tighten(
     """``policy`` made stricter by what the request asked; a request that would loosen it is refused.
 
     Stricter means: a lower threshold, a more severe action, fail closed, an extra guard, more
-    categories checked, buffer mode. ``guards`` are those a request may name, with the stages each
-    serves (the guards some policy runs: only those are loaded); ``categories``, when given, the
-    categories of each, which are all a request may name.
+    categories checked, buffer mode, placeholders not restored. ``guards`` are those a request may name,
+    with the stages each serves (the guards some policy runs: only those are loaded); ``categories``, when
+    given, the categories of each, which are all a request may name.
 
     An ask for a guard the policy already runs applies to every rule of that guard at that stage (a
     policy may run one guard twice, say block at 0.9 and flag at 0.2): each rule keeps, setting by
@@ -286,6 +290,7 @@ def tighten(
                         thresholds=dict(ask.thresholds),
                         on_error=ask.on_error or FailMode.CLOSED,
                         categories=None if ask.categories is None else list(ask.categories),
+                        restore=ask.restore is not False,
                     )
                 )
                 continue
@@ -339,6 +344,8 @@ def _refuse_loosening(rules: list[Rule], ask: RequestRule, defaults: dict[str, f
             raise PolicyError(f"{key}.thresholds.{category}: cannot raise {loosest} to {value}")
     if ask.on_error is FailMode.OPEN and all(rule.on_error is FailMode.CLOSED for rule in rules):
         raise PolicyError(f"{key}.on_error: cannot loosen 'closed' to 'open'")
+    if ask.restore is True and not any(rule.restore for rule in rules):
+        raise PolicyError(f"{key}.restore: cannot turn on what the policy turns off")
 
 
 def _stricter(rule: Rule, ask: RequestRule, defaults: dict[str, float]) -> Rule:
@@ -354,6 +361,7 @@ def _stricter(rule: Rule, ask: RequestRule, defaults: dict[str, float]) -> Rule:
     categories = rule.categories
     if categories is not None and ask.categories is not None:
         categories = list(dict.fromkeys(categories + ask.categories))
+    restore = rule.restore and ask.restore is not False
     return msgspec.structs.replace(
-        rule, action=action, thresholds=thresholds, on_error=on_error, categories=categories
+        rule, action=action, thresholds=thresholds, on_error=on_error, categories=categories, restore=restore
     )

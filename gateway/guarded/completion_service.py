@@ -16,9 +16,11 @@ from feedback.events import ChoiceReport, GuardrailsReport, StageReport, Timings
 from feedback.recorder import EventRecorder
 from gateway.context import RequestContext
 from gateway.guarded.guardrails import Guardrails, summary_header
+from gateway.guarded.pseudonyms import restore_choices
 from gateway.guarded.request import GuardedRequest
 from gateway.guarded.sampling import CandidateSampler
 from gateway.guarded.stream_guard import StreamGuard
+from gateway.guarded.stream_restore import restore_stream
 from gateway.relay.proxy import Proxy, UpstreamStream, json_response
 from guards.verdict import JudgeContext
 
@@ -68,10 +70,11 @@ class CompletionService:
     async def _check_input(self, request: GuardedRequest) -> tuple[GuardedRequest, StageReport]:
         """The input guards' report, and the request the upstream may see (redacted: a new request)."""
         slots = request.endpoint.request_slots(request.body)
-        report, texts = await self.guardrails.check_input(request.policy, slots)
-        if any(text != slot.text for slot, text in zip(slots, texts, strict=True)):
-            request = request.redacted(texts)
-        return request, report
+        answered = request.endpoint.answer is not None  # embeddings: no answer to restore values in
+        checked = await self.guardrails.check_input(request.policy, slots, answered)
+        if any(text != slot.text for slot, text in zip(slots, checked.texts, strict=True)):
+            request = request.redacted(checked.texts, checked.pseudonyms)
+        return request, checked.report
 
     async def _relay(
         self, context: RequestContext, request: GuardedRequest, meta: EventMeta
@@ -129,8 +132,8 @@ class CompletionService:
             request, choices, JudgeContext(sources=list(request.sources))
         )
         body["guardrails"] = report
-        self._record(meta, request, body, context)
-        answer = msgspec.structs.replace(answer, content=msgspec.json.encode(body))
+        self._record(meta, request, body, context)  # with the placeholders, never their values
+        answer = msgspec.structs.replace(answer, content=_restored(request, msgspec.json.encode(body)))
         return json_response(answer, headers={GUARDRAILS_HEADER: summary_header(report)})
 
     async def _stream(
@@ -145,7 +148,20 @@ class CompletionService:
         guarded = self._recorded_stream(
             UpstreamStream(guard.run(stream.chunks), stream.responses), meta, request, context
         )
+        if request.pseudonyms:  # after the recording: only the client's chunks get the values back
+            restored = restore_stream(guarded.chunks, request.pseudonyms, chat=field == "chat")
+            guarded = UpstreamStream(restored, guarded.responses)
         return self.proxy.sse_response(guarded, headers={GUARDRAILS_HEADER: summary_header(report)})
+
+
+def _restored(request: GuardedRequest, content: bytes) -> bytes:
+    """A whole answer with the request's own values back in place of its placeholders: decoded afresh,
+    so the copy that was recorded keeps them."""
+    if not request.pseudonyms or request.endpoint.answer is None:
+        return content
+    answer = msgspec.json.decode(content)
+    restore_choices(answer.get("choices") or [], request.endpoint.answer.slots, request.pseudonyms)
+    return msgspec.json.encode(answer)
 
 
 def _timings(context: RequestContext) -> Timings:

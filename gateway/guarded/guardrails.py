@@ -12,6 +12,7 @@ from msgspec import UNSET
 
 from feedback.events import ChoiceReport, ClaimReport, GuardrailsReport, GuardReport, SpanReport, StageReport
 from gateway.errors import ContentFiltered, GuardUnavailable, InvalidRequest
+from gateway.guarded.pseudonyms import Pseudonyms, pseudonymise
 from gateway.guarded.text_slots import Slot
 from guards.pipeline import UNAVAILABLE, GuardEngine, RuleResult, StageOutcome, TextOutcome, most_severe
 from guards.policy import (
@@ -32,6 +33,15 @@ class ResolvedPolicy(msgspec.Struct):
     name: str
     policy: Policy
     tightened: bool = False  # by the request's own "guardrails" field
+
+
+class CheckedInput(msgspec.Struct, frozen=True):
+    """What the input guards made of a request's texts: the report (positions only), each text as the
+    upstream may read it, and the values of its numbered placeholders (never recorded or sent)."""
+
+    report: StageReport
+    texts: list[str]
+    pseudonyms: Pseudonyms
 
 
 class Judged(msgspec.Struct, frozen=True):
@@ -123,15 +133,22 @@ class Guardrails:
             raise InvalidRequest(f"Invalid value for '{param}': {message}", param=param) from None
         return ResolvedPolicy(f"{name}+request", policy, tightened=True)
 
-    async def check_input(self, resolved: ResolvedPolicy, slots: list[Slot]) -> tuple[StageReport, list[str]]:
-        """Judge every input text: the report, and each text as the upstream may read it (redacted). A
-        block raises. Nothing is written back: the caller makes the redacted request."""
+    async def check_input(
+        self, resolved: ResolvedPolicy, slots: list[Slot], answered: bool = True
+    ) -> CheckedInput:
+        """Judge every input text: the report, each text as the upstream may read it (redacted, with
+        numbered placeholders where the rule restores and an answer will come to restore them in), and
+        the placeholders' values. A block raises. Nothing is written back: the caller makes the redacted
+        request."""
         texts, wheres = [slot.text for slot in slots], [slot.where for slot in slots]
         judged = await self._judge(Stage.INPUT, resolved.policy.input, texts, wheres)
         for slot, text in zip(slots, judged.outcome.texts, strict=True):
             if text.decision == "block":
                 self._refuse_input(resolved, slot, text, judged.report)
-        return judged.report, [text.text for text in judged.outcome.texts]
+        if not answered:
+            return CheckedInput(judged.report, [text.text for text in judged.outcome.texts], Pseudonyms())
+        redacted, pseudonyms = pseudonymise(texts, judged.outcome, resolved.policy.input)
+        return CheckedInput(judged.report, redacted, pseudonyms)
 
     async def judge_each_input(
         self, resolved: ResolvedPolicy, texts: Sequence[str], wheres: Sequence[str]

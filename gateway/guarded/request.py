@@ -11,6 +11,7 @@ from gateway.errors import InvalidRequest
 from gateway.guarded import guardrails, sources
 from gateway.guarded.endpoints import Endpoint
 from gateway.guarded.guardrails import Guardrails, ResolvedPolicy
+from gateway.guarded.pseudonyms import Pseudonyms
 from gateway.guarded.sources import request_source_texts, request_sources
 from gateway.guarded.text_slots import is_token_prompt
 from gateway.limits import LimitsSettings, check_input_budget, check_n
@@ -33,6 +34,9 @@ class GuardedRequest(msgspec.Struct, frozen=True, kw_only=True):
     include_usage: bool = False
     prompt_chars: int = 0
     client_bytes: bytes | None = None  # the client's own encoding of ``body``, while it still is one
+    # The values behind the body's numbered placeholders (input redaction), put back in the client's
+    # answer; in memory only: never encoded, logged, recorded or sent.
+    pseudonyms: Pseudonyms | None = None
 
     @property
     def guarded(self) -> bool:
@@ -41,13 +45,14 @@ class GuardedRequest(msgspec.Struct, frozen=True, kw_only=True):
     def with_body(self, body: dict[str, Any]) -> GuardedRequest:
         return msgspec.structs.replace(self, body=body, client_bytes=None)
 
-    def redacted(self, texts: list[str]) -> GuardedRequest:
-        """This request with its texts (in ``endpoint.request_slots`` order) replaced: a new body."""
+    def redacted(self, texts: list[str], pseudonyms: Pseudonyms | None = None) -> GuardedRequest:
+        """This request with its texts (in ``endpoint.request_slots`` order) replaced: a new body; with
+        the values of the placeholders in them, when there are any."""
         body = msgspec.json.decode(msgspec.json.encode(self.body))  # a deep copy of plain JSON
         for slot, text in zip(self.endpoint.request_slots(body), texts, strict=True):
             if text != slot.text:
                 slot.write(text)
-        return self.with_body(body)
+        return msgspec.structs.replace(self.with_body(body), pseudonyms=pseudonyms or None)
 
     def forward_call(self) -> ForwardCall:
         """The call to the upstream. The one place the body is encoded; the client's bytes go as they

@@ -157,8 +157,8 @@ async def test_the_gateway_records_redacted_requests_and_what_clients_received(t
             decode_event(fields[b"event"]) for _, fields in redis.Redis.from_url(url).xrange("hhh:events")
         ]
     whole, stream = events
-    assert whole.request["messages"][0]["content"] == "Mail <EMAIL_ADDRESS> now."  # never the address
-    assert whole.choices[0]["message"]["content"] == "Mail <EMAIL_ADDRESS> now."
+    assert whole.request["messages"][0]["content"] == "Mail <EMAIL_ADDRESS_1> now."  # never the address
+    assert whole.choices[0]["message"]["content"] == "Mail <EMAIL_ADDRESS_1> now."  # (the client's restored)
     assert whole.guardrails is not None
     assert whole.guardrails.input
     assert whole.guardrails.input.decision == "redact"
@@ -166,7 +166,7 @@ async def test_the_gateway_records_redacted_requests_and_what_clients_received(t
     assert whole.timings.total_ms >= whole.timings.upstream_ms
     assert stream.stream
     assert stream.complete
-    assert [c["message"]["content"] for c in stream.choices] == ["Mail <EMAIL_ADDRESS> now."] * 2
+    assert [c["message"]["content"] for c in stream.choices] == ["Mail <EMAIL_ADDRESS_1> now."] * 2
     assert [c["finish_reason"] for c in stream.choices] == ["stop", "stop"]
     assert "ann@example.org" not in str(events)
 
@@ -359,8 +359,8 @@ async def test_sampling_records_extra_candidates_after_answering(tmp_path: Path)
     candidates = [e for e in events if e.candidate_of == original.id]
     assert sorted(c.sampling["temperature"] for c in candidates if c.sampling) == [0.3, 1.1]
     for candidate in candidates:
-        assert candidate.request["messages"][0]["content"] == "Write to <EMAIL_ADDRESS>."  # redacted, as sent
-        assert candidate.choices[0]["message"]["content"] == "Write to <EMAIL_ADDRESS>."
+        assert candidate.request["messages"][0]["content"] == "Write to <EMAIL_ADDRESS_1>."  # as sent
+        assert candidate.choices[0]["message"]["content"] == "Write to <EMAIL_ADDRESS_1>."
         assert candidate.guardrails is not None
     sent = [b for b in upstream.bodies if b.get("temperature") is not None]
     assert all("ann@example.org" not in str(b) for b in upstream.bodies)

@@ -60,7 +60,7 @@ async def test_an_email_split_by_invisible_characters_is_redacted_whole_in_the_o
     async with guarded_client(PII_INPUT, {"pii": EmailGuard()}, upstream) as client:
         response = await client.post("/v1/chat/completions", json=chat(sent))
     assert response.status_code == 200
-    assert upstream.bodies[-1]["messages"][0]["content"] == "mail <EMAIL_ADDRESS> today"
+    assert upstream.bodies[-1]["messages"][0]["content"] == "mail <EMAIL_ADDRESS_1> today"
 
 
 async def test_report_spans_point_into_the_text_as_sent() -> None:

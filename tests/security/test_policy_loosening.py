@@ -86,6 +86,19 @@ def test_an_ask_looser_than_every_rule_of_its_guard_is_refused() -> None:
         tighten(Policy(input=TWO_RULES), ask, usable, defaults)
 
 
+def test_a_request_cannot_turn_restoring_on_where_the_policy_turns_it_off() -> None:
+    kept = [Rule(guard="pii", action=Action.REDACT, restore=False)]
+    usable: dict[str, frozenset[Stage]] = {"pii": frozenset(Stage)}
+    ask = RequestGuardrails(input=[RequestRule(guard="pii", restore=True)])
+    with pytest.raises(PolicyError, match=r"^guardrails.input\[0\].restore: cannot turn on"):
+        tighten(Policy(input=kept), ask, usable, {})
+    off = RequestGuardrails(input=[RequestRule(guard="pii", restore=False)])
+    restoring = [Rule(guard="pii", action=Action.REDACT)]
+    assert [r.restore for r in tighten(Policy(input=restoring), off, usable, {}).input] == [False]
+    mixed = [*kept, Rule(guard="pii", action=Action.FLAG)]  # one rule restores: the ask leaves both be
+    assert [r.restore for r in tighten(Policy(input=mixed), ask, usable, {}).input] == [False, True]
+
+
 # --- the contract, for any policy and any accepted tightening -------------------------------------
 #
 # Texts are made of unique characters, so "removed from the output" is exact. Characters from three

@@ -150,7 +150,7 @@ async def test_a_redacted_name_stays_a_valid_openai_name() -> None:
         assert response.status_code == 200
         sent = gateway.upstream.bodies[-1]
         call_name = sent["messages"][0]["tool_calls"][0]["function"]["name"]
-        assert call_name == sent["tools"][0]["function"]["name"] == "_EMAIL_ADDRESS_"  # still matches
+        assert call_name == sent["tools"][0]["function"]["name"] == "_EMAIL_ADDRESS_1_"  # still matches
 
 
 def test_real_pii_guard_redacts_side_fields_before_the_upstream(

@@ -100,7 +100,7 @@ async def test_input_block_is_a_400_content_filter_and_never_reaches_the_upstrea
 async def test_input_redaction_happens_before_the_upstream(harness: Harness) -> None:
     response = await harness.client.post("/v1/chat/completions", json=_chat("mail me at ann@example.org"))
     assert response.status_code == 200
-    assert harness.upstream.bodies[-1]["messages"][0]["content"] == "mail me at <EMAIL_ADDRESS>"
+    assert harness.upstream.bodies[-1]["messages"][0]["content"] == "mail me at <EMAIL_ADDRESS_1>"
     report = response.json()["guardrails"]
     assert report["input"]["decision"] == "redact"
     assert response.headers["x-hhh-guardrails"] == "input=redact(pii); output=pass"

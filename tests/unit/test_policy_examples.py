@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from gateway.app import create_app
@@ -40,7 +39,6 @@ def test_helpful_default_is_the_built_in_default() -> None:
     assert output_pii.categories == list(CONTEXT_FREE_PII)
 
 
-@pytest.mark.xfail(strict=True, reason="Rule.restore lands with fix/vault")
 def test_privacy_strict_redacts_everything_both_ways_without_restore() -> None:
     settings = _load("policy-privacy-strict.yaml")
     policy = settings.policies.default
