@@ -9,11 +9,11 @@ from typing import Any
 import msgspec
 
 from feedback.messages import message_text
-from gateway.guarded.guardrails import drop_logprobs
 from gateway.guarded.text_slots import (
     Slot,
     chat_choice_slots,
     chat_request_slots,
+    drop_logprobs,
     embedding_input_slots,
     prompt_slots,
     text_choice_slots,

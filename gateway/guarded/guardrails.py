@@ -13,7 +13,7 @@ from msgspec import UNSET
 from feedback.events import ChoiceReport, ClaimReport, GuardrailsReport, GuardReport, SpanReport, StageReport
 from gateway.errors import ContentFiltered, GuardUnavailable, InvalidRequest
 from gateway.guarded.pseudonyms import Pseudonyms, pseudonymise
-from gateway.guarded.text_slots import Slot
+from gateway.guarded.text_slots import Slot, drop_logprobs
 from guards.pipeline import UNAVAILABLE, GuardEngine, RuleResult, StageOutcome, TextOutcome, most_severe
 from guards.policy import (
     GuardSpec,
@@ -249,13 +249,6 @@ class Guardrails:
         if blocked.block_categories == [UNAVAILABLE]:
             categories = "the guard was unavailable and the policy fails closed"
         return resolved.policy.refusal.format(guard=blocked.blocked_by, categories=categories)
-
-
-def drop_logprobs(choice: dict[str, Any]) -> None:
-    """A choice's logprobs go with any text a guard removed or rewrote: they spell its tokens. (Rebuilding
-    them for a redacted text would mean inventing tokens and probabilities the model never gave.)"""
-    if choice.get("logprobs") is not None:
-        choice["logprobs"] = None
 
 
 def _part(outcome: StageOutcome, offset: int, wheres: Sequence[str]) -> Judged:

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.guarded.text_slots import Slot
+from gateway.guarded.text_slots import Slot, drop_logprobs
 from guards.pipeline import StageOutcome
 from guards.policy import Rule
 from guards.redaction import apply_spans, merge_overlapping
@@ -189,5 +189,4 @@ def restore_choices(
             restored = pseudonyms.restore(slot.text)
             if restored != slot.text:
                 slot.write(restored)
-                if choice.get("logprobs") is not None:  # as ``guardrails.drop_logprobs`` (which imports us)
-                    choice["logprobs"] = None
+                drop_logprobs(choice)

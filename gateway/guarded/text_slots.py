@@ -246,3 +246,10 @@ def chat_choice_slots(choice: dict[str, Any]) -> list[Slot]:
 
 def text_choice_slots(choice: dict[str, Any]) -> list[Slot]:
     return [Slot(choice, "text", "text")] if isinstance(choice.get("text"), str) else []
+
+
+def drop_logprobs(choice: dict[str, Any]) -> None:
+    """A choice's logprobs go with any text a guard removed or rewrote: they spell its tokens. (Rebuilding
+    them for a redacted text would mean inventing tokens and probabilities the model never gave.)"""
+    if choice.get("logprobs") is not None:
+        choice["logprobs"] = None
