@@ -1,0 +1,138 @@
+"""A constitution: written principles a critic model applies to an answer a guard found fault with.
+
+Data, not code: the built-in default (``feedback/data/constitution.yaml``) or an operator's file of the
+same shape. Here are its parts, which principles answer which guard findings, and the messages that ask a
+critic for a critique and then a revision. No model is called here: the gateway (``revise`` action) and
+``hhh feedback constitute`` each send these messages their own way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+DEFAULT_CONSTITUTION = "constitution.yaml"
+MAX_EVIDENCE_ITEMS = 20  # per finding: enough to point at the fault, bounded so a prompt stays small
+
+
+class Principle(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: str
+    applies_to: list[str]  # "guard", "guard:category", or "*"
+    critique: str
+    revision: str
+
+    def applies(self, finding: Finding) -> bool:
+        return any(
+            target == "*"
+            or target == finding.guard
+            or target in (f"{finding.guard}:{category}" for category in finding.categories)
+            for target in self.applies_to
+        )
+
+
+class Constitution(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    principles: list[Principle]
+
+    def __post_init__(self) -> None:
+        if not self.principles:
+            raise ValueError("a constitution needs at least one principle")
+        ids = [principle.id for principle in self.principles]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"principle ids must be unique: {ids}")
+
+    def matching(self, findings: Sequence[Finding]) -> list[Principle]:
+        """The principles that answer any of ``findings``, in the constitution's order."""
+        return [p for p in self.principles if any(p.applies(finding) for finding in findings)]
+
+
+class Finding(msgspec.Struct, frozen=True):
+    """What one guard found in an answer: the critic's evidence."""
+
+    guard: str
+    categories: list[str]
+    scores: dict[str, float] = {}
+    evidence: list[str] = []  # e.g. 'unsupported: "X" (best source: doc-2)', 'copy of "Hamlet": "..."'
+
+
+def load_constitution(path: str | Path | None = None) -> Constitution:
+    """The constitution in ``path`` (YAML), or the built-in default. Errors name the file and key."""
+    if path is None:
+        text = resources.files("feedback.data").joinpath(DEFAULT_CONSTITUTION).read_text(encoding="utf-8")
+        where = f"built-in {DEFAULT_CONSTITUTION}"
+    else:
+        text, where = Path(path).read_text(encoding="utf-8"), str(path)
+    try:
+        return msgspec.convert(yaml.safe_load(text), Constitution)
+    except (msgspec.ValidationError, ValueError, yaml.YAMLError) as exc:
+        raise ValueError(f"constitution {where}: {exc}") from None
+
+
+def _findings_text(findings: Sequence[Finding]) -> str:
+    lines = []
+    for finding in findings:
+        scores = ", ".join(f"{k}={v:.2f}" for k, v in sorted(finding.scores.items()))
+        lines.append(
+            f"- {finding.guard}: {', '.join(finding.categories)}" + (f" ({scores})" if scores else "")
+        )
+        lines += [f"  - {item}" for item in finding.evidence[:MAX_EVIDENCE_ITEMS]]
+    return "\n".join(lines)
+
+
+def critique_messages(
+    prompt: str, answer: str, principles: Sequence[Principle], findings: Sequence[Finding]
+) -> list[dict[str, Any]]:
+    """Chat messages asking a critic to critique ``answer`` to ``prompt`` against ``principles``."""
+    requests = "\n".join(f"{i}. {p.critique}" for i, p in enumerate(principles, 1))
+    return [
+        {
+            "role": "system",
+            "content": "You review an AI assistant's answer against written principles. Be specific and "
+            "brief: quote the parts at fault and say which principle each breaks.",
+        },
+        {
+            "role": "user",
+            "content": f"Request:\n{prompt}\n\nAnswer:\n{answer}\n\n"
+            f"Automatic checks found:\n{_findings_text(findings)}\n\nCritique the answer:\n{requests}",
+        },
+    ]
+
+
+def revision_messages(
+    prompt: str, answer: str, critique: str, principles: Sequence[Principle]
+) -> list[dict[str, Any]]:
+    """Chat messages asking the critic to revise ``answer`` in the light of its ``critique``."""
+    requests = "\n".join(f"{i}. {p.revision}" for i, p in enumerate(principles, 1))
+    return [
+        {
+            "role": "system",
+            "content": "You rewrite an AI assistant's answer so that it follows written principles. Reply "
+            "with the rewritten answer only: no preamble, no notes.",
+        },
+        {
+            "role": "user",
+            "content": f"Request:\n{prompt}\n\nAnswer:\n{answer}\n\nCritique:\n{critique}\n\n"
+            f"Rewrite the answer:\n{requests}",
+        },
+    ]
+
+
+_PREAMBLES = ("here is the rewritten answer:", "rewritten answer:", "revised answer:", "revision:")
+
+
+def revision_text(reply: str) -> str:
+    """The revision in a critic's reply, less a preamble a small model may add anyway.
+
+    >>> revision_text("Revised answer: Hello there.")
+    'Hello there.'
+    """
+    text = reply.strip()
+    lowered = text.lower()
+    for preamble in _PREAMBLES:
+        if lowered.startswith(preamble):
+            return text[len(preamble) :].strip()
+    return text
