@@ -163,10 +163,33 @@ class FeedbackEvent(msgspec.Struct, kw_only=True):
     user: str | None = None
 
 
-Event = CompletionEvent | FeedbackEvent
+class RevisionEvent(msgspec.Struct, kw_only=True):
+    """AI feedback (Constitutional AI): an answer a guard found fault with, and the critic's revision
+    that the guards passed, with the principles applied. The rejected/chosen pair of RLAIF, and the
+    supervised example of SL-CAI. Never mixed silently with people's rankings: its own kind of event."""
+
+    schema: int = SCHEMA_VERSION
+    id: str  # this revision's own id
+    created: float
+    tenant: str
+    origin: str  # "gateway" (a revise rule at serving time) or "constitute" (offline)
+    request_id: str  # the completion's request id (the gateway's), or the prompt's id offline
+    model: str  # the model that answered
+    critic_model: str
+    request: dict[str, Any]  # as the upstream saw it (placeholders, never personal values)
+    rejected: str  # the answer as the model gave it
+    chosen: str  # the final revision, which passed every output guard
+    principles: list[str]  # the ids of the principles applied
+    rounds: int = 1
+    critiques: list[str] = []
+
+
+Event = CompletionEvent | FeedbackEvent | RevisionEvent
 
 
 def event_kind(event: Event) -> str:
+    if isinstance(event, RevisionEvent):
+        return "revision"
     return "feedback" if isinstance(event, FeedbackEvent) else "completion"
 
 
@@ -180,3 +203,7 @@ def decode_event(data: bytes) -> CompletionEvent:
 
 def decode_feedback(data: bytes) -> FeedbackEvent:
     return msgspec.json.decode(data, type=FeedbackEvent)
+
+
+def decode_revision(data: bytes) -> RevisionEvent:
+    return msgspec.json.decode(data, type=RevisionEvent)
