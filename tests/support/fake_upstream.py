@@ -19,7 +19,7 @@ import httpx
 CRITICS = ("critic", "slow-critic", "echo-critic")
 DEFAULT_CRITIQUE = "The answer insults the reader; harmless-language asks for polite words."
 DEFAULT_REVISION = "Here is a polite answer."
-_ANSWER = re.compile(r"\n\nAnswer:\n(.*?)\n\n(?:Automatic checks found|Critique):", re.S)
+ANSWER = re.compile(r"\n\nAnswer:\n(.*?)\n\n(?:Automatic checks found|Critique):", re.S)
 
 MODELS = ["fake-model", "fake-no-n", "plain-503", "enveloped-429", "broken-stream", "unterminated-stream",
           "unreachable", "timeout", "llama-like", "echo", *CRITICS]  # fmt: skip
@@ -112,7 +112,7 @@ class FakeUpstream:
         asked = body["messages"][-1]["content"]
         reviewing = body["messages"][0]["content"].startswith("You review")
         if model == "echo-critic":
-            found = _ANSWER.search(asked)
+            found = ANSWER.search(asked)
             text = found.group(1) if found else asked
         elif self.critic_replies:
             text = self.critic_replies.pop(0)

@@ -3,19 +3,15 @@ answer critiqued and revised, the revision checked again, the fallbacks, the rep
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from litestar.testing import AsyncTestClient
 
 from feedback.events import CompletionEvent, RevisionEvent
 from gateway.app import create_app
-from gateway.settings import FeedbackSettings, Settings, UpstreamSettings, settings_from_mapping
+from gateway.settings import Settings, UpstreamSettings, settings_from_mapping
 from guards.policy import (
     Action,
-    GuardSpec,
     Policy,
     PolicyBook,
     PolicyError,
@@ -25,69 +21,9 @@ from guards.policy import (
     StreamPolicy,
 )
 from tests.support.fake_guards import EmailGuard, WordGuard
-from tests.support.fake_upstream import DEFAULT_REVISION, FakeUpstream
+from tests.support.fake_upstream import DEFAULT_REVISION
+from tests.support.revise_gateway import GUARDS, book, choice_report, gateway, revise
 from tests.support.sse import sse_events
-
-GUARDS = {"toxicity": GuardSpec(type="toxicity"), "pii": GuardSpec(type="pii")}
-
-
-def revise(**settings: Any) -> Rule:
-    return Rule(
-        guard="toxicity", action=Action.REVISE, revision=Revision(**{"critic_model": "critic", **settings})
-    )
-
-
-def book(*output: Rule, stream: StreamPolicy | None = None) -> PolicyBook:
-    # The "echo" model answers with the user's message: nothing on input, so the answer is what is judged.
-    return PolicyBook(default=Policy(output=list(output), stream=stream or StreamPolicy()))
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    def record(self, event: Any) -> None:
-        self.events.append(event)
-
-
-class Gateway:
-    def __init__(self, client: AsyncTestClient[Any], upstream: FakeUpstream, recorder: Recorder) -> None:
-        self.client = client
-        self.upstream = upstream
-        self.recorder = recorder
-
-    async def chat(self, content: str, **extra: Any) -> Any:
-        body = {"model": "echo", "messages": [{"role": "user", "content": content}], **extra}
-        return await self.client.post("/v1/chat/completions", json=body)
-
-    def critic_bodies(self) -> list[dict[str, Any]]:
-        return [body for body in self.upstream.bodies if body["model"] != "echo"]
-
-
-@asynccontextmanager
-async def gateway(policies: PolicyBook) -> AsyncIterator[Gateway]:
-    upstream, recorder = FakeUpstream(), Recorder()
-    settings = Settings(
-        feedback=FeedbackSettings(record=False),
-        upstreams=[UpstreamSettings(name="fake", url="http://fake.test/v1")],
-        guards=GUARDS,
-        policies=policies,
-    )
-    app = create_app(
-        settings,
-        upstream_transport=upstream.transport(),
-        guards={"toxicity": WordGuard(), "pii": EmailGuard()},
-    )
-    async with AsyncTestClient(app) as client:
-        services = app.state.services  # the recorder seam: every event the gateway records, in memory
-        services.completions.recorder = services.completions.reviser.recorder = recorder
-        yield Gateway(client, upstream, recorder)
-
-
-def choice_report(response: Any, index: int = 0) -> dict[str, Any]:
-    report: dict[str, Any] = response.json()["guardrails"]["output"][index]
-    return report
-
 
 # --- a revision that passes ----------------------------------------------------------------------
 
