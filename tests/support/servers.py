@@ -132,6 +132,7 @@ def _make_handler(state: StubState) -> type[BaseHTTPRequestHandler]:
                 "stub-echo",
                 "stub-echo-unguarded-input",
                 "stub-echo-grounded",
+                "stub-echo-revised",
             ]
             self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in models]})
 
