@@ -63,6 +63,30 @@ class StageReport(msgspec.Struct):
     guards: list[GuardReport]
 
 
+class RoundReport(msgspec.Struct, kw_only=True):
+    """One round of a revision (``revise`` action): the critic's critique of an answer and its revision,
+    and what the guards decided before and after."""
+
+    round: int  # from 1
+    critic_model: str
+    principles: list[str]  # the ids of the constitution's principles applied
+    # The critique, when the output guards let it through (it may quote the answer it criticises); absent
+    # when they did not, or when the critic failed before giving one.
+    critique: str | UnsetType = UNSET
+    before: dict[str, str]  # guard → decision, on the answer the critic was given
+    after: dict[str, str] | UnsetType = UNSET  # guard → decision, on the revision; absent: none came
+    latency_ms: float  # the critic's two calls and the re-check
+
+
+class RevisionReport(msgspec.Struct, kw_only=True):
+    """How a choice was revised, or why it was not and what applied instead."""
+
+    rounds: list[RoundReport]
+    fallback: str | UnsetType = UNSET  # the rule's fallback action, when it applied to the original answer
+    reason: str | UnsetType = UNSET  # why it applied: the critic timed out, failed, or no revision passed
+    latency_ms: float = 0.0  # the whole revision
+
+
 class ChoiceReport(msgspec.Struct, kw_only=True):
     """The output stage of one choice."""
 
@@ -70,6 +94,9 @@ class ChoiceReport(msgspec.Struct, kw_only=True):
     decision: str
     windows: int | UnsetType = UNSET  # streams only: how many checks (windows, held tool calls) it took
     guards: list[GuardReport]
+    # A ``revise`` rule fired: true when the client got a revision, false when the fallback applied.
+    revised: bool | UnsetType = UNSET
+    revision: RevisionReport | UnsetType = UNSET
 
     @classmethod
     def merge(cls, index: int, windows: Sequence[StageReport], most_severe: Severity) -> ChoiceReport:

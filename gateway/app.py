@@ -15,6 +15,7 @@ from litestar.routes import HTTPRoute
 
 from gateway.auth import KeyRing
 from gateway.errors import GatewayError
+from gateway.guarded.revision import load_constitutions
 from gateway.metrics import GatewayMetrics
 from gateway.openapi.route import openapi_route
 from gateway.rate_limit.middleware import RateLimits, rate_limit_middleware
@@ -99,6 +100,7 @@ def create_app(
         engine=engine,
         rate_limits=rate_limits,
         drain=drain,
+        constitutions=load_constitutions(settings.policies),
     )
     app = Litestar(
         route_handlers=list(_ROUTES),

@@ -16,6 +16,7 @@ import msgspec
 from litestar import Litestar
 from litestar.datastructures import State
 
+from feedback.constitution import Constitution
 from feedback.embedded_redis import EmbeddedRedis
 from feedback.labelstudio.receiver import AnnotationReceiver
 from feedback.recorder import EventRecorder, RecorderMetrics
@@ -27,6 +28,7 @@ from gateway.credentials import mask_credentials
 from gateway.feedback_worker import start_sync_worker
 from gateway.guarded.completion_service import CompletionService
 from gateway.guarded.guardrails import Guardrails
+from gateway.guarded.revision import Reviser
 from gateway.guarded.sampling import CandidateSampler
 from gateway.metrics import GatewayMetrics
 from gateway.rate_limit.middleware import RateLimits, open_rate_limits
@@ -54,6 +56,8 @@ class Groundwork(msgspec.Struct, frozen=True, kw_only=True):
     engine: GuardEngine
     rate_limits: RateLimits
     drain: Drain
+    # By path, for the revise rules (None: the built-in one); loaded by ``create_app``.
+    constitutions: dict[str | None, Constitution] = msgspec.field(default_factory=dict)
 
 
 class Services(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,7 +103,8 @@ async def open_services(ground: Groundwork) -> AsyncIterator[Services]:
         sampler = await stack.enter_async_context(open_sampler(proxy, recorder, settings.feedback))
         webhook = labelstudio_webhook_for(settings, recorder, metrics)
         await stack.enter_async_context(open_sync(settings, recorder, metrics))
-        completions = CompletionService(proxy, guardrails, recorder, sampler)
+        reviser = Reviser(proxy, guardrails, ground.constitutions, recorder)
+        completions = CompletionService(proxy, guardrails, recorder, sampler, reviser)
         announce(ground.keyring, pool)
         yield Services(
             proxy=proxy,

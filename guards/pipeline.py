@@ -1,8 +1,10 @@
 """Running a stage's rules over a batch of texts, and deciding what happens to each text.
 
 Rules of a stage run concurrently, each under its own time-out. Per text and rule the decision is one
-of ``pass``, ``flag``, ``annotate``, ``redact``, ``block`` or ``error``; per text the most severe wins,
-and every redaction of every rule is applied in one pass over the original text.
+of ``pass``, ``flag``, ``annotate``, ``redact``, ``truncate``, ``revise``, ``block`` or ``error``; per
+text the most severe wins, and every redaction of every rule is applied in one pass over the original
+text. ``revise`` is only a decision here: the gateway asks a critic, and when that fails it applies the
+rule's fallback instead (``with_fallbacks``).
 
 A guard judges a normalised view of each text (``guards.normalise``): the canonical one unless it
 declares another as ``view`` (the toxicity guard reads the deobfuscated one). What it finds is mapped
@@ -95,7 +97,18 @@ def _truncated(
     return TextOutcome(kept, "truncate", annotate, annotation, cut)
 
 
-_DECISION_ORDER = {"pass": 0, "error": 1, "flag": 2, "annotate": 3, "redact": 4, "truncate": 5, "block": 6}
+# Revise replaces the whole answer, so it outranks a redaction or a cut; a block outranks it (nothing of
+# a blocked answer is revised). ``feedback.events.ChoiceReport.merge`` is handed ``most_severe``.
+_DECISION_ORDER = {
+    "pass": 0,
+    "error": 1,
+    "flag": 2,
+    "annotate": 3,
+    "redact": 4,
+    "truncate": 5,
+    "revise": 6,
+    "block": 7,
+}
 
 
 def most_severe(decisions: Sequence[str]) -> str:
@@ -103,6 +116,8 @@ def most_severe(decisions: Sequence[str]) -> str:
 
     >>> most_severe(["pass", "redact", "flag"])
     'redact'
+    >>> most_severe(["revise", "truncate"]), most_severe(["revise", "block"])
+    ('revise', 'block')
     """
     return max(decisions, key=_DECISION_ORDER.__getitem__, default="pass")
 
@@ -139,6 +154,8 @@ def only_categories(verdict: Verdict, categories: Sequence[str] | None, text: st
 def _decide(rule: Rule, verdict: Verdict) -> str:
     if verdict.allowed:
         return "pass"
+    if rule.action is Action.REVISE:
+        return "revise"
     flagged = [span for span in verdict.spans if span.label in verdict.categories]
     if rule.action is Action.REDACT:
         # Redaction needs something to replace; a guard that only scores (toxicity) blocks instead.
@@ -147,6 +164,26 @@ def _decide(rule: Rule, verdict: Verdict) -> str:
     if rule.action is Action.TRUNCATE:
         return "truncate" if flagged else "block"  # nothing to cut before: refuse
     return rule.action.value
+
+
+def with_fallbacks(outcome: StageOutcome, rules: Sequence[Rule], texts: Sequence[str]) -> StageOutcome:
+    """``outcome`` (of ``rules`` over ``texts``, as judged) with each ``revise`` decision replaced by what
+    its rule's fallback action decides on the same verdict: the answer as if it had never been revised.
+    Nothing is judged again."""
+    results = [_fallen_back(rule, result) for rule, result in zip(rules, outcome.results, strict=True)]
+    combined = [GuardEngine.combine(index, text, rules, results) for index, text in enumerate(texts)]
+    return StageOutcome(combined, results)
+
+
+def _fallen_back(rule: Rule, result: RuleResult) -> RuleResult:
+    if "revise" not in result.decisions:
+        return result
+    instead = msgspec.structs.replace(rule, action=rule.revising.fallback)
+    decisions = [
+        _decide(instead, verdict) if decision == "revise" and verdict is not None else decision
+        for decision, verdict in zip(result.decisions, result.verdicts, strict=True)
+    ]
+    return msgspec.structs.replace(result, decisions=decisions)
 
 
 class GuardEngine:
@@ -178,7 +215,7 @@ class GuardEngine:
                 for rule, view in zip(rules, wanted, strict=True)
             )
         )
-        outcomes = [self._combine(index, text, rules, results) for index, text in enumerate(texts)]
+        outcomes = [self.combine(index, text, rules, results) for index, text in enumerate(texts)]
         return StageOutcome(outcomes, list(results))
 
     async def _run_rule(
@@ -226,7 +263,7 @@ class GuardEngine:
                     self._metrics.blocks.labels(guard, stage, category).inc()
 
     @staticmethod
-    def _combine(index: int, text: str, rules: Sequence[Rule], results: Sequence[RuleResult]) -> TextOutcome:
+    def combine(index: int, text: str, rules: Sequence[Rule], results: Sequence[RuleResult]) -> TextOutcome:
         decision = "pass"
         blocked_by: str | None = None
         categories: list[str] = []

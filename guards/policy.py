@@ -29,6 +29,9 @@ class Action(StrEnum):
     ANNOTATE = "annotate"  # report, and append the policy's disclaimer to the answer
     REDACT = "redact"  # replace the offending spans; a guard that cannot rewrite blocks instead
     TRUNCATE = "truncate"  # output: cut the answer before the first offending span
+    # Output: a critic model critiques the answer against a constitution and revises it; the revision is
+    # checked again, and the rule's ``fallback`` applies to the original when that fails.
+    REVISE = "revise"
     BLOCK = "block"  # refuse: 400 on input, a content_filter choice on output
 
     @property
@@ -36,7 +39,15 @@ class Action(StrEnum):
         return _SEVERITY[self]
 
 
-_SEVERITY = {Action.FLAG: 0, Action.ANNOTATE: 1, Action.REDACT: 2, Action.TRUNCATE: 3, Action.BLOCK: 4}
+# Revise sits below block: a request may turn a revise rule into block, never a block rule into revise.
+_SEVERITY = {
+    Action.FLAG: 0,
+    Action.ANNOTATE: 1,
+    Action.REDACT: 2,
+    Action.TRUNCATE: 3,
+    Action.REVISE: 4,
+    Action.BLOCK: 5,
+}
 
 
 class FailMode(StrEnum):
@@ -53,6 +64,32 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pass
 
 
+class Revision(_Strict):
+    """How a ``revise`` rule revises: its critic, rounds, budget, and what applies when revising fails."""
+
+    critic_model: str | None = None  # a model name routed like any request; None: the request's own
+    max_rounds: int = 1  # critique + revision + re-check, at most this many times
+    fallback: Action = Action.BLOCK  # applied to the original answer when no revision passes
+    # The whole revision of one answer (every round: critic calls and re-checks). ``timeout_ms`` stays the
+    # guard's own time-out: a critic needs seconds where a guard needs milliseconds.
+    timeout_ms: int = 20_000
+    max_tokens: int = 512  # per critic call
+    constitution: str | None = None  # a YAML file of principles; None: the built-in one
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_rounds <= MAX_REVISION_ROUNDS:
+            raise ValueError(f"max_rounds: must be between 1 and {MAX_REVISION_ROUNDS}")
+        if self.fallback is Action.REVISE:
+            raise ValueError("fallback: must be block, truncate, redact, annotate or flag, not revise")
+        if self.timeout_ms <= 0:
+            raise ValueError("timeout_ms: must be positive")
+        if self.max_tokens <= 0:
+            raise ValueError("max_tokens: must be positive")
+
+
+MAX_REVISION_ROUNDS = 5
+
+
 class Rule(_Strict):
     guard: str
     action: Action = Action.BLOCK
@@ -66,6 +103,12 @@ class Rule(_Strict):
     # Input redact rules: the placeholders this rule writes (``<PERSON_1>``) are put back in the answer
     # the client gets (never in what is recorded or sent upstream). Off: placeholders stay.
     restore: bool = True
+    # ``revise`` rules only: how they revise (None: the defaults of ``Revision``).
+    revision: Revision | None = None
+
+    @property
+    def revising(self) -> Revision:
+        return self.revision or Revision()
 
 
 class StreamPolicy(_Strict):
@@ -195,6 +238,7 @@ def check_references(
         for stage in Stage:
             for index, rule in enumerate(policy.rules(stage)):
                 key = f"{where}.{stage.value}[{index}]"
+                _check_revise(policy, stage, rule, key, where)
                 if rule.guard not in guards:
                     known = ", ".join(sorted(guards)) or "none"
                     raise PolicyError(f"{key}.guard: no guard named {rule.guard!r} (configured: {known})")
@@ -209,6 +253,22 @@ def check_references(
                         raise PolicyError(f"{key}.thresholds.{category}: must be between 0 and 1")
                 if policy != builtin:
                     _check_categories(rule.categories, categories.get(rule.guard, set()), rule.guard, key)
+
+
+def _check_revise(policy: Policy, stage: Stage, rule: Rule, key: str, where: str) -> None:
+    """``revise`` is for output rules, in buffer mode (withheld text can still be replaced); its
+    ``revision`` settings belong to it alone."""
+    if rule.action is not Action.REVISE:
+        if rule.revision is not None:
+            raise PolicyError(f"{key}.revision: only for action 'revise', not {rule.action.value!r}")
+        return
+    if stage is Stage.INPUT:
+        raise PolicyError(f"{key}.action: 'revise' is for output rules only (a request is not revised)")
+    if policy.stream.mode is StreamMode.STREAM_FIRST:
+        raise PolicyError(
+            f"{key}.action: revise needs buffer mode ({where}.stream.mode is 'stream_first': released "
+            "text cannot be revised)"
+        )
 
 
 def _check_categories(named: list[str] | None, known: Collection[str], guard: str, key: str) -> None:
@@ -261,7 +321,8 @@ def tighten(
 ) -> Policy:
     """``policy`` made stricter by what the request asked; a request that would loosen it is refused.
 
-    Stricter means: a lower threshold, a more severe action, fail closed, an extra guard, more
+    Stricter means: a lower threshold, a more severe action (``revise`` may become ``block``; no request
+    asks for ``revise``), fail closed, an extra guard, more
     categories checked, buffer mode, placeholders not restored. ``guards`` are those a request may name,
     with the stages each serves (the guards some policy runs: only those are loaded); ``categories``, when
     given, the categories of each, which are all a request may name.
@@ -279,6 +340,7 @@ def tighten(
         for index, ask in enumerate(asked.input if stage is Stage.INPUT else asked.output):
             key = f"guardrails.{stage.value}[{index}]"
             _check_guard(ask.guard, stage, guards, key)
+            _refuse_revise(ask, key)
             if categories is not None:
                 _check_categories(ask.categories, categories.get(ask.guard, ()), ask.guard, key)
             targets = [i for i, rule in enumerate(rules) if rule.guard == ask.guard]
@@ -331,6 +393,13 @@ def _check_guard(guard: str, stage: Stage, guards: Mapping[str, frozenset[Stage]
 
 def _threshold(rule: Rule, category: str, defaults: dict[str, float]) -> float:
     return rule.thresholds.get(category, defaults.get(category, 1.0))
+
+
+def _refuse_revise(ask: RequestRule, key: str) -> None:
+    """A request never asks for ``revise``: it would spend the operator's critic calls (and a revise
+    rule's fallback is the operator's to choose). It may turn a revise rule into ``block``."""
+    if ask.action is Action.REVISE:
+        raise PolicyError(f"{key}.action: a request cannot ask for 'revise' (ask for 'block' instead)")
 
 
 def _refuse_loosening(rules: list[Rule], ask: RequestRule, defaults: dict[str, float], key: str) -> None:

@@ -58,6 +58,7 @@ def _keys_new(args: argparse.Namespace) -> int:
 def _config_check(args: argparse.Namespace) -> int:
     from gateway.app import used_guards
     from gateway.credentials import mask_credentials
+    from gateway.guarded.revision import load_constitutions
     from guards.registry import GuardResources, build_guards
     from guards.runner import RunnerPool
 
@@ -65,6 +66,7 @@ def _config_check(args: argparse.Namespace) -> int:
     # Building guards loads no model; it checks their configs and every policy's references.
     guards = build_guards(settings.guards, GuardResources(RunnerPool(), None, Path(settings.data_dir)))
     used = used_guards(settings, guards)
+    load_constitutions(settings.policies)  # a revise rule's constitution file must load
     masked = msgspec.to_builtins(settings)
     for upstream in masked["upstreams"]:
         upstream["url"] = mask_credentials(upstream["url"])

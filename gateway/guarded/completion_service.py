@@ -18,6 +18,7 @@ from gateway.context import RequestContext
 from gateway.guarded.guardrails import Guardrails, summary_header
 from gateway.guarded.pseudonyms import restore_choices
 from gateway.guarded.request import GuardedRequest
+from gateway.guarded.revision import Reviser
 from gateway.guarded.sampling import CandidateSampler
 from gateway.guarded.stream_guard import StreamGuard
 from gateway.guarded.stream_restore import restore_stream
@@ -25,6 +26,8 @@ from gateway.relay.proxy import Proxy, UpstreamStream, json_response
 from guards.verdict import JudgeContext
 
 GUARDRAILS_HEADER = "x-hhh-guardrails"
+NOT_REVISED = "no critic is configured here: the rule's fallback applied"
+CANDIDATES_NOT_REVISED = "sampled candidates are not revised: the rule's fallback applied"
 
 
 class CompletionService:
@@ -34,11 +37,13 @@ class CompletionService:
         guardrails: Guardrails,
         recorder: EventRecorder | None = None,
         sampler: CandidateSampler | None = None,
+        reviser: Reviser | None = None,
     ) -> None:
         self.proxy = proxy
         self.guardrails = guardrails
         self.recorder = recorder
         self.sampler = sampler
+        self.reviser = reviser  # None: revise rules apply their fallback
 
     async def serve(self, context: RequestContext, request: GuardedRequest) -> Response[Any]:
         if request.endpoint.answer is None:  # embeddings: no answer text
@@ -95,18 +100,34 @@ class CompletionService:
             return
 
         async def guard(choices: list[dict[str, Any]]) -> list[ChoiceReport]:
-            return await self._check_choices(request, choices)
+            return await self._check_choices(request, choices, not_revised=CANDIDATES_NOT_REVISED)
 
         meta.candidates_requested = self.sampler.sample(meta, request, guard)
 
     async def _check_choices(
-        self, request: GuardedRequest, choices: list[dict[str, Any]], context: JudgeContext | None = None
+        self,
+        request: GuardedRequest,
+        choices: list[dict[str, Any]],
+        context: JudgeContext | None = None,
+        not_revised: str = NOT_REVISED,
     ) -> list[ChoiceReport]:
         answer = request.endpoint.answer
         assert answer is not None  # only completions reach here (see serve)
         return await self.guardrails.check_choices(
-            request.policy, choices, answer.slots, answer.refuse, context
+            request.policy, choices, answer.slots, answer.refuse, context, not_revised
         )
+
+    async def _check_whole(
+        self, context: RequestContext, request: GuardedRequest, choices: list[dict[str, Any]], event_id: str
+    ) -> list[ChoiceReport]:
+        """The output guards on a whole answer's choices, applied in place; revised where a revise rule
+        fired (before anything is recorded or restored: the critic sees placeholders only)."""
+        judge_context = JudgeContext(sources=list(request.sources))
+        answer = request.endpoint.answer
+        if self.reviser is None or answer is None:
+            return await self._check_choices(request, choices, judge_context)
+        judgements = await self.guardrails.judge_choices(request.policy, choices, answer.slots, judge_context)
+        return await self.reviser.settle(context, request, judgements, judge_context, event_id, answer.refuse)
 
     def _record(
         self, meta: EventMeta, request: GuardedRequest, body: dict[str, Any], context: RequestContext
@@ -128,9 +149,7 @@ class CompletionService:
         answer = await self.proxy.complete(context, request.forward_call())
         body = msgspec.json.decode(answer.content)
         choices = body.get("choices") or []
-        report.output = await self._check_choices(
-            request, choices, JudgeContext(sources=list(request.sources))
-        )
+        report.output = await self._check_whole(context, request, choices, meta.event_id)
         body["guardrails"] = report
         self._record(meta, request, body, context)  # with the placeholders, never their values
         answer = msgspec.structs.replace(answer, content=_restored(request, msgspec.json.encode(body)))

@@ -10,12 +10,29 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 
-from feedback.events import ChoiceReport, ClaimReport, GuardrailsReport, GuardReport, SpanReport, StageReport
+from feedback.events import (
+    ChoiceReport,
+    ClaimReport,
+    GuardrailsReport,
+    GuardReport,
+    RevisionReport,
+    SpanReport,
+    StageReport,
+)
 from gateway.errors import ContentFiltered, GuardUnavailable, InvalidRequest
 from gateway.guarded.pseudonyms import Pseudonyms, pseudonymise
 from gateway.guarded.text_slots import Slot, drop_logprobs
-from guards.pipeline import UNAVAILABLE, GuardEngine, RuleResult, StageOutcome, TextOutcome, most_severe
+from guards.pipeline import (
+    UNAVAILABLE,
+    GuardEngine,
+    RuleResult,
+    StageOutcome,
+    TextOutcome,
+    most_severe,
+    with_fallbacks,
+)
 from guards.policy import (
+    Action,
     GuardSpec,
     Policy,
     PolicyBook,
@@ -49,6 +66,24 @@ class Judged(msgspec.Struct, frozen=True):
 
     outcome: StageOutcome
     report: StageReport
+
+
+class ChoiceJudgement(msgspec.Struct, frozen=True):
+    """What the output guards made of one choice of a whole answer, before anything is applied."""
+
+    choice: dict[str, Any]
+    slots: list[Slot]
+    judged: Judged
+
+    @property
+    def revise(self) -> bool:
+        """A ``revise`` rule fired and nothing blocks: the answer goes to the critic."""
+        return self.judged.report.decision == "revise"
+
+    @property
+    def report(self) -> ChoiceReport:
+        report = self.judged.report
+        return ChoiceReport(index=self.choice.get("index", 0), decision=report.decision, guards=report.guards)
 
 
 def _stage_report(outcome: StageOutcome, wheres: Sequence[str]) -> StageReport:
@@ -165,8 +200,59 @@ class Guardrails:
         wheres: Sequence[str],
         context: JudgeContext | None = None,
     ) -> Judged:
-        """Judge some texts of an answer (a stream's window, its held tool calls); nothing is applied."""
-        return await self._judge(Stage.OUTPUT, resolved.policy.output, texts, wheres, context)
+        """Judge some texts of an answer (a stream's window, its held tool calls); nothing is applied.
+        Streams are not revised: a ``revise`` decision is already its rule's fallback here."""
+        judged = await self._judge(Stage.OUTPUT, resolved.policy.output, texts, wheres, context)
+        if judged.report.decision != "revise":
+            return judged
+        return self._fallen_back(resolved, judged, texts, wheres)
+
+    async def judge_revision(
+        self, resolved: ResolvedPolicy, revision: str, critique: str, where: str, context: JudgeContext | None
+    ) -> tuple[Judged, Judged]:
+        """A critic's revision and its critique, judged by every output rule in one batch, each reported
+        on its own; ``revise`` decisions stay (another round may follow)."""
+        outcome = await self._engine.run(Stage.OUTPUT, resolved.policy.output, [revision, critique], context)
+        return _part(outcome, 0, [where]), _part(outcome, 1, ["critique"])
+
+    def _fallen_back(
+        self, resolved: ResolvedPolicy, judged: Judged, texts: Sequence[str], wheres: Sequence[str]
+    ) -> Judged:
+        outcome = with_fallbacks(judged.outcome, resolved.policy.output, texts)
+        return Judged(outcome, _stage_report(outcome, wheres))
+
+    def fallback(
+        self,
+        resolved: ResolvedPolicy,
+        judgement: ChoiceJudgement,
+        reason: str,
+        refuse: Callable[[dict[str, Any], str], None],
+    ) -> ChoiceReport:
+        """Apply the fallback of each ``revise`` rule that fired to the choice as the upstream gave it,
+        and say why in its report (``revision`` is added by the caller when rounds were tried)."""
+        texts, wheres = [slot.text for slot in judgement.slots], [slot.where for slot in judgement.slots]
+        judged = self._fallen_back(resolved, judgement.judged, texts, wheres)
+        fallen = ChoiceJudgement(judgement.choice, judgement.slots, judged)
+        self.apply_choice(resolved, fallen, refuse)
+        report = fallen.report
+        report.revised = False
+        report.revision = RevisionReport(rounds=[], fallback=_fallbacks(resolved, judgement), reason=reason)
+        return report
+
+    def stream_fallback_report(self, resolved: ResolvedPolicy, report: ChoiceReport) -> ChoiceReport:
+        """A streamed choice on which a ``revise`` rule fired: its fallback applied (streams are not
+        revised), and the report says so."""
+        actions = {rule.guard: rule.revising.fallback.value for rule in resolved.policy.output
+                   if rule.action is Action.REVISE}  # fmt: skip
+        fired = [g.guard for g in report.guards if g.guard in actions and g.decision not in ("pass", "error")]
+        if fired:
+            report.revised = False
+            report.revision = RevisionReport(
+                rounds=[],
+                fallback=",".join(dict.fromkeys(actions[guard] for guard in fired)),
+                reason=STREAMS_NOT_REVISED,
+            )
+        return report
 
     @staticmethod
     def stream_choice_report(index: int, windows: Sequence[StageReport]) -> ChoiceReport:
@@ -198,6 +284,26 @@ class Guardrails:
             guardrails=GuardrailsReport(policy=resolved.name, input=report),
         )
 
+    async def judge_choices(
+        self,
+        resolved: ResolvedPolicy,
+        choices: list[dict[str, Any]],
+        slots_of: Callable[[dict[str, Any]], list[Slot]],
+        context: JudgeContext | None = None,
+    ) -> list[ChoiceJudgement]:
+        """Judge every choice of a whole answer in one batch; nothing is applied yet."""
+        per_choice = [slots_of(choice) for choice in choices]
+        judged = [slot.text for group in per_choice for slot in group]
+        outcome = await self._engine.run(Stage.OUTPUT, resolved.policy.output, judged, context)
+        judgements = []
+        offset = 0
+        for choice, group in zip(choices, per_choice, strict=True):
+            judgements.append(
+                ChoiceJudgement(choice, group, _part(outcome, offset, [s.where for s in group]))
+            )
+            offset += len(group)
+        return judgements
+
     async def check_choices(
         self,
         resolved: ResolvedPolicy,
@@ -205,29 +311,27 @@ class Guardrails:
         slots_of: Callable[[dict[str, Any]], list[Slot]],
         refuse: Callable[[dict[str, Any], str], None],
         context: JudgeContext | None = None,
+        not_revised: str = "this answer is not revised",
     ) -> list[ChoiceReport]:
-        """Judge every choice of a whole answer in one batch; apply each choice's decision in place."""
-        per_choice = [slots_of(choice) for choice in choices]
-        judged = [slot.text for group in per_choice for slot in group]
-        outcome = await self._engine.run(Stage.OUTPUT, resolved.policy.output, judged, context)
+        """Judge every choice of a whole answer in one batch; apply each choice's decision in place. Nothing
+        is revised here: a ``revise`` decision gets its rule's fallback, for the reason ``not_revised``."""
         reports = []
-        offset = 0
-        for choice, group in zip(choices, per_choice, strict=True):
-            part = _part(outcome, offset, [slot.where for slot in group])
-            offset += len(group)
-            index, report = choice.get("index", 0), part.report
-            reports.append(ChoiceReport(index=index, decision=report.decision, guards=report.guards))
-            self._apply(resolved, choice, group, part.outcome, refuse)
+        for judgement in await self.judge_choices(resolved, choices, slots_of, context):
+            if judgement.revise:
+                reports.append(self.fallback(resolved, judgement, not_revised, refuse))
+                continue
+            self.apply_choice(resolved, judgement, refuse)
+            reports.append(judgement.report)
         return reports
 
-    def _apply(
+    def apply_choice(
         self,
         resolved: ResolvedPolicy,
-        choice: dict[str, Any],
-        slots: list[Slot],
-        outcome: StageOutcome,
+        judgement: ChoiceJudgement,
         refuse: Callable[[dict[str, Any], str], None],
     ) -> None:
+        """Apply what the guards decided on one choice, in place."""
+        choice, slots, outcome = judgement.choice, judgement.slots, judgement.judged.outcome
         blocked = outcome.blocked
         if blocked is not None:
             refuse(choice, self.refusal(resolved, blocked))
@@ -249,6 +353,17 @@ class Guardrails:
         if blocked.block_categories == [UNAVAILABLE]:
             categories = "the guard was unavailable and the policy fails closed"
         return resolved.policy.refusal.format(guard=blocked.blocked_by, categories=categories)
+
+
+STREAMS_NOT_REVISED = "streamed answers are not revised: the rule's fallback applied"
+
+
+def _fallbacks(resolved: ResolvedPolicy, judgement: ChoiceJudgement) -> str:
+    """The fallback actions of the ``revise`` rules that fired on a choice, e.g. ``block``."""
+    fired = {g.guard for g in judgement.judged.report.guards if g.decision == "revise"}
+    actions = [rule.revising.fallback.value for rule in resolved.policy.output
+               if rule.action is Action.REVISE and rule.guard in fired]  # fmt: skip
+    return ",".join(dict.fromkeys(actions))
 
 
 def _part(outcome: StageOutcome, offset: int, wheres: Sequence[str]) -> Judged:

@@ -101,7 +101,9 @@ class StreamGuard:
         if failure is not None:
             raise failure
         self.report.output = [
-            self.guardrails.stream_choice_report(s.index, s.reports)
+            self.guardrails.stream_fallback_report(
+                self.resolved, self.guardrails.stream_choice_report(s.index, s.reports)
+            )
             for s in sorted(self._choices.values(), key=lambda s: s.index)
         ]
         # The report rides on the usage chunk when there is one: clients read usage from the last chunk.

@@ -11,7 +11,14 @@ import yaml
 
 from gateway.auth import hash_key
 from tests.support.labelstudio_server import LabelStudioServer, ensure_installed
-from tests.support.servers import black_hole, closed_port, gateway_process, llama_server, stub_upstream
+from tests.support.servers import (
+    LLAMA_ALIAS,
+    black_hole,
+    closed_port,
+    gateway_process,
+    llama_server,
+    stub_upstream,
+)
 
 GATEWAY_KEY = "hhh-integration-key"
 MAX_BODY = 64 * 1024
@@ -70,6 +77,21 @@ def gateway_url(llama_url: str, stub: tuple[str, object], server_logs: Path) -> 
             "policies": {
                 "models": {
                     "stub-echo-grounded": {"output": [{"guard": "grounding", "action": "flag"}]},
+                    # Toxic answers are revised by the tiny llama.cpp model (the mechanics, not its wisdom).
+                    "stub-echo-revised": {
+                        "output": [
+                            {
+                                "guard": "toxicity",
+                                "action": "revise",
+                                "revision": {
+                                    "critic_model": LLAMA_ALIAS,
+                                    "max_tokens": 48,
+                                    "timeout_ms": 60000,
+                                },
+                            },
+                            {"guard": "pii", "action": "redact"},
+                        ]
+                    },
                     "stub-echo-unguarded-input": {
                         "output": [
                             {"guard": "toxicity", "action": "block"},

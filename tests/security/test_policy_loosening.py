@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from guards.pipeline import GuardEngine, most_severe
+from guards.pipeline import GuardEngine, most_severe, with_fallbacks
 from guards.policy import (
     Action,
     FailMode,
@@ -26,6 +26,7 @@ from guards.policy import (
     PolicyError,
     RequestGuardrails,
     RequestRule,
+    Revision,
     Rule,
     tighten,
 )
@@ -231,11 +232,14 @@ def _some_categories(guard: str) -> st.SearchStrategy[list[str] | None]:
 def rules(draw: st.DrawFn) -> Rule:
     guard = draw(st.sampled_from(sorted(GUARDS)))
     thresholds = draw(st.dictionaries(st.sampled_from(CATEGORIES[guard]), TENTHS))
+    action = draw(st.sampled_from(list(Action)))
+    fallbacks = [a for a in Action if a is not Action.REVISE]
     return Rule(
         guard=guard,
-        action=draw(st.sampled_from(list(Action))),
+        action=action,
         thresholds=thresholds,
         categories=draw(_some_categories(guard)),
+        revision=Revision(fallback=draw(st.sampled_from(fallbacks))) if action is Action.REVISE else None,
     )
 
 
@@ -251,8 +255,11 @@ def asks(draw: st.DrawFn) -> RequestRule:
     )
 
 
-def _run(engine: GuardEngine, rules: list[Rule], text: str) -> tuple[str, str]:
+def _run(engine: GuardEngine, rules: list[Rule], text: str, fallen: bool = False) -> tuple[str, str]:
+    """The decision and text; ``fallen``: as served when no revision passed (the revise rules' fallbacks)."""
     outcome = asyncio.run(engine.run(Stage.OUTPUT, rules, [text]))
+    if fallen:
+        outcome = with_fallbacks(outcome, rules, [text])
     return outcome.texts[0].decision, outcome.texts[0].text
 
 
@@ -290,11 +297,11 @@ def test_no_accepted_tightening_unblocks_or_uncovers_any_text(
             before.categories is not None and set(before.categories) <= set(after.categories)
         )
     engine = GuardEngine(GUARDS)
-    for text in sample:
-        decision, out = _run(engine, policy.output, text)
-        tight_decision, tight_out = _run(engine, tightened.output, text)
+    for text, fallen in [(text, fallen) for text in sample for fallen in (False, True)]:
+        decision, out = _run(engine, policy.output, text, fallen)
+        tight_decision, tight_out = _run(engine, tightened.output, text, fallen)
         assert most_severe([decision, tight_decision]) == tight_decision, (decision, tight_decision)
-        if tight_decision != "block" and decision != "block":
+        if tight_decision not in ("block", "revise") and decision not in ("block", "revise"):
             removed = {c for c in text if c != " "} - set(out)
             assert not removed & set(tight_out), (text, out, tight_out)
 
@@ -311,3 +318,26 @@ def test_asking_truncate_over_redact_cannot_release_what_the_redaction_fallback_
     text = "渏"
     assert _run(engine, policy.output, text)[0] == "block"
     assert _run(engine, tightened.output, text)[0] == "block"
+
+
+@pytest.mark.parametrize("stage", ["input", "output"])
+def test_a_request_never_asks_for_revise(stage: str) -> None:
+    """Revising spends the operator's critic calls, and a revise rule's fallback is the operator's to
+    choose: a request may turn a revise rule into block, never ask for revise (on a new rule either)."""
+    usable = {"tox": frozenset(Stage), "pii": frozenset(Stage)}
+    policy = Policy(output=[Rule(guard="tox", action=Action.REDACT)])
+    for guard in ("tox", "pii"):
+        ask = RequestGuardrails(**{stage: [RequestRule(guard=guard, action=Action.REVISE)]})
+        with pytest.raises(PolicyError, match=rf"^guardrails.{stage}\[0\].action: a request cannot ask"):
+            tighten(policy, ask, usable, {})
+
+
+def test_a_request_may_turn_revise_into_block_never_into_something_milder() -> None:
+    policy = Policy(output=[Rule(guard="tox", action=Action.REVISE)])
+    usable = {"tox": frozenset(Stage)}
+    block = RequestGuardrails(output=[RequestRule(guard="tox", action=Action.BLOCK)])
+    assert [r.action for r in tighten(policy, block, usable, {}).output] == [Action.BLOCK]
+    for milder in (Action.TRUNCATE, Action.REDACT, Action.ANNOTATE, Action.FLAG):
+        ask = RequestGuardrails(output=[RequestRule(guard="tox", action=milder)])
+        with pytest.raises(PolicyError, match=r"cannot loosen 'revise'"):
+            tighten(policy, ask, usable, {})

@@ -5,14 +5,24 @@ Its behaviour is chosen by the request's model name, so one fake serves every ca
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
+# Critic models (the ``revise`` action): "critic" answers from ``FakeUpstream.critic_replies`` in order (then
+# a polite default), "slow-critic" the same after ``critic_delay_s``, "echo-critic" repeats the answer it
+# was asked about (a critic that changes nothing).
+CRITICS = ("critic", "slow-critic", "echo-critic")
+DEFAULT_CRITIQUE = "The answer insults the reader; harmless-language asks for polite words."
+DEFAULT_REVISION = "Here is a polite answer."
+ANSWER = re.compile(r"\n\nAnswer:\n(.*?)\n\n(?:Automatic checks found|Critique):", re.S)
+
 MODELS = ["fake-model", "fake-no-n", "plain-503", "enveloped-429", "broken-stream", "unterminated-stream",
-          "unreachable", "timeout", "llama-like", "echo"]  # fmt: skip
+          "unreachable", "timeout", "llama-like", "echo", *CRITICS]  # fmt: skip
 
 
 def completion(text: str, index: int = 0, model: str = "fake-model") -> dict[str, Any]:
@@ -55,6 +65,8 @@ class FakeUpstream:
         self.requests: list[httpx.Request] = []
         self.bodies: list[dict[str, Any]] = []
         self.stream_closed = False
+        self.critic_replies: list[str] = []
+        self.critic_delay_s = 5.0
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -81,6 +93,8 @@ class FakeUpstream:
             )
         if model == "echo":
             return self._echo(body)
+        if model in CRITICS:
+            return await self._critic(model, body)
         if body.get("stream"):
             return httpx.Response(
                 200, headers={"content-type": "text/event-stream"}, content=self._stream(model, body)
@@ -91,6 +105,20 @@ class FakeUpstream:
         answer = completion("Hello from the fake.", model=model)
         answer["choices"] = [{**answer["choices"][0], "index": i} for i in range(n)]
         return httpx.Response(200, json=answer)
+
+    async def _critic(self, model: str, body: dict[str, Any]) -> httpx.Response:
+        if model == "slow-critic":
+            await asyncio.sleep(self.critic_delay_s)
+        asked = body["messages"][-1]["content"]
+        reviewing = body["messages"][0]["content"].startswith("You review")
+        if model == "echo-critic":
+            found = ANSWER.search(asked)
+            text = found.group(1) if found else asked
+        elif self.critic_replies:
+            text = self.critic_replies.pop(0)
+        else:
+            text = DEFAULT_CRITIQUE if reviewing else DEFAULT_REVISION
+        return httpx.Response(200, json=completion(text, model=model))
 
     def _echo(self, body: dict[str, Any]) -> httpx.Response:
         """Answers with the last message's text (chat) or the prompt (legacy), n times; streamed in

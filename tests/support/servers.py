@@ -132,6 +132,8 @@ def _make_handler(state: StubState) -> type[BaseHTTPRequestHandler]:
                 "stub-echo",
                 "stub-echo-unguarded-input",
                 "stub-echo-grounded",
+                "stub-echo-revised",
+                "stub-critic",
             ]
             self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in models]})
 
@@ -141,6 +143,14 @@ def _make_handler(state: StubState) -> type[BaseHTTPRequestHandler]:
             model = body["model"]
             if model.startswith("stub-echo"):
                 self._echo(body)
+                return
+            if model == "stub-critic":  # a critic that answers at once: a critique, then a polite revision
+                reviewing = body["messages"][0]["content"].startswith("You review")
+                text = "The answer insults the reader." if reviewing else "Here is a polite answer."
+                message = {"role": "assistant", "content": text}
+                choice = {"index": 0, "message": message, "finish_reason": "stop"}
+                self._json(200, {"id": "chatcmpl-critic", "object": "chat.completion", "created": 1,
+                                 "model": model, "choices": [choice]})  # fmt: skip
                 return
             if model == "stub-plain-503":
                 payload = b"Service Unavailable: the model is loading"
