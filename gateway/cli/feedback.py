@@ -48,7 +48,7 @@ class TqdmProgress:
 
 
 @asynccontextmanager
-async def _redis(settings: Settings, directory: Path) -> AsyncIterator[Any]:
+async def redis_for(settings: Settings, directory: Path) -> AsyncIterator[Any]:
     """The configured Redis; else the one a running gateway embedded; else an embedded one of our own."""
     from feedback.embedded_redis import EmbeddedRedis, running_embedded_redis
     from feedback.redis_connection import BATCH_CONNECT_TIMEOUT_S, BATCH_TIMEOUT_S, redis_client
@@ -105,7 +105,7 @@ async def _sync(
     from feedback.labelstudio.wiring import build_sync
 
     ls_settings = settings.feedback.labelstudio
-    async with _redis(settings, redis_dir) as client, LabelStudioProject(ls_settings) as api:
+    async with redis_for(settings, redis_dir) as client, LabelStudioProject(ls_settings) as api:
         progress = TqdmProgress(show_progress and not watch)
         wired = build_sync(ls_settings, api, client, settings.redis.stream, progress)
         sync, lock, store = wired.sync, wired.lock, wired.sync.store
@@ -202,7 +202,7 @@ async def _export(settings: Settings, redis_dir: Path, options: Any, out: Path, 
     from feedback.preferences.writer import write_dataset
     from feedback.store import FeedbackStore
 
-    async with _redis(settings, redis_dir) as client:
+    async with redis_for(settings, redis_dir) as client:
         store = FeedbackStore(client)
         # Events not yet filed (no sync has run since, or there is no Label Studio at all): users'
         # feedback lives in the stream until then. Filing is idempotent, so a sync running beside us is
@@ -273,7 +273,8 @@ def _train_reward(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_feedback_commands(commands: Any, config_help: str) -> None:
+def add_feedback_commands(commands: Any, config_help: str) -> Any:
+    """The ``feedback`` actions; returns their subparsers (``constitute`` is added to them by main)."""
     feedback = commands.add_parser(
         "feedback", help="human feedback: Label Studio sync, preference datasets, reward models"
     ).add_subparsers(dest="feedback_command", required=True, metavar="ACTION")
@@ -362,3 +363,4 @@ def add_feedback_commands(commands: Any, config_help: str) -> None:
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     train.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity")
     train.set_defaults(handler=_train_reward)
+    return feedback
