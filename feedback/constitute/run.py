@@ -91,26 +91,42 @@ def draw(pool: Sequence[Principle], count: int, seed: int, key: str) -> tuple[li
     return [p for i, p in enumerate(pool) if i in chosen], rng
 
 
+async def critique_and_revise(
+    client: ChatClient,
+    critic: str,
+    max_tokens: int,
+    prompt: str,
+    answer: str,
+    principles: Sequence[Principle],
+    findings: Sequence[Finding] = (OFFLINE_FINDING,),
+) -> tuple[str, str]:
+    """The critic's critique of ``answer`` against ``principles``, then its revision (greedy calls)."""
+    greedy = {"model": critic, "max_tokens": max_tokens, "temperature": 0.0}
+    critique = await client.text(
+        "critique", {**greedy, "messages": critique_messages(prompt, answer, principles, findings)}
+    )
+    reply = await client.text(
+        "revision", {**greedy, "messages": revision_messages(prompt, answer, critique, principles)}
+    )
+    revision = revision_text(reply)
+    if not revision:
+        raise PromptFailed("revision: empty")
+    return critique, revision
+
+
 async def constitute_one(
     client: ChatClient, options: ConstituteOptions, pool: Sequence[Principle], prompt: Prompt
 ) -> Result:
     messages = messages_of(prompt.request)
     text = dataset_prompt(messages)
     principles, rng = draw(pool, options.principles_per_answer, options.seed, prompt.key)
-    greedy = {"model": options.critic_model, "max_tokens": options.max_tokens, "temperature": 0.0}
     answer = await client.text("answer", {
         "model": options.model, "messages": messages, "max_tokens": options.max_tokens,
         "temperature": options.temperature, "seed": options.seed,
     })  # fmt: skip
-    critique = await client.text(
-        "critique", {**greedy, "messages": critique_messages(text, answer, principles, [OFFLINE_FINDING])}
+    critique, revision = await critique_and_revise(
+        client, options.critic_model, options.max_tokens, text, answer, principles
     )
-    reply = await client.text(
-        "revision", {**greedy, "messages": revision_messages(text, answer, critique, principles)}
-    )
-    revision = revision_text(reply)
-    if not revision:
-        raise PromptFailed("revision: empty")
     ranking = None
     if options.ai_ranking:
         ranking = await rank(
