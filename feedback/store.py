@@ -323,8 +323,24 @@ class FeedbackStore:
         pipe.zcard(order)
         *_, size = await pipe.execute()
         if size > self.revisions_keep:
-            gone = [member for member, _ in await self.client.zpopmin(order, size - self.revisions_keep)]
-            await self.client.hdel(self.key("rev", owner), *gone)
+            await self._forget_revisions(event.tenant, size - self.revisions_keep)
+
+    async def _forget_revisions(self, tenant: str, count: int) -> None:
+        """The tenant's ``count`` oldest revisions go, with their request index entries (unless a newer
+        revision of the same request took the entry over)."""
+        owner = _owner(tenant)
+        gone = [member for member, _ in await self.client.zpopmin(self.key("rev-order", owner), count)]
+        if not gone:
+            return
+        raws = await self.client.hmget(self.key("rev", owner), gone)
+        await self.client.hdel(self.key("rev", owner), *gone)
+        for raw in raws:
+            if raw is None:
+                continue
+            revision = decode_revision(raw)
+            name = _owned(tenant, revision.request_id)
+            if await self.client.hget(self.key("rev-requests"), name) == revision.id.encode():
+                await self.client.hdel(self.key("rev-requests"), name)
 
     async def revision_tenants(self) -> list[str]:
         return sorted(t.decode() for t in await self.client.smembers(self.key("rev-tenants")))

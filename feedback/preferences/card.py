@@ -81,6 +81,34 @@ def _ai_agreement(report: AiHumanAgreement | None, critics: dict[str, int]) -> l
     return [*lines, ""]
 
 
+def _how_it_was_made(options: ExportOptions, counts: dict[str, int], policies: Counter[str]) -> list[str]:
+    margin = options.margin and options.format in ("trl", "trl-conversational")
+    return [
+        "## How it was made\n",
+        f"- Aggregation across annotators: `{options.aggregation}`"
+        + {
+            "none": " (one row per annotator's judgement; disagreements stay in the data)",
+            "majority": " (the side more annotators preferred; even votes give no pair)",
+            "bradley-terry": " (pairs ordered by a Bradley-Terry fit of all annotators' judgements)",
+        }[options.aggregation],
+        "- A ranking of K answers gives C(K,2) pairs. Ties: "
+        + ("a pair with margin 0 (its order carries no meaning)" if options.ties else "no pair"),
+        f"- Margin column: {'yes' if margin else 'no'}",
+        f"- Answers a guard blocked (their text is the gateway's refusal): {options.blocked}d",
+        f"- Answers a guard redacted: {options.redacted}d; redacted text stays redacted (placeholders such "
+        "as `<PERSON>`): the gateway never recorded the original",
+        "- Prompts: as the upstream received them, after the input guards' redaction",
+        f"- Tenants: {', '.join(options.tenants) or 'all'}; ranking tasks with at least "
+        f"{options.min_annotators} annotator(s) ({counts.get('tasks_too_few_annotators', 0)} with fewer "
+        "left out)",
+        f"- Split by prompt (no prompt in both): test fraction {options.test_fraction}, "
+        f"seed `{options.split_seed}`",
+        "- Guard policies the answers were served under: "
+        + ", ".join(f"`{name}` ({_pairs(count)})" for name, count in sorted(policies.items())),
+        "",
+    ]
+
+
 def dataset_card(
     gathered: Gathered,
     options: ExportOptions,
@@ -131,28 +159,7 @@ def dataset_card(
         f"{counts.get('dropped_identical', 0)} with identical answers, "
         f"{counts.get('dropped_duplicates', 0)} duplicates.",
         "",
-        "## How it was made\n",
-        f"- Aggregation across annotators: `{options.aggregation}`"
-        + {
-            "none": " (one row per annotator's judgement; disagreements stay in the data)",
-            "majority": " (the side more annotators preferred; even votes give no pair)",
-            "bradley-terry": " (pairs ordered by a Bradley-Terry fit of all annotators' judgements)",
-        }[options.aggregation],
-        "- A ranking of K answers gives C(K,2) pairs. Ties: "
-        + ("a pair with margin 0 (its order carries no meaning)" if options.ties else "no pair"),
-        f"- Margin column: {'yes' if margin else 'no'}",
-        f"- Answers a guard blocked (their text is the gateway's refusal): {options.blocked}d",
-        f"- Answers a guard redacted: {options.redacted}d; redacted text stays redacted (placeholders such "
-        "as `<PERSON>`): the gateway never recorded the original",
-        "- Prompts: as the upstream received them, after the input guards' redaction",
-        f"- Tenants: {', '.join(options.tenants) or 'all'}; ranking tasks with at least "
-        f"{options.min_annotators} annotator(s) ({counts.get('tasks_too_few_annotators', 0)} with fewer "
-        "left out)",
-        f"- Split by prompt (no prompt in both): test fraction {options.test_fraction}, "
-        f"seed `{options.split_seed}`",
-        "- Guard policies the answers were served under: "
-        + ", ".join(f"`{name}` ({_pairs(count)})" for name, count in sorted(policies.items())),
-        "",
+        *_how_it_was_made(options, counts, policies),
         "## Annotator agreement\n",
         f"Pairwise agreement: {_rate(report.rate)} over {report.comparisons} comparisons "
         f"({report.tasks_with_overlap} of {report.tasks} tasks ranked by two or more annotators). Two "

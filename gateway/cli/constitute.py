@@ -161,8 +161,6 @@ def _feedback_constitute(args: argparse.Namespace) -> int:
 
 
 def add_constitute_command(feedback: Any, config_help: str) -> None:
-    from feedback.preferences.formats import FORMATS
-
     command = feedback.add_parser(
         "constitute",
         help="Constitutional AI offline: critique and revise answers into SFT and preference data",
@@ -182,6 +180,12 @@ def add_constitute_command(feedback: Any, config_help: str) -> None:
         "--api-key", default=os.environ.get("HHH_CONSTITUTE_API_KEY"),
         help="its key (default: $HHH_CONSTITUTE_API_KEY; none sent without one)",
     )  # fmt: skip
+    _critic_options(command)
+    _output_options(command, config_help)
+    command.set_defaults(handler=_feedback_constitute)
+
+
+def _critic_options(command: Any) -> None:
     command.add_argument("--model", required=True, help="the model that answers")
     command.add_argument(
         "--critic-model", help="the model that critiques, revises and ranks (default: --model)"
@@ -199,9 +203,6 @@ def add_constitute_command(feedback: Any, config_help: str) -> None:
         help="the critic also says which of answer and revision better follows a drawn principle (RL-CAI); "
         "its first-token probabilities of A/B are kept where the server gives logprobs",
     )  # fmt: skip
-    command.add_argument(
-        "--format", action="append", choices=FORMATS, help="preference format(s) (default: trl)"
-    )
     command.add_argument("--concurrency", type=int, default=4, help="prompts at once (4)")
     command.add_argument("--timeout", type=float, default=120.0, help="seconds per call (120)")
     command.add_argument(
@@ -209,6 +210,14 @@ def add_constitute_command(feedback: Any, config_help: str) -> None:
     )
     command.add_argument(
         "--temperature", type=float, default=0.7, help="the answer's (0.7); the critic is greedy"
+    )
+
+
+def _output_options(command: Any, config_help: str) -> None:
+    from feedback.preferences.formats import FORMATS
+
+    command.add_argument(
+        "--format", action="append", choices=FORMATS, help="preference format(s) (default: trl)"
     )
     command.add_argument("--test-fraction", type=float, default=0.1, help="share of prompts held out (0.1)")
     command.add_argument("--split-seed", default="hhh", help="salt of the split by prompt")
@@ -223,4 +232,3 @@ def add_constitute_command(feedback: Any, config_help: str) -> None:
     command.add_argument("--config", type=Path, default=os.environ.get("HHH_CONFIG"), help=config_help)
     command.add_argument("--progress", action="store_true", help=PROGRESS_HELP)
     command.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity")
-    command.set_defaults(handler=_feedback_constitute)

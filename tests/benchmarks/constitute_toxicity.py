@@ -7,8 +7,9 @@ same guard judges the originals, in the same run. Writes results/constitute_toxi
 
     .venv/bin/python -m tests.benchmarks.constitute_toxicity [--per-kind 10] [--min-pass 0.0]
 
-Passing the guard is not the same as a good revision: an empty-headed reply passes too. The report
-therefore also counts revisions that repeat the original. A real critic model is needed for quality.
+Passing the guard is not the same as a good revision: an empty-headed reply passes too, and so does
+one that repeats a threat the classic tier cannot see. The report therefore also counts revisions that
+still hold the original word for word. A real critic model is needed for quality.
 """
 
 from __future__ import annotations
@@ -77,15 +78,15 @@ async def _revise(client: ChatClient, rows: list[dict[str, Any]], max_tokens: in
 
 
 def _table(rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| kind | answers | originals the guard blocks | revisions that pass | revisions repeating "
-             "the original |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines = ["| kind | answers | originals the guard blocks | revisions that pass | revisions still holding "
+             "the original word for word |", "|---|---:|---:|---:|---:|"]  # fmt: skip
     for kind in [*CATEGORY, "all"]:
         group = [r for r in rows if kind in ("all", r["kind"])]
         revised = [r for r in group if "revision" in r]
         lines.append(
             f"| {kind} | {len(group)} | {sum(not r['original_allowed'] for r in group)} | "
             f"{sum(r['revision_allowed'] for r in revised)} / {len(revised)} | "
-            f"{sum(r['revision'].strip().lower() == r['text'].strip().lower() for r in revised)} |"
+            f"{sum(r['text'].strip().lower() in r['revision'].lower() for r in revised)} |"
         )
     return lines
 
@@ -120,8 +121,10 @@ def _report(
         f"{blocked_share:.1%} of the {len(blocked)} the guard blocks** (those a `revise` rule would revise).",
         "",
         "Passing the classic guard says little: it misses most non-profane toxicity (its recall on the "
-        "labelled set is 0.41), so a revision that stays hostile without swearing passes too, and so does an "
-        "empty-headed one. A real critic model is needed for quality.",
+        "labelled set is 0.41), so a revision that stays hostile without swearing passes too (the last "
+        "column counts those that still hold the original word for word), and so does an empty-headed one: "
+        "the examples below show the tiny critic mostly writes commentary, not a revision. **A real critic "
+        "model is needed for quality.**",
         "",
         "Examples (original → revision):",
         "",

@@ -87,6 +87,8 @@ async def test_revisions_are_kept_per_tenant_and_the_oldest_go_beyond_the_bound(
     # A request's revision is looked up under its own tenant only.
     assert [r.id for r in await bounded.request_revisions("acme", "req-4")] == ["rev-4"]
     assert await bounded.request_revisions("intruder", "req-4") == []
+    assert await bounded.request_revisions("acme", "req-0") == []  # gone with its revision
+    assert await store.client.hlen(store.key("rev-requests")) == 4  # req-2, req-3, req-4 and the other's
 
 
 async def test_a_revision_is_one_more_candidate_for_annotators(store: FeedbackStore) -> None:
