@@ -16,7 +16,7 @@ import msgspec
 import redis.asyncio
 import redis.exceptions
 
-from feedback.events import decode_event, decode_feedback
+from feedback.events import decode_event, decode_feedback, decode_revision
 from feedback.store import FeedbackStore
 
 log = logging.getLogger("hhh.feedback")
@@ -111,6 +111,8 @@ class EventCollector:
                 await self.store.add_completion(event, raw, self.settle_s)
             elif kind == b"feedback":
                 await self.store.add_feedback(decode_feedback(raw), raw)
+            elif kind == b"revision":
+                await self.store.add_revision(decode_revision(raw), raw)
             else:
                 raise ValueError(f"unknown event kind {kind!r}")
         except (msgspec.DecodeError, ValueError) as exc:

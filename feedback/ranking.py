@@ -1,6 +1,7 @@
 """What annotators rank and what they answer, whatever tool they rank in: a ``RankingTask`` per prompt (its
-candidates being every choice of the original completion, n>1, and of the extra candidates sampled for
-it), built from recorded events, and an ``AnnotationRecord`` per annotator's ranking of one.
+candidates being every choice of the original completion, n>1, of the extra candidates sampled for it,
+and a critic's revision of its answer where one was recorded), built from recorded events, and an
+``AnnotationRecord`` per annotator's ranking of one.
 
 A ``RankingTask`` keeps everything the export needs: the redacted request, each answer with its model,
 sampling and guard flags."""
@@ -8,11 +9,12 @@ sampling and guard flags."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
-from feedback.events import CompletionEvent
+from feedback.events import CompletionEvent, RevisionEvent
 from feedback.messages import message_text
 
 
@@ -20,7 +22,8 @@ class Candidate(msgspec.Struct, kw_only=True):
     id: str  # "<event id>:<choice index>", unique within the task
     text: str  # what the client received (a refusal for a blocked answer)
     model: str
-    origin: str  # "answer" (what the client got) or "candidate" (sampled afterwards)
+    # "answer" (what the client got), "candidate" (sampled afterwards) or "revision" (a critic's rewrite)
+    origin: str
     sampling: dict[str, Any] | None = None
     flags: list[str] = []  # "<guard>: <decision>" for every guard that did not pass
     blocked: bool = False
@@ -112,10 +115,38 @@ def _candidates(event: CompletionEvent, origin: str) -> list[Candidate]:
     return found
 
 
-def ranking_task(original: CompletionEvent | None, candidates: list[CompletionEvent]) -> RankingTask | None:
+def revision_candidate(revision: RevisionEvent) -> Candidate:
+    """A critic's revision as a candidate. Offline revisions (``hhh feedback constitute``) were never
+    judged by the guards, and say so."""
+    checked = revision.origin == "gateway"
+    return Candidate(
+        id=f"{revision.id}:revision", text=revision.chosen, model=revision.critic_model, origin="revision",
+        sampling={"critic": revision.critic_model},
+        flags=[] if checked else ["not checked by the guards (offline revision)"],
+    )  # fmt: skip
+
+
+def _revision_candidates(revisions: Sequence[RevisionEvent], items: list[Candidate]) -> list[Candidate]:
+    """Revisions next to the answers, so people can check the AI's preference; a revision whose text is
+    already a candidate (the client got it) is not shown twice."""
+    seen = {item.text for item in items}
+    found = []
+    for revision in revisions:
+        if revision.chosen not in seen:
+            seen.add(revision.chosen)
+            found.append(revision_candidate(revision))
+    return found
+
+
+def ranking_task(
+    original: CompletionEvent | None,
+    candidates: list[CompletionEvent],
+    revisions: Sequence[RevisionEvent] = (),
+) -> RankingTask | None:
     """The task for one prompt, or None when there are fewer than two whole answers to rank. An answer
     whose stream ended early (client gone, upstream failed) is not ranked: it was never finished. Without
-    the original (it may be lost, or not recorded yet) the sampled candidates can still be ranked."""
+    the original (it may be lost, or not recorded yet) the sampled candidates can still be ranked. A
+    recorded revision of the answer (``revisions``) is one more candidate."""
     head = original or (candidates[0] if candidates else None)
     if head is None:
         return None
@@ -123,6 +154,8 @@ def ranking_task(original: CompletionEvent | None, candidates: list[CompletionEv
     for event in candidates:
         if event.complete:
             items += _candidates(event, "candidate")
+    if items:
+        items += _revision_candidates(revisions, items)
     if len(items) < 2:
         return None
     request_id = head.candidate_of or head.id

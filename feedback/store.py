@@ -16,6 +16,10 @@ Keys, under a prefix (``hhh:fb:``):
     refused                   list  tasks Label Studio refused to import, with the reason
     rejected-ids              hash  "<annotation id>@<updated_at>" of those rejected, to count each once
     feedback                  hash  feedback id → FeedbackEvent JSON (thumbs, preferred choice)
+    rev:<n>:<tenant>          hash  revision id → RevisionEvent JSON (AI feedback: answer and revision)
+    rev-order:<n>:<tenant>    zset  revision id → its creation time: the oldest go beyond ``revisions_keep``
+    rev-requests              hash  "<n>:<tenant>/<request id>" → the newest revision id of that request
+    rev-tenants               set   tenants with revisions, for the export
     completion-ids            hash  "<n>:<tenant>/<upstream completion id>" → "<set's event id> <event id>"
     request-ids               hash  "<n>:<tenant>/<x-request-id>" → the event id of that request's answer
     stats                     hash  running totals: pushed, received, updated, rejected, skipped, ...
@@ -34,33 +38,50 @@ from typing import Any
 import msgspec
 import redis.asyncio
 
-from feedback.events import CompletionEvent, FeedbackEvent, decode_event, decode_feedback
+from feedback.events import (
+    CompletionEvent,
+    FeedbackEvent,
+    RevisionEvent,
+    decode_event,
+    decode_feedback,
+    decode_revision,
+)
 from feedback.ranking import AnnotationRecord, RankingTask
 
 ORIGINAL = "original"
 REJECTED_KEEP = 10_000  # rejected annotations kept for inspection
+REVISIONS_KEEP = 200_000  # revisions kept per tenant; the oldest go first
 
 
 def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _owner(tenant: str) -> str:
+    """A tenant's name as part of a key; the length prefix keeps it unambiguous whatever it holds."""
+    return f"{len(tenant)}:{tenant}"
+
+
 def _owned(tenant: str, name: str) -> str:
-    """A client-named id under its tenant; the length prefix keeps it unambiguous whatever either holds."""
-    return f"{len(tenant)}:{tenant}/{name}"
+    """A client-named id under its tenant."""
+    return f"{_owner(tenant)}/{name}"
 
 
 class CandidateSet(msgspec.Struct):
     request_id: str
     original: CompletionEvent | None
     candidates: list[CompletionEvent]
+    revisions: list[RevisionEvent] = []  # AI feedback on this request: a revision is one more candidate
 
 
 class FeedbackStore:
-    def __init__(self, client: redis.asyncio.Redis, prefix: str = "hhh:fb:") -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis, prefix: str = "hhh:fb:", revisions_keep: int = REVISIONS_KEEP
+    ) -> None:
         # Typed loosely: redis-py's replies are declared bytes | str; this client always gives bytes.
         self.client: Any = client
         self.prefix = prefix
+        self.revisions_keep = revisions_keep
 
     def key(self, *parts: object) -> str:
         return self.prefix + ":".join(str(p) for p in parts)
@@ -114,7 +135,9 @@ class FeedbackStore:
                 original = event
             else:
                 candidates.append(event)
-        return CandidateSet(request_id, original, candidates)
+        head = original or (candidates[0] if candidates else None)
+        revisions = [] if head is None else await self.request_revisions(head.tenant, request_id)
+        return CandidateSet(request_id, original, candidates, revisions)
 
     async def unschedule(self, request_ids: Iterable[str], reason: str) -> None:
         """Prompts that will get no task (fewer than two answers); their events stay for the export."""
@@ -285,6 +308,55 @@ class FeedbackStore:
         if by_request is not None:
             return by_request.decode(), by_request.decode()
         return None
+
+    # AI feedback (revisions) ----------------------------------------------------------------------------
+
+    async def add_revision(self, event: RevisionEvent, raw: bytes) -> None:
+        """File a revision under its tenant (idempotent); beyond ``revisions_keep`` a tenant's oldest go."""
+        owner = _owner(event.tenant)
+        order = self.key("rev-order", owner)
+        pipe: Any = self.client.pipeline(transaction=False)
+        pipe.hset(self.key("rev", owner), event.id, raw)
+        pipe.zadd(order, {event.id: event.created})
+        pipe.hset(self.key("rev-requests"), _owned(event.tenant, event.request_id), event.id)
+        pipe.sadd(self.key("rev-tenants"), event.tenant)
+        pipe.zcard(order)
+        *_, size = await pipe.execute()
+        if size > self.revisions_keep:
+            await self._forget_revisions(event.tenant, size - self.revisions_keep)
+
+    async def _forget_revisions(self, tenant: str, count: int) -> None:
+        """The tenant's ``count`` oldest revisions go, with their request index entries (unless a newer
+        revision of the same request took the entry over)."""
+        owner = _owner(tenant)
+        gone = [member for member, _ in await self.client.zpopmin(self.key("rev-order", owner), count)]
+        if not gone:
+            return
+        raws = await self.client.hmget(self.key("rev", owner), gone)
+        await self.client.hdel(self.key("rev", owner), *gone)
+        for raw in raws:
+            if raw is None:
+                continue
+            revision = decode_revision(raw)
+            name = _owned(tenant, revision.request_id)
+            if await self.client.hget(self.key("rev-requests"), name) == revision.id.encode():
+                await self.client.hdel(self.key("rev-requests"), name)
+
+    async def revision_tenants(self) -> list[str]:
+        return sorted(t.decode() for t in await self.client.smembers(self.key("rev-tenants")))
+
+    async def revisions(self, tenant: str) -> list[RevisionEvent]:
+        """A tenant's revisions, oldest first."""
+        raw = await self.client.hgetall(self.key("rev", _owner(tenant)))
+        return sorted((decode_revision(v) for v in raw.values()), key=lambda r: (r.created, r.id))
+
+    async def request_revisions(self, tenant: str, request_id: str) -> list[RevisionEvent]:
+        """The newest revision of ``tenant``'s request (none: an empty list)."""
+        revision_id = await self.client.hget(self.key("rev-requests"), _owned(tenant, request_id))
+        if revision_id is None:
+            return []
+        raw = await self.client.hget(self.key("rev", _owner(tenant)), revision_id)
+        return [] if raw is None else [decode_revision(raw)]
 
     async def stats(self) -> dict[str, int]:
         raw = await self.client.hgetall(self.key("stats"))

@@ -196,7 +196,7 @@ class LabelStudioSync:
             empty = []
             for request_id in request_ids:
                 found = await self.store.candidate_set(request_id)
-                task = ranking_task(found.original, found.candidates)
+                task = ranking_task(found.original, found.candidates, found.revisions)
                 (tasks.append(task) if task is not None else empty.append(request_id))
             await self.store.unschedule(empty, "unrankable")
             summary.unrankable += len(empty)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from collections import Counter
 
+from feedback.preferences.ai_feedback import SOURCES, AiHumanAgreement, group_of
 from feedback.preferences.export import ExportOptions, Gathered
 
 FORMAT_FIELDS = {
@@ -30,59 +31,59 @@ def _by_source(counts: dict[str, int]) -> str:
     return ", ".join(f"{source} {count}" for source, count in made)
 
 
-def _header(stems: dict[str, str]) -> str:
-    def files(folder: str, ext: str) -> str:
-        return "".join(
-            f"\n  - split: {split}\n    path: {folder}/{stem}.{ext}" for split, stem in stems.items()
-        )
-
+def data_files_header(
+    stems: dict[str, str], tags: tuple[str, ...] = ("preference", "reward-modeling", "rlhf")
+) -> str:
+    """The card's YAML header: it lets ``datasets.load_dataset(folder)`` find the JSON-lines splits."""
+    files = "".join(f"\n  - split: {split}\n    path: jsonl/{stem}.jsonl" for split, stem in stems.items())
     return (
         "---\nconfigs:\n- config_name: default\n  data_files:"
-        + files("jsonl", "jsonl")
-        + "\ntags:\n- preference\n- reward-modeling\n- rlhf\n---\n"
+        + files
+        + "\ntags:"
+        + "".join(f"\n- {tag}" for tag in tags)
+        + "\n---\n"
     )
 
 
-def dataset_card(
-    gathered: Gathered,
-    options: ExportOptions,
-    written: dict[str, int],
-    stems: dict[str, str],
-    labelstudio_url: str | None,
-    policies: Counter[str],
-) -> str:
-    counts = gathered.counts
-    report = gathered.agreement
-    margin = ", `margin`" if options.margin and options.format in ("trl", "trl-conversational") else ""
-    projects = ", ".join(str(p) for p in gathered.projects) or "none"
-    lines = [
-        _header(stems),
-        "# HHH Gateway preference dataset\n",
-        "Pairs of answers to the same prompt, the preferred one as `chosen`, from people ranking the "
-        "gateway's recorded answers in Label Studio and from users' feedback sent to `POST /v1/feedback`.\n",
-        f"- Exported: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}",
-        f"- Source: Label Studio {labelstudio_url or '(not configured)'}, project(s) {projects}",
-        f"- Format: `{options.format}`: {FORMAT_FIELDS[options.format].format(margin=margin)}",
-        '- Load: `datasets.load_dataset("<this folder>")` (JSON lines), or '
-        '`datasets.load_dataset("<this folder>/parquet")` (the same rows as Parquet)',
-        "",
-        "## Counts\n",
-        "| split | pairs |",
-        "|---|---|",
-        *[f"| {split} | {count} |" for split, count in written.items()],
-        "",
-        f"Ranking tasks: {counts.get('tasks', 0)}, with {counts.get('annotations', 0)} annotations. "
-        f"User feedback events: {counts.get('feedback', 0)} "
-        f"({counts.get('feedback_unmatched', 0)} about completions no longer recorded).",
-        "",
-        "Pairs made, by source: "
-        + (_by_source(counts) or "none")
-        + ". Dropped: "
-        + f"{counts.get('dropped_blocked', 0)} with a blocked answer, "
-        f"{counts.get('dropped_redacted', 0)} with a redacted answer, "
-        f"{counts.get('dropped_identical', 0)} with identical answers, "
-        f"{counts.get('dropped_duplicates', 0)} duplicates.",
-        "",
+def _sources_table(gathered: Gathered, options: ExportOptions) -> list[str]:
+    """Pairs per source: made (before hygiene) and kept, and whether the source was selected."""
+    made: Counter[str] = Counter()
+    for key, count in gathered.counts.items():
+        if key.startswith("pairs_"):
+            made[group_of(key.removeprefix("pairs_"))] += count
+    kept = Counter(group_of(pair.comparison.source) for pair in gathered.pairs)
+    selected = options.selected
+    return [
+        "| source | selected | pairs made | pairs kept |",
+        "|---|---|---|---|",
+        *[
+            f"| {source} | {'yes' if source in selected else 'no'} | {made[source]} | {kept[source]} |"
+            for source in SOURCES
+        ],
+    ]
+
+
+def _ai_agreement(report: AiHumanAgreement | None, critics: dict[str, int]) -> list[str]:
+    critic_list = ", ".join(f"`{name}` ({count})" for name, count in sorted(critics.items())) or "none"
+    lines = ["## AI feedback and human rankings\n", f"Revisions by critic model: {critic_list}.", ""]
+    if report is None:
+        lines.append("Agreement not measured: it needs both `human` and `ai-feedback` selected.")
+    elif not report.judgements:
+        lines.append(
+            "Agreement: no overlap (no revision was ranked by people next to the answer it replaced)."
+        )
+    else:
+        lines.append(
+            f"Agreement: {report.rate:.1%} of {report.judgements} human judgements of {report.ai_pairs} AI "
+            f"pairs put the AI's chosen answer above its rejected one ({report.disagree} below, "
+            f"{report.ties} tied; ties count as not agreeing)."
+        )
+    return [*lines, ""]
+
+
+def _how_it_was_made(options: ExportOptions, counts: dict[str, int], policies: Counter[str]) -> list[str]:
+    margin = options.margin and options.format in ("trl", "trl-conversational")
+    return [
         "## How it was made\n",
         f"- Aggregation across annotators: `{options.aggregation}`"
         + {
@@ -105,6 +106,60 @@ def dataset_card(
         "- Guard policies the answers were served under: "
         + ", ".join(f"`{name}` ({_pairs(count)})" for name, count in sorted(policies.items())),
         "",
+    ]
+
+
+def dataset_card(
+    gathered: Gathered,
+    options: ExportOptions,
+    written: dict[str, int],
+    stems: dict[str, str],
+    labelstudio_url: str | None,
+    policies: Counter[str],
+) -> str:
+    counts = gathered.counts
+    report = gathered.agreement
+    margin = ", `margin`" if options.margin and options.format in ("trl", "trl-conversational") else ""
+    if "ai-feedback" in options.selected and options.format in ("trl", "trl-conversational"):
+        margin += ", `source` (human, user-feedback or ai-feedback)"
+    projects = ", ".join(str(p) for p in gathered.projects) or "none"
+    lines = [
+        data_files_header(stems),
+        "# HHH Gateway preference dataset\n",
+        "Pairs of answers to the same prompt, the preferred one as `chosen`, from the sources selected "
+        "below: people ranking the gateway's recorded answers in Label Studio (`human`), users' feedback "
+        "sent to `POST /v1/feedback` (`user-feedback`), and a critic model's revisions of answers "
+        "(`ai-feedback`: the revision chosen, the answer it replaced rejected).\n",
+        f"- Sources selected: {', '.join(options.selected)}",
+        f"- Exported: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}",
+        f"- Source: Label Studio {labelstudio_url or '(not configured)'}, project(s) {projects}",
+        f"- Format: `{options.format}`: {FORMAT_FIELDS[options.format].format(margin=margin)}",
+        '- Load: `datasets.load_dataset("<this folder>")` (JSON lines), or '
+        '`datasets.load_dataset("<this folder>/parquet")` (the same rows as Parquet)',
+        "",
+        "## Counts\n",
+        "| split | pairs |",
+        "|---|---|",
+        *[f"| {split} | {count} |" for split, count in written.items()],
+        "",
+        f"Ranking tasks: {counts.get('tasks', 0)}, with {counts.get('annotations', 0)} annotations. "
+        f"User feedback events: {counts.get('feedback', 0)} "
+        f"({counts.get('feedback_unmatched', 0)} about completions no longer recorded).",
+        "",
+        *_sources_table(gathered, options),
+        "",
+        f"AI feedback (revisions) read: {counts.get('revisions', 0)} ({counts.get('revisions_gateway', 0)} "
+        f"made while serving, {counts.get('revisions_constitute', 0)} offline by `hhh feedback constitute`).",
+        "",
+        "Pairs made, by kind: "
+        + (_by_source(counts) or "none")
+        + ". Dropped: "
+        + f"{counts.get('dropped_blocked', 0)} with a blocked answer, "
+        f"{counts.get('dropped_redacted', 0)} with a redacted answer, "
+        f"{counts.get('dropped_identical', 0)} with identical answers, "
+        f"{counts.get('dropped_duplicates', 0)} duplicates.",
+        "",
+        *_how_it_was_made(options, counts, policies),
         "## Annotator agreement\n",
         f"Pairwise agreement: {_rate(report.rate)} over {report.comparisons} comparisons "
         f"({report.tasks_with_overlap} of {report.tasks} tasks ranked by two or more annotators). Two "
@@ -117,8 +172,9 @@ def dataset_card(
             for a in report.annotators
         ],
         "",
-        "Row provenance (prompt id, task, source, annotator, candidate ids, guard flags) is in `meta/`, one "
-        "line per row in the same order.",
+        *_ai_agreement(gathered.ai_agreement, gathered.critics),
+        "Row provenance (prompt id, task, source and its group, annotator, candidate ids, guard flags) is in "
+        "`meta/`, one line per row in the same order.",
         "",
     ]
     return "\n".join(lines)

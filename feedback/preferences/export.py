@@ -1,5 +1,6 @@
 """Gathering preference pairs from the feedback store: annotated ranking tasks (aggregated across
-annotators as asked) and users' own feedback; then the hygiene: guarded candidates kept or dropped,
+annotators as asked), users' own feedback and AI feedback (revisions), each only when selected
+(``feedback.preferences.ai_feedback``); then the hygiene: guarded candidates kept or dropped,
 identical and duplicate pairs dropped, and a train/test split by prompt."""
 
 from __future__ import annotations
@@ -14,13 +15,19 @@ import msgspec
 from feedback.events import FeedbackEvent
 from feedback.preferences.aggregate import AGGREGATIONS, aggregate
 from feedback.preferences.agreement import AgreementReport, agreement
+from feedback.preferences.ai_feedback import (
+    DEFAULT_SOURCES,
+    AiHumanAgreement,
+    Ranked,
+    ai_human_agreement,
+    canonical_sources,
+    revision_sides,
+)
 from feedback.preferences.formats import FORMATS, messages_of
 from feedback.preferences.pairs import Comparison
 from feedback.preferences.user_feedback import feedback_comparisons
 from feedback.ranking import Candidate, RankingTask, ranking_task
 from feedback.store import FeedbackStore
-
-SOURCES = ("rankings", "feedback")
 
 
 class ExportOptions(msgspec.Struct, kw_only=True, frozen=True):
@@ -32,7 +39,7 @@ class ExportOptions(msgspec.Struct, kw_only=True, frozen=True):
     redacted: str = "include"  # candidates a guard redacted: the text stays redacted
     test_fraction: float = 0.1
     split_seed: str = "hhh"
-    sources: tuple[str, ...] = SOURCES
+    sources: tuple[str, ...] = DEFAULT_SOURCES  # human, user-feedback, ai-feedback (or the old names)
     tenants: tuple[str, ...] = ()  # only these tenants' traffic; empty: everyone's
     min_annotators: int = 1  # rankings: only tasks ranked by at least this many annotators
 
@@ -47,8 +54,13 @@ class ExportOptions(msgspec.Struct, kw_only=True, frozen=True):
             raise ValueError("--test-fraction: at least 0 and below 1")
         if self.min_annotators < 1:
             raise ValueError("--min-annotators: at least 1")
-        if unknown := set(self.sources) - set(SOURCES):
-            raise ValueError(f"--sources: unknown {', '.join(sorted(unknown))}")
+        if not self.selected:
+            raise ValueError("--sources: at least one source")
+
+    @property
+    def selected(self) -> tuple[str, ...]:
+        """The sources asked for, by their canonical names."""
+        return canonical_sources(self.sources)
 
 
 class PreferencePair(msgspec.Struct, kw_only=True):
@@ -68,6 +80,8 @@ class Gathered(msgspec.Struct, kw_only=True):
     agreement: AgreementReport
     counts: dict[str, int]  # tasks, annotations, feedback, dropped_blocked, duplicates, ...
     projects: list[int]
+    ai_agreement: AiHumanAgreement | None = None  # None: AI feedback and human rankings not both selected
+    critics: dict[str, int] = {}  # AI feedback: revisions per critic model
 
 
 def prompt_id(request: dict[str, Any]) -> str:
@@ -85,39 +99,84 @@ def split_of(prompt: str, test_fraction: float, seed: str) -> str:
 async def gather(store: FeedbackStore, options: ExportOptions, advance: Any = None) -> Gathered:
     counts: Counter[str] = Counter()
     pairs: list[PreferencePair] = []
-    rankings_by_task: list[list[tuple[str, list[list[str]]]]] = []
+    ranked: list[Ranked] = []
     projects: set[int] = set()
-    if "rankings" in options.sources:
-        async for _, task, unordered in store.annotated_tasks(await store.annotated_task_keys()):
-            if advance is not None:
-                advance(1)
-            records = sorted(unordered, key=lambda r: r.annotation_id)
-            if task is None or not records:
-                counts["tasks_missing"] += task is None
-                continue
-            if options.tenants and task.tenant not in options.tenants:
-                continue
-            if len(records) < options.min_annotators:
-                counts["tasks_too_few_annotators"] += 1
-                continue
-            counts["tasks"] += 1
-            counts["annotations"] += len(records)
-            projects.update(r.project for r in records if r.project is not None)
-            rankings = [(r.annotator, r.places) for r in records]
-            rankings_by_task.append(rankings)
-            project = records[0].project
-            for comparison in aggregate(rankings, options.aggregation, options.ties):
-                pairs += _pair(task, comparison, project)
-    if "feedback" in options.sources:
+    selected = options.selected
+    if "human" in selected:
+        pairs += await _ranking_pairs(store, options, counts, ranked, projects, advance)
+    if "user-feedback" in selected:
         for task, rated in await _rated_tasks(store, counts):
             if options.tenants and task.tenant not in options.tenants:
                 continue
             for comparison in feedback_comparisons(task, rated):
                 pairs += _pair(task, comparison, None)
+    critics: Counter[str] = Counter()
+    if "ai-feedback" in selected:
+        pairs += await _revision_pairs(store, options, counts, critics)
     kept = _hygiene(pairs, options, counts)
+    ai_agreement = None
+    if {"human", "ai-feedback"} <= set(selected):
+        ai = [
+            (p.prompt_id, p.chosen.text, p.rejected.text) for p in kept if p.comparison.source == "revision"
+        ]
+        ai_agreement = ai_human_agreement(ai, ranked)
     return Gathered(
-        pairs=kept, agreement=agreement(rankings_by_task), counts=dict(counts), projects=sorted(projects)
-    )
+        pairs=kept, agreement=agreement([[(r.annotator, r.places) for r in rs] for _, _, rs in ranked]),
+        counts=dict(counts), projects=sorted(projects), ai_agreement=ai_agreement, critics=dict(critics),
+    )  # fmt: skip
+
+
+async def _ranking_pairs(
+    store: FeedbackStore,
+    options: ExportOptions,
+    counts: Counter[str],
+    ranked: list[Ranked],
+    projects: set[int],
+    advance: Any,
+) -> list[PreferencePair]:
+    pairs: list[PreferencePair] = []
+    async for _, task, unordered in store.annotated_tasks(await store.annotated_task_keys()):
+        if advance is not None:
+            advance(1)
+        records = sorted(unordered, key=lambda r: r.annotation_id)
+        if task is None or not records:
+            counts["tasks_missing"] += task is None
+            continue
+        if options.tenants and task.tenant not in options.tenants:
+            continue
+        if len(records) < options.min_annotators:
+            counts["tasks_too_few_annotators"] += 1
+            continue
+        counts["tasks"] += 1
+        counts["annotations"] += len(records)
+        projects.update(r.project for r in records if r.project is not None)
+        ranked.append((prompt_id(task.request), task, records))
+        rankings = [(r.annotator, r.places) for r in records]
+        for comparison in aggregate(rankings, options.aggregation, options.ties):
+            pairs += _pair(task, comparison, records[0].project)
+    return pairs
+
+
+async def _revision_pairs(
+    store: FeedbackStore, options: ExportOptions, counts: Counter[str], critics: Counter[str]
+) -> list[PreferencePair]:
+    pairs = []
+    for tenant in await store.revision_tenants():
+        if options.tenants and tenant not in options.tenants:
+            continue
+        for revision in await store.revisions(tenant):
+            counts["revisions"] += 1
+            counts[f"revisions_{revision.origin}"] += 1
+            critics[revision.critic_model] += 1
+            chosen, rejected, comparison = revision_sides(revision)
+            pairs.append(
+                PreferencePair(
+                    prompt_id=prompt_id(revision.request), task_key=revision.id,
+                    request_id=revision.request_id, request=revision.request, chosen=chosen,
+                    rejected=rejected, comparison=comparison,
+                )
+            )  # fmt: skip
+    return pairs
 
 
 async def _rated_tasks(

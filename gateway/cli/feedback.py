@@ -48,7 +48,7 @@ class TqdmProgress:
 
 
 @asynccontextmanager
-async def _redis(settings: Settings, directory: Path) -> AsyncIterator[Any]:
+async def redis_for(settings: Settings, directory: Path) -> AsyncIterator[Any]:
     """The configured Redis; else the one a running gateway embedded; else an embedded one of our own."""
     from feedback.embedded_redis import EmbeddedRedis, running_embedded_redis
     from feedback.redis_connection import BATCH_CONNECT_TIMEOUT_S, BATCH_TIMEOUT_S, redis_client
@@ -105,7 +105,7 @@ async def _sync(
     from feedback.labelstudio.wiring import build_sync
 
     ls_settings = settings.feedback.labelstudio
-    async with _redis(settings, redis_dir) as client, LabelStudioProject(ls_settings) as api:
+    async with redis_for(settings, redis_dir) as client, LabelStudioProject(ls_settings) as api:
         progress = TqdmProgress(show_progress and not watch)
         wired = build_sync(ls_settings, api, client, settings.redis.stream, progress)
         sync, lock, store = wired.sync, wired.lock, wired.sync.store
@@ -163,6 +163,37 @@ def _feedback_sync(args: argparse.Namespace) -> int:
         return 1
 
 
+def _export_summary(gathered: Any, options: Any, written: dict[str, int], out: Path) -> str:
+    counts, report, ai = gathered.counts, gathered.agreement, gathered.ai_agreement
+    splits = ", ".join(f"{split} {count}" for split, count in written.items()) or "none"
+    dropped = {k.removeprefix("dropped_"): v for k, v in counts.items() if k.startswith("dropped_")}
+    lines = [
+        f"exported {sum(written.values())} pairs ({splits}) as {options.format} to {out}",
+        f"pairs by source: {_kept_by_source(gathered, options.selected)}",
+        f"from {counts.get('tasks', 0)} ranked tasks ({counts.get('annotations', 0)} annotations), "
+        f"{counts.get('feedback', 0)} user feedback events and {counts.get('revisions', 0)} revisions; "
+        "dropped: " + (", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "none"),
+        "annotator agreement: "
+        + ("n/a (no task had two annotators)" if report.rate is None else f"{report.rate:.1%}")
+        + f" over {report.comparisons} comparisons; dataset card: {out / 'README.md'}",
+    ]
+    if ai is not None:
+        lines.append(
+            "AI feedback vs human rankings: "
+            + ("no overlap" if ai.rate is None else f"{ai.rate:.1%} agree over {ai.judgements} judgements")
+        )
+    return "\n".join(lines)
+
+
+def _kept_by_source(gathered: Any, selected: tuple[str, ...]) -> str:
+    from collections import Counter
+
+    from feedback.preferences.ai_feedback import group_of
+
+    kept = Counter(group_of(pair.comparison.source) for pair in gathered.pairs)
+    return ", ".join(f"{source} {kept[source]}" for source in selected)
+
+
 async def _export(settings: Settings, redis_dir: Path, options: Any, out: Path, show_progress: bool) -> int:
     from tqdm import tqdm
 
@@ -171,7 +202,7 @@ async def _export(settings: Settings, redis_dir: Path, options: Any, out: Path, 
     from feedback.preferences.writer import write_dataset
     from feedback.store import FeedbackStore
 
-    async with _redis(settings, redis_dir) as client:
+    async with redis_for(settings, redis_dir) as client:
         store = FeedbackStore(client)
         # Events not yet filed (no sync has run since, or there is no Label Studio at all): users'
         # feedback lives in the stream until then. Filing is idempotent, so a sync running beside us is
@@ -190,19 +221,16 @@ async def _export(settings: Settings, redis_dir: Path, options: Any, out: Path, 
         written = await asyncio.to_thread(
             write_dataset, gathered, options, out, settings.feedback.labelstudio.url, bar.update
         )
-    counts, report = gathered.counts, gathered.agreement
-    splits = ", ".join(f"{split} {count}" for split, count in written.items()) or "none"
-    dropped = {k.removeprefix("dropped_"): v for k, v in counts.items() if k.startswith("dropped_")}
-    print(
-        f"exported {sum(written.values())} pairs ({splits}) as {options.format} to {out}\n"
-        f"from {counts.get('tasks', 0)} ranked tasks ({counts.get('annotations', 0)} annotations) and "
-        f"{counts.get('feedback', 0)} user feedback events; dropped: "
-        + (", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "none")
-        + "\nannotator agreement: "
-        + ("n/a (no task had two annotators)" if report.rate is None else f"{report.rate:.1%}")
-        + f" over {report.comparisons} comparisons; dataset card: {out / 'README.md'}"
-    )
+    print(_export_summary(gathered, options, written, out))
     return 0 if written else 1
+
+
+def _sources(given: list[str] | None) -> tuple[str, ...]:
+    """``--sources``, repeatable and comma-separated alike; none given: the default (no AI feedback)."""
+    from feedback.preferences.ai_feedback import DEFAULT_SOURCES
+
+    names = tuple(name.strip() for value in given or () for name in value.split(",") if name.strip())
+    return names or DEFAULT_SOURCES
 
 
 def _feedback_export(args: argparse.Namespace) -> int:
@@ -213,8 +241,8 @@ def _feedback_export(args: argparse.Namespace) -> int:
     options = ExportOptions(
         format=args.format, aggregation=args.aggregate, ties=args.ties, margin=args.margin,
         blocked=args.blocked, redacted=args.redacted, test_fraction=args.test_fraction,
-        split_seed=args.split_seed, sources=tuple(s.strip() for s in args.sources.split(",") if s.strip()),
-        tenants=tuple(args.tenant or ()), min_annotators=args.min_annotators,
+        split_seed=args.split_seed, sources=_sources(args.sources), tenants=tuple(args.tenant or ()),
+        min_annotators=args.min_annotators,
     )  # fmt: skip
     redis_dir = Path(settings.data_dir).expanduser() / "redis"
     show_progress = sys.stderr.isatty() or args.progress
@@ -245,7 +273,8 @@ def _train_reward(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_feedback_commands(commands: Any, config_help: str) -> None:
+def add_feedback_commands(commands: Any, config_help: str) -> Any:
+    """The ``feedback`` actions; returns their subparsers (``constitute`` is added to them by main)."""
     feedback = commands.add_parser(
         "feedback", help="human feedback: Label Studio sync, preference datasets, reward models"
     ).add_subparsers(dest="feedback_command", required=True, metavar="ACTION")
@@ -299,8 +328,12 @@ def add_feedback_commands(commands: Any, config_help: str) -> None:
     export.add_argument("--test-fraction", type=float, default=0.1, help="share of prompts held out (0.1)")
     export.add_argument("--split-seed", default="hhh", help="salt of the split by prompt")
     export.add_argument(
-        "--sources", default="rankings,feedback", help="rankings (Label Studio) and/or feedback (the API)"
-    )
+        "--sources", action="append", metavar="SOURCE",
+        help="repeatable or comma-separated: human (Label Studio rankings; old name: rankings), "
+        "user-feedback (POST /v1/feedback; old name: feedback), ai-feedback (a critic's revisions: the "
+        "revision chosen, the original rejected). Default: human and user-feedback, never ai-feedback "
+        "unless asked; the card counts each",
+    )  # fmt: skip
     export.add_argument("--tenant", action="append", help="only this tenant's traffic (repeatable)")
     export.add_argument(
         "--min-annotators", type=int, default=1, help="only tasks ranked by at least N annotators (1)"
@@ -330,3 +363,4 @@ def add_feedback_commands(commands: Any, config_help: str) -> None:
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     train.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity")
     train.set_defaults(handler=_train_reward)
+    return feedback

@@ -12,6 +12,7 @@ import msgspec
 
 from gateway import __version__
 from gateway.cli.common import configure_logging, settings_for
+from gateway.cli.constitute import add_constitute_command
 from gateway.cli.feedback import add_feedback_commands
 from gateway.relay.embedded_llm import EmbeddedLLMError
 from gateway.settings import ConfigError
@@ -227,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     ip_index.add_argument("--shingle-words", type=int, default=4, help="words a shingle (new index only)")
     ip_index.add_argument("--window", type=int, default=6, help="winnowing window (new index only)")
     ip_index.set_defaults(handler=_ip_index)
-    add_feedback_commands(commands, config_help)
+    add_constitute_command(add_feedback_commands(commands, config_help), config_help)
     return parser
 
 
