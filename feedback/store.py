@@ -18,7 +18,7 @@ Keys, under a prefix (``hhh:fb:``):
     feedback                  hash  feedback id → FeedbackEvent JSON (thumbs, preferred choice)
     rev:<n>:<tenant>          hash  revision id → RevisionEvent JSON (AI feedback: answer and revision)
     rev-order:<n>:<tenant>    zset  revision id → its creation time: the oldest go beyond ``revisions_keep``
-    rev-requests              hash  "<n>:<tenant>/<request id>" → the newest revision id of that request
+    rev-req:<n>:<tenant>/<id> set   the revision ids of that request (n>1: one a revised choice)
     rev-tenants               set   tenants with revisions, for the export
     completion-ids            hash  "<n>:<tenant>/<upstream completion id>" → "<set's event id> <event id>"
     request-ids               hash  "<n>:<tenant>/<x-request-id>" → the event id of that request's answer
@@ -318,7 +318,7 @@ class FeedbackStore:
         pipe: Any = self.client.pipeline(transaction=False)
         pipe.hset(self.key("rev", owner), event.id, raw)
         pipe.zadd(order, {event.id: event.created})
-        pipe.hset(self.key("rev-requests"), _owned(event.tenant, event.request_id), event.id)
+        pipe.sadd(self.key("rev-req", _owned(event.tenant, event.request_id)), event.id)
         pipe.sadd(self.key("rev-tenants"), event.tenant)
         pipe.zcard(order)
         *_, size = await pipe.execute()
@@ -326,8 +326,7 @@ class FeedbackStore:
             await self._forget_revisions(event.tenant, size - self.revisions_keep)
 
     async def _forget_revisions(self, tenant: str, count: int) -> None:
-        """The tenant's ``count`` oldest revisions go, with their request index entries (unless a newer
-        revision of the same request took the entry over)."""
+        """The tenant's ``count`` oldest revisions go, with their request index entries."""
         owner = _owner(tenant)
         gone = [member for member, _ in await self.client.zpopmin(self.key("rev-order", owner), count)]
         if not gone:
@@ -338,9 +337,7 @@ class FeedbackStore:
             if raw is None:
                 continue
             revision = decode_revision(raw)
-            name = _owned(tenant, revision.request_id)
-            if await self.client.hget(self.key("rev-requests"), name) == revision.id.encode():
-                await self.client.hdel(self.key("rev-requests"), name)
+            await self.client.srem(self.key("rev-req", _owned(tenant, revision.request_id)), revision.id)
 
     async def revision_tenants(self) -> list[str]:
         return sorted(t.decode() for t in await self.client.smembers(self.key("rev-tenants")))
@@ -351,12 +348,13 @@ class FeedbackStore:
         return sorted((decode_revision(v) for v in raw.values()), key=lambda r: (r.created, r.id))
 
     async def request_revisions(self, tenant: str, request_id: str) -> list[RevisionEvent]:
-        """The newest revision of ``tenant``'s request (none: an empty list)."""
-        revision_id = await self.client.hget(self.key("rev-requests"), _owned(tenant, request_id))
-        if revision_id is None:
+        """The revisions of ``tenant``'s request (each revised choice's), oldest first."""
+        ids = sorted(await self.client.smembers(self.key("rev-req", _owned(tenant, request_id))))
+        if not ids:
             return []
-        raw = await self.client.hget(self.key("rev", _owner(tenant)), revision_id)
-        return [] if raw is None else [decode_revision(raw)]
+        raws = await self.client.hmget(self.key("rev", _owner(tenant)), ids)
+        found = [decode_revision(raw) for raw in raws if raw is not None]
+        return sorted(found, key=lambda r: (r.created, r.id))
 
     async def stats(self) -> dict[str, int]:
         raw = await self.client.hgetall(self.key("stats"))

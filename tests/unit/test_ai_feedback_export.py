@@ -88,7 +88,11 @@ async def test_revisions_are_kept_per_tenant_and_the_oldest_go_beyond_the_bound(
     assert [r.id for r in await bounded.request_revisions("acme", "req-4")] == ["rev-4"]
     assert await bounded.request_revisions("intruder", "req-4") == []
     assert await bounded.request_revisions("acme", "req-0") == []  # gone with its revision
-    assert await store.client.hlen(store.key("rev-requests")) == 4  # req-2, req-3, req-4 and the other's
+    assert not await store.client.exists(store.key("rev-req", "4:acme/req-0"))
+    # Two choices of one request revised (n>1): both are its revisions.
+    second = _revision(5, request_id="req-4", chosen="Another kind rewrite.")
+    await bounded.add_revision(second, encode_event(second))
+    assert [r.id for r in await bounded.request_revisions("acme", "req-4")] == ["rev-4", "rev-5"]
 
 
 async def test_a_revision_is_one_more_candidate_for_annotators(store: FeedbackStore) -> None:

@@ -206,3 +206,36 @@ async def _revisions(url: str) -> int:
 def test_exactly_one_prompt_source_is_required(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert _run_cli("--out", str(tmp_path), "--model", "m") == 2
     assert "--prompts FILE or --recorded: exactly one" in capsys.readouterr().err
+
+
+async def _recorded(url: str) -> list[Prompt]:
+    from feedback.constitute.prompts import recorded_prompts
+    from feedback.events import CompletionEvent, encode_event
+
+    client = redis.asyncio.from_url(url)
+
+    def event(event_id: str, tenant: str, text: str, **extra: object) -> bytes:
+        return encode_event(CompletionEvent(
+            id=event_id, completion_id=f"c-{event_id}", created=0.0, tenant=tenant, model="m",
+            endpoint="chat.completions", stream=False, choices=[], **extra,  # type: ignore[arg-type]
+            request={"messages": [{"role": "user", "content": text}]},
+        ))  # fmt: skip
+
+    for fields in ({"kind": "completion", "event": event("e1", "acme", "Hi")},
+                   {"kind": "completion", "event": event("e2", "acme", "Hi")},  # the same conversation
+                   {"kind": "completion", "event": event("e3", "acme", "Hi", candidate_of="e1")},
+                   {"kind": "feedback", "event": b"{}"},
+                   {"kind": "completion", "event": event("e4", "other", "Yo")},
+                   {"kind": "completion", "event": event("e5", "acme", "Bye")}):  # fmt: skip
+        await client.xadd("hhh:events", fields)  # type: ignore[arg-type]
+    found = [p async for p in recorded_prompts(client, "hhh:events", ("acme",), None, chunk=2)]
+    limited = [p async for p in recorded_prompts(client, "hhh:events", (), 2)]
+    await client.aclose()
+    return found + limited
+
+
+def test_recorded_prompts_are_each_conversation_once_per_tenant(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as url:
+        found = asyncio.run(_recorded(url))
+    assert [(p.request_id, p.tenant) for p in found] == [("e1", "acme"), ("e5", "acme"), ("e1", "acme"),
+                                                         ("e4", "other")]  # fmt: skip
