@@ -83,42 +83,39 @@ def _findings_text(findings: Sequence[Finding]) -> str:
     return "\n".join(lines)
 
 
+_CRITIC = (
+    "You review an AI assistant's answer against written principles. Be specific and brief: quote the "
+    "parts at fault and say which principle each breaks."
+)
+_REVISER = (
+    "You rewrite an AI assistant's answer so that it follows written principles. Reply with the rewritten "
+    "answer only: no preamble, no notes."
+)
+
+
+def _messages(
+    system: str, sections: Sequence[tuple[str, str]], ask: str, requests: Sequence[str]
+) -> list[dict[str, Any]]:
+    """A system message, then the sections ("Title:\ntext") and the numbered requests under ``ask``."""
+    numbered = "\n".join(f"{i}. {request}" for i, request in enumerate(requests, 1))
+    body = "\n\n".join(f"{title}:\n{text}" for title, text in [*sections, (ask, numbered)])
+    return [{"role": "system", "content": system}, {"role": "user", "content": body}]
+
+
 def critique_messages(
     prompt: str, answer: str, principles: Sequence[Principle], findings: Sequence[Finding]
 ) -> list[dict[str, Any]]:
     """Chat messages asking a critic to critique ``answer`` to ``prompt`` against ``principles``."""
-    requests = "\n".join(f"{i}. {p.critique}" for i, p in enumerate(principles, 1))
-    return [
-        {
-            "role": "system",
-            "content": "You review an AI assistant's answer against written principles. Be specific and "
-            "brief: quote the parts at fault and say which principle each breaks.",
-        },
-        {
-            "role": "user",
-            "content": f"Request:\n{prompt}\n\nAnswer:\n{answer}\n\n"
-            f"Automatic checks found:\n{_findings_text(findings)}\n\nCritique the answer:\n{requests}",
-        },
-    ]
+    sections = [("Request", prompt), ("Answer", answer), ("Automatic checks found", _findings_text(findings))]
+    return _messages(_CRITIC, sections, "Critique the answer", [p.critique for p in principles])
 
 
 def revision_messages(
     prompt: str, answer: str, critique: str, principles: Sequence[Principle]
 ) -> list[dict[str, Any]]:
     """Chat messages asking the critic to revise ``answer`` in the light of its ``critique``."""
-    requests = "\n".join(f"{i}. {p.revision}" for i, p in enumerate(principles, 1))
-    return [
-        {
-            "role": "system",
-            "content": "You rewrite an AI assistant's answer so that it follows written principles. Reply "
-            "with the rewritten answer only: no preamble, no notes.",
-        },
-        {
-            "role": "user",
-            "content": f"Request:\n{prompt}\n\nAnswer:\n{answer}\n\nCritique:\n{critique}\n\n"
-            f"Rewrite the answer:\n{requests}",
-        },
-    ]
+    sections = [("Request", prompt), ("Answer", answer), ("Critique", critique)]
+    return _messages(_REVISER, sections, "Rewrite the answer", [p.revision for p in principles])
 
 
 _PREAMBLES = ("here is the rewritten answer:", "rewritten answer:", "revised answer:", "revision:")
