@@ -49,7 +49,7 @@ async def test_a_slow_critic_cannot_hold_the_request_past_the_budget() -> None:
         started = time.perf_counter()
         response = await gw.chat("you BADWORD")
         elapsed = time.perf_counter() - started
-    assert elapsed < 10  # the budget is 0.3 s; the critic would take 60
+    assert elapsed < 30  # a hang bound, not a timing: the budget is 0.3 s, the critic would take 60
     assert response.json()["choices"][0]["finish_reason"] == "content_filter"
     assert "time budget" in choice_report(response)["revision"]["reason"]
 
@@ -62,7 +62,8 @@ async def test_the_budget_covers_every_round_not_each_call() -> None:
         response = await gw.chat("you BADWORD")
     revision = choice_report(response)["revision"]
     assert "time budget" in revision["reason"]
-    assert revision["latency_ms"] < 1200
+    # Each round is two calls of at least 0.2 s: three rounds cannot fit in 0.5 s on any machine.
+    assert len(revision["rounds"]) < 3
 
 
 async def test_the_critic_sees_placeholders_never_the_requests_values() -> None:
