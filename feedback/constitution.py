@@ -111,11 +111,31 @@ def critique_messages(
 
 
 def revision_messages(
-    prompt: str, answer: str, critique: str, principles: Sequence[Principle]
+    prompt: str, answer: str, critique: str, principles: Sequence[Principle], shown: str = ""
 ) -> list[dict[str, Any]]:
-    """Chat messages asking the critic to revise ``answer`` in the light of its ``critique``."""
-    sections = [("Request", prompt), ("Answer", answer), ("Critique", critique)]
-    return _messages(_REVISER, sections, "Rewrite the answer", [p.revision for p in principles])
+    """Chat messages asking the critic to revise ``answer`` in the light of its ``critique``.
+
+    With ``shown`` (a stream: the start of the answer the reader already has, which cannot be taken
+    back), ``answer`` is the rest, and only the rest is rewritten, as a continuation of ``shown``.
+    """
+    requests = [p.revision for p in principles]
+    if not shown:
+        sections = [("Request", prompt), ("Answer", answer), ("Critique", critique)]
+        return _messages(_REVISER, sections, "Rewrite the answer", requests)
+    sections = [
+        ("Request", prompt),
+        ("Already shown to the reader (keep it: it cannot be changed)", shown),
+        ("Rest of the answer", answer),
+        ("Critique", critique),
+    ]
+    requests.append(_CONTINUE)
+    return _messages(_REVISER, sections, "Rewrite the rest of the answer", requests)
+
+
+_CONTINUE = (
+    "Write only what comes after the text already shown, so that it reads on from it; do not repeat "
+    "the text already shown."
+)
 
 
 _PREAMBLES = ("here is the rewritten answer:", "rewritten answer:", "revised answer:", "revision:")

@@ -85,6 +85,8 @@ class RevisionReport(msgspec.Struct, kw_only=True):
     fallback: str | UnsetType = UNSET  # the rule's fallback action, when it applied to the original answer
     reason: str | UnsetType = UNSET  # why it applied: the critic timed out, failed, or no revision passed
     latency_ms: float = 0.0  # the whole revision
+    # Streams: characters of the answer the client already had, which the revision continues unchanged.
+    shown_chars: int | UnsetType = UNSET
 
 
 class ChoiceReport(msgspec.Struct, kw_only=True):
@@ -209,6 +211,8 @@ class RevisionEvent(msgspec.Struct, kw_only=True):
     principles: list[str]  # the ids of the principles applied
     rounds: int = 1
     critiques: list[str] = []
+    # A stream's revision: ``rejected`` is the answer up to where the gateway stopped its stream.
+    partial: bool = False
 
 
 Event = CompletionEvent | FeedbackEvent | RevisionEvent

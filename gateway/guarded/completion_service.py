@@ -6,6 +6,7 @@ Every step takes the one ``GuardedRequest`` (``gateway.guarded.request``); a red
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -20,13 +21,14 @@ from gateway.guarded.pseudonyms import restore_choices
 from gateway.guarded.request import GuardedRequest
 from gateway.guarded.revision import Reviser
 from gateway.guarded.sampling import CandidateSampler
-from gateway.guarded.stream_guard import StreamGuard
+from gateway.guarded.stream_guard import NOT_REVISED, StreamGuard
 from gateway.guarded.stream_restore import restore_stream
+from gateway.guarded.stream_revision import StreamReviser
 from gateway.relay.proxy import Proxy, UpstreamStream, json_response
+from gateway.relay.streaming import close_responses
 from guards.verdict import JudgeContext
 
 GUARDRAILS_HEADER = "x-hhh-guardrails"
-NOT_REVISED = "no critic is configured here: the rule's fallback applied"
 CANDIDATES_NOT_REVISED = "sampled candidates are not revised: the rule's fallback applied"
 
 
@@ -162,7 +164,18 @@ class CompletionService:
         judge_context = JudgeContext(sources=list(request.sources))
         assert request.endpoint.answer is not None  # only completions reach here (see serve)
         field = request.endpoint.answer.stream_field
-        guard = StreamGuard(self.guardrails, request.policy, field, judge_context)
+        reviser = None
+        if self.reviser is not None:
+            reviser = StreamReviser(self.reviser, context, request, judge_context, meta.event_id)
+        guard = StreamGuard(
+            self.guardrails,
+            request.policy,
+            field,
+            judge_context,
+            reviser,
+            choices=request.n,
+            stop_upstream=partial(close_responses, stream.responses),
+        )
         guard.report.input = report.input
         guarded = self._recorded_stream(
             UpstreamStream(guard.run(stream.chunks), stream.responses), meta, request, context

@@ -200,12 +200,9 @@ class Guardrails:
         wheres: Sequence[str],
         context: JudgeContext | None = None,
     ) -> Judged:
-        """Judge some texts of an answer (a stream's window, its held tool calls); nothing is applied.
-        Streams are not revised: a ``revise`` decision is already its rule's fallback here."""
-        judged = await self._judge(Stage.OUTPUT, resolved.policy.output, texts, wheres, context)
-        if judged.report.decision != "revise":
-            return judged
-        return self._fallen_back(resolved, judged, texts, wheres)
+        """Judge some texts of an answer (a stream's window, its held tool calls); nothing is applied. A
+        ``revise`` decision stays: the caller revises, or falls back (``with_fallback``)."""
+        return await self._judge(Stage.OUTPUT, resolved.policy.output, texts, wheres, context)
 
     async def judge_revision(
         self, resolved: ResolvedPolicy, revision: str, critique: str, where: str, context: JudgeContext | None
@@ -215,9 +212,11 @@ class Guardrails:
         outcome = await self._engine.run(Stage.OUTPUT, resolved.policy.output, [revision, critique], context)
         return _part(outcome, 0, [where]), _part(outcome, 1, ["critique"])
 
-    def _fallen_back(
-        self, resolved: ResolvedPolicy, judged: Judged, texts: Sequence[str], wheres: Sequence[str]
+    @staticmethod
+    def with_fallback(
+        resolved: ResolvedPolicy, judged: Judged, texts: Sequence[str], wheres: Sequence[str]
     ) -> Judged:
+        """``judged`` with each ``revise`` decision replaced by its rule's fallback (on ``texts``)."""
         outcome = with_fallbacks(judged.outcome, resolved.policy.output, texts)
         return Judged(outcome, _stage_report(outcome, wheres))
 
@@ -231,27 +230,14 @@ class Guardrails:
         """Apply the fallback of each ``revise`` rule that fired to the choice as the upstream gave it,
         and say why in its report (``revision`` is added by the caller when rounds were tried)."""
         texts, wheres = [slot.text for slot in judgement.slots], [slot.where for slot in judgement.slots]
-        judged = self._fallen_back(resolved, judgement.judged, texts, wheres)
+        judged = self.with_fallback(resolved, judgement.judged, texts, wheres)
         fallen = ChoiceJudgement(judgement.choice, judgement.slots, judged)
         self.apply_choice(resolved, fallen, refuse)
         report = fallen.report
         report.revised = False
-        report.revision = RevisionReport(rounds=[], fallback=_fallbacks(resolved, judgement), reason=reason)
-        return report
-
-    def stream_fallback_report(self, resolved: ResolvedPolicy, report: ChoiceReport) -> ChoiceReport:
-        """A streamed choice on which a ``revise`` rule fired: its fallback applied (streams are not
-        revised), and the report says so."""
-        actions = {rule.guard: rule.revising.fallback.value for rule in resolved.policy.output
-                   if rule.action is Action.REVISE}  # fmt: skip
-        fired = [g.guard for g in report.guards if g.guard in actions and g.decision not in ("pass", "error")]
-        if fired:
-            report.revised = False
-            report.revision = RevisionReport(
-                rounds=[],
-                fallback=",".join(dict.fromkeys(actions[guard] for guard in fired)),
-                reason=STREAMS_NOT_REVISED,
-            )
+        report.revision = RevisionReport(
+            rounds=[], fallback=fallback_actions(resolved, judgement.judged.report), reason=reason
+        )
         return report
 
     @staticmethod
@@ -355,12 +341,9 @@ class Guardrails:
         return resolved.policy.refusal.format(guard=blocked.blocked_by, categories=categories)
 
 
-STREAMS_NOT_REVISED = "streamed answers are not revised: the rule's fallback applied"
-
-
-def _fallbacks(resolved: ResolvedPolicy, judgement: ChoiceJudgement) -> str:
-    """The fallback actions of the ``revise`` rules that fired on a choice, e.g. ``block``."""
-    fired = {g.guard for g in judgement.judged.report.guards if g.decision == "revise"}
+def fallback_actions(resolved: ResolvedPolicy, report: StageReport) -> str:
+    """The fallback actions of the ``revise`` rules that fired, e.g. ``block``."""
+    fired = {g.guard for g in report.guards if g.decision == "revise"}
     actions = [rule.revising.fallback.value for rule in resolved.policy.output
                if rule.action is Action.REVISE and rule.guard in fired]  # fmt: skip
     return ",".join(dict.fromkeys(actions))

@@ -13,7 +13,8 @@ Everything here works on the text as the upstream saw and wrote it: input placeh
 behind them, and with the output guards' redactions applied before the critic reads it. A successful
 revision is recorded as a ``RevisionEvent`` (AI feedback: rejected = the original, chosen = the revision).
 
-Exceptions: ``CriticFailed`` (the critic gave nothing usable, or its upstream failed), caught here.
+Streams (``gateway.guarded.stream_revision``) run the same rounds on the answer so far, with the text the
+client already has ``shown``: kept as it is, the critic rewrites only the rest.
 """
 
 from __future__ import annotations
@@ -40,28 +41,19 @@ from feedback.events import ChoiceReport, RevisionEvent, RevisionReport, RoundRe
 from feedback.messages import message_text
 from feedback.recorder import EventRecorder
 from gateway.context import RequestContext
-from gateway.errors import GatewayError
+from gateway.guarded.critic import Critic, CriticFailed
 from gateway.guarded.guardrails import ChoiceJudgement, Guardrails, Judged
 from gateway.guarded.request import GuardedRequest
 from gateway.guarded.text_slots import drop_logprobs
-from gateway.relay.proxy import ForwardCall, Proxy
+from gateway.relay.proxy import Proxy
 from guards.pipeline import StageOutcome, most_severe
 from guards.policy import Action, PolicyBook, PolicyError, Revision, Rule
 from guards.verdict import JudgeContext, Source
 
-CRITIC_PATH = "/chat/completions"  # a critic is a chat model, whatever endpoint the answer came from
 _CONTENT = frozenset({"message.content", "text"})  # the one slot a revision replaces
 _SHOWN = frozenset({"pass", "flag", "annotate", "redact"})  # a critique judged so goes in the report
 
 Refuse = Callable[[dict[str, Any], str], None]
-
-
-class CriticFailed(Exception):
-    """The critic could not give a usable critique or revision; ``reason`` is for the report."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def load_constitutions(book: PolicyBook) -> dict[str | None, Constitution]:
@@ -80,39 +72,6 @@ def load_constitutions(book: PolicyBook) -> dict[str | None, Constitution]:
     return loaded
 
 
-class Critic:
-    """One critic model, asked through the proxy: a non-streamed chat completion per call."""
-
-    def __init__(self, proxy: Proxy, context: RequestContext, model: str, max_tokens: int) -> None:
-        self.proxy = proxy
-        self.context = context
-        self.model = model
-        self.max_tokens = max_tokens
-
-    async def ask(self, messages: list[dict[str, Any]]) -> str:
-        body = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens, "stream": False}
-        call = ForwardCall(path=CRITIC_PATH, model=self.model, body=msgspec.json.encode(body))
-        own = RequestContext(self.context.request_id)  # the request's context keeps its own model
-        try:
-            answer = await self.proxy.complete(own, call)
-        except GatewayError as exc:
-            raise CriticFailed(f"the critic {self.model!r} failed: {exc.message}") from None
-        finally:  # the critic's time and tokens are the request's cost
-            self.context.upstream_seconds += own.upstream_seconds
-            self.context.usage_tokens += own.usage_tokens
-        text = _reply_text(msgspec.json.decode(answer.content))
-        if not text:
-            raise CriticFailed(f"the critic {self.model!r} gave no usable answer")
-        return text
-
-
-def _reply_text(body: Any) -> str:
-    choices = body.get("choices") if isinstance(body, dict) else None
-    message = (choices[0].get("message") if choices and isinstance(choices[0], dict) else None) or {}
-    content = message.get("content") if isinstance(message, dict) else None
-    return content.strip() if isinstance(content, str) else ""
-
-
 class Revised(msgspec.Struct):
     """A revision that passed: its text as judged, and its judgement."""
 
@@ -121,40 +80,94 @@ class Revised(msgspec.Struct):
 
 
 class RevisionJob:
-    """One choice's revision: the request, the choice as judged, and what the rounds found."""
+    """One answer's revision: what the critic may rewrite, what the guards found, what the rounds did.
+
+    ``shown`` is text the client already has (a stream's released prefix): kept as it is, the critic
+    rewrites only ``original``, the rest, as its continuation.
+    """
 
     def __init__(
-        self, request: GuardedRequest, judgement: ChoiceJudgement, rule: Rule, context: JudgeContext
+        self,
+        request: GuardedRequest,
+        rule: Rule,
+        context: JudgeContext,
+        original: str,
+        report: StageReport,
+        where: str,
+        shown: str = "",
     ) -> None:
         self.request = request
-        self.judgement = judgement
         self.settings: Revision = rule.revising
         self.context = context
-        self.content = next(i for i, slot in enumerate(judgement.slots) if slot.where in _CONTENT)
-        self.original = judgement.judged.outcome.texts[self.content].text  # output redactions applied
+        self.original = original  # output redactions applied
+        self.report = report
+        self.where = where
+        self.shown = shown
+        self.partial = False  # the answer was cut where its stream stopped: ``rejected`` is its start
         self.rounds: list[RoundReport] = []
         self.critiques: list[str] = []
         self.principles: list[str] = []
+        self.latency_ms = 0.0
 
     @property
-    def where(self) -> str:
-        return self.judgement.slots[self.content].where
+    def rejected(self) -> str:
+        """The answer the revision replaces, as the critic was shown it."""
+        return self.shown + self.original
+
+    def whole(self, rest: str) -> str:
+        """The answer with ``rest`` in place of what followed ``shown``."""
+        return join_shown(self.shown, self.original, rest)
+
+    def rest(self, whole: str) -> str:
+        """What follows ``shown`` in a whole answer made by ``whole``."""
+        return whole[len(self.shown) :].lstrip() if whole.startswith(self.shown) else whole
+
+    def report_of(self, fallback: str | None = None, reason: str | None = None) -> RevisionReport:
+        report = RevisionReport(rounds=self.rounds, latency_ms=self.latency_ms)
+        if fallback is not None:
+            report.fallback = fallback
+        if reason is not None:
+            report.reason = reason
+        if self.shown:
+            report.shown_chars = len(self.shown)
+        return report
 
 
-def revise_rule(resolved_rules: Sequence[Rule], judgement: ChoiceJudgement) -> Rule | None:
-    """The first ``revise`` rule (policy order) that fired on the choice: its settings apply."""
-    fired = {g.guard for g in judgement.judged.report.guards if g.decision == "revise"}
+def join_shown(shown: str, original: str, rest: str) -> str:
+    """``shown`` followed by ``rest``, a critic's continuation of it (stripped), spaced as the upstream
+    spaced ``original``; a critic that repeats ``shown`` anyway has it taken off.
+
+    >>> join_shown("", "you fool.", "Be kind.")
+    'Be kind.'
+    >>> join_shown("Hi there.", " you fool.", "Be kind.")
+    'Hi there. Be kind.'
+    >>> join_shown("Hi there. ", "you fool.", "Hi there. Be kind.")
+    'Hi there. Be kind.'
+    """
+    if not shown:
+        return rest
+    if rest.startswith(shown.strip()):
+        rest = rest[len(shown.strip()) :].lstrip()
+    gap = original[: len(original) - len(original.lstrip())]
+    if not gap and not shown[-1].isspace():
+        gap = " "
+    return shown + gap + rest
+
+
+def revise_rule(resolved_rules: Sequence[Rule], report: StageReport) -> Rule | None:
+    """The first ``revise`` rule (policy order) that fired: its settings apply."""
+    fired = {g.guard for g in report.guards if g.decision == "revise"}
     return next((r for r in resolved_rules if r.action is Action.REVISE and r.guard in fired), None)
 
 
 def not_revisable(judgement: ChoiceJudgement) -> str | None:
     """Why a choice cannot be revised (a revision replaces its content alone), or None."""
     texts = judgement.judged.outcome.texts
-    if not any(slot.where in _CONTENT for slot in judgement.slots):
-        return "revise applies to an answer's text content, and this choice has none"
     for slot, text in zip(judgement.slots, texts, strict=True):
         if slot.where not in _CONTENT and text.decision == "revise":
             return f"revise applies to an answer's text content only, and {slot.where} failed"
+    if not any(slot.where in _CONTENT for slot in judgement.slots):
+        return "revise applies to an answer's text content, and this choice has none"
     return None
 
 
@@ -242,36 +255,45 @@ class Reviser:
         event_id: str,
         refuse: Refuse,
     ) -> ChoiceReport:
-        rule = revise_rule(request.policy.policy.output, judgement) if judgement.revise else None
+        report = judgement.judged.report
+        rule = revise_rule(request.policy.policy.output, report) if judgement.revise else None
         if rule is None:
             self.guardrails.apply_choice(request.policy, judgement, refuse)
             return judgement.report
         why_not = not_revisable(judgement)
         if why_not is not None:
             return self.guardrails.fallback(request.policy, judgement, why_not, refuse)
-        job = RevisionJob(request, judgement, rule, judge_context)
-        critic = Critic(
-            self.proxy, context, rule.revising.critic_model or request.model, job.settings.max_tokens
-        )
+        content = next(i for i, slot in enumerate(judgement.slots) if slot.where in _CONTENT)
+        original = judgement.judged.outcome.texts[content].text
+        where = judgement.slots[content].where
+        job = RevisionJob(request, rule, judge_context, original, report, where)
+        revised = await self.revise(context, job, event_id)
+        if isinstance(revised, Revised):
+            return self._apply(job, judgement, content, revised, refuse)
+        fallen = self.guardrails.fallback(request.policy, judgement, revised, refuse)
+        assert isinstance(fallen.revision, RevisionReport)  # fallback always says why
+        fallen.revision.rounds = job.rounds
+        fallen.revision.latency_ms = job.latency_ms
+        return fallen
+
+    async def revise(self, context: RequestContext, job: RevisionJob, event_id: str) -> Revised | str:
+        """Run a job's rounds within its time budget: the revision that passed (recorded as AI feedback),
+        or why none did. ``job`` keeps the rounds and the time taken, for the report."""
+        model = job.settings.critic_model or job.request.model
+        critic = Critic(self.proxy, context, model, job.settings.max_tokens)
         started = time.perf_counter()
-        reason: str
         try:
             async with asyncio.timeout(job.settings.timeout_ms / 1000):
                 revised = await self._rounds(job, critic)
         except TimeoutError:
-            reason = f"the revision ran out of its time budget ({job.settings.timeout_ms} ms)"
+            return f"the revision ran out of its time budget ({job.settings.timeout_ms} ms)"
         except CriticFailed as exc:
-            reason = exc.reason
-        else:
-            if isinstance(revised, Revised):
-                self._record(request, job, critic.model, revised, event_id)
-                return self._apply(job, revised, refuse, _ms(started))
-            reason = revised
-        report = self.guardrails.fallback(request.policy, judgement, reason, refuse)
-        assert isinstance(report.revision, RevisionReport)  # fallback always says why
-        report.revision.rounds = job.rounds
-        report.revision.latency_ms = _ms(started)
-        return report
+            return exc.reason
+        finally:
+            job.latency_ms = _ms(started)
+        if isinstance(revised, Revised):
+            self._record(job, critic.model, revised, event_id)
+        return revised
 
     def _constitution(self, path: str | None) -> Constitution:
         """Loaded at start-up (``load_constitutions``); one missing (an app built another way) is loaded
@@ -283,7 +305,7 @@ class Reviser:
     async def _rounds(self, job: RevisionJob, critic: Critic) -> Revised | str:
         """Critique, revise and re-check, round after round: the revision that passed, or why none did."""
         constitution = self._constitution(job.settings.constitution)
-        answer, report = job.original, job.judgement.judged.report
+        answer, report = job.original, job.report
         prompt = prompt_text(job.request.body) + sources_text(job.request.sources)
         for number in range(1, job.settings.max_rounds + 1):
             found = findings(report)
@@ -297,7 +319,7 @@ class Reviser:
                 return Revised(judged.outcome.texts[0].text, judged)
             if decision == "block":
                 return f"the revision of round {number} was blocked by the output guards"
-            answer, report = judged.outcome.texts[0].text, judged.report
+            answer, report = job.rest(judged.outcome.texts[0].text), judged.report
         return f"the revision still failed the output guards after {job.settings.max_rounds} round(s)"
 
     async def _round(
@@ -322,15 +344,14 @@ class Reviser:
         job.rounds.append(entry)
         job.principles += [p.id for p in principles if p.id not in job.principles]
         try:
-            critique = await critic.ask(critique_messages(prompt, answer, principles, found))
+            critique = await critic.ask(critique_messages(prompt, job.shown + answer, principles, found))
             job.critiques.append(critique)
-            revision = revision_text(
-                await critic.ask(revision_messages(prompt, answer, critique, principles))
-            )
+            asked = revision_messages(prompt, answer, critique, principles, job.shown)
+            revision = revision_text(await critic.ask(asked))
             if not revision:
                 raise CriticFailed(f"the critic {critic.model!r} gave an empty revision")
             judged, critique_judged = await self.guardrails.judge_revision(
-                job.request.policy, revision, critique, job.where, job.context
+                job.request.policy, job.whole(revision), critique, job.where, job.context
             )
         finally:
             entry.latency_ms = _ms(started)
@@ -340,13 +361,14 @@ class Reviser:
         entry.after = decisions(judged.report)
         return judged
 
-    def _apply(self, job: RevisionJob, revised: Revised, refuse: Refuse, latency_ms: float) -> ChoiceReport:
+    def _apply(
+        self, job: RevisionJob, judgement: ChoiceJudgement, content: int, revised: Revised, refuse: Refuse
+    ) -> ChoiceReport:
         """The revision in the choice's content, with what the re-check decided applied to it (a
         redaction, a disclaimer, a cut); the other fields as first judged. Logprobs spell the original."""
-        judgement = job.judgement
-        judgement.slots[job.content].write(revised.text)
+        judgement.slots[content].write(revised.text)
         texts = list(judgement.judged.outcome.texts)
-        texts[job.content] = revised.judged.outcome.texts[0]
+        texts[content] = revised.judged.outcome.texts[0]
         applied = ChoiceJudgement(
             judgement.choice, judgement.slots, Judged(StageOutcome(texts, []), revised.judged.report)
         )
@@ -354,14 +376,13 @@ class Reviser:
         drop_logprobs(judgement.choice)
         report = judgement.report
         report.revised = True
-        report.revision = RevisionReport(rounds=job.rounds, latency_ms=latency_ms)
+        report.revision = job.report_of()
         return report
 
-    def _record(
-        self, request: GuardedRequest, job: RevisionJob, critic_model: str, revised: Revised, event_id: str
-    ) -> None:
+    def _record(self, job: RevisionJob, critic_model: str, revised: Revised, event_id: str) -> None:
         if self.recorder is None:
             return
+        request = job.request
         self.recorder.record(
             RevisionEvent(
                 id=uuid.uuid4().hex,
@@ -372,11 +393,12 @@ class Reviser:
                 model=request.model,
                 critic_model=critic_model,
                 request=request.body,
-                rejected=job.original,
+                rejected=job.rejected,
                 chosen=revised.text,
                 principles=list(job.principles),
                 rounds=len(job.rounds),
                 critiques=list(job.critiques),
+                partial=job.partial,
             )
         )
 

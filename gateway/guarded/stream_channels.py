@@ -87,3 +87,4 @@ class Channel:
         self.field = field
         self.cutter = WindowCutter(stream.min_chars, stream.max_chars, stream.overlap_chars)
         self.logprobs = HeldLogprobs()
+        self.shown: list[str] = []  # the text released to the client (buffer mode), as it went out

@@ -11,19 +11,27 @@ whole when the choice finishes. The tail is always checked. A block in any of th
 ``finish_reason: content_filter`` and a ``refusal``; the ``guardrails`` report comes in a last chunk with
 no choices. Logprobs travel with the text they belong to: in ``buffer`` mode they are held and released
 with it, and dropped with text that is redacted or withheld.
+
+A window of a choice's content that draws ``revise`` pauses the stream (the upstream is closed at once
+when the rule's fallback is ``block`` and no other choice still streams) while the answer so far is
+revised (``gateway.guarded.stream_revision``). A revision that passes is sent in place of the rest, the
+choice ends with ``finish_reason: stop``, and the upstream is closed once every choice has ended; a
+revision that fails gets the rule's fallback, applied to the window, and the stream goes on if it can.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import msgspec
 
-from feedback.events import GuardrailsReport, StageReport
+from feedback.events import ChoiceReport, GuardrailsReport, RevisionReport, StageReport
 from gateway.errors import GatewayError
-from gateway.guarded.guardrails import Guardrails, ResolvedPolicy
+from gateway.guarded.guardrails import Guardrails, Judged, ResolvedPolicy, fallback_actions
+from gateway.guarded.revision import Revised
 from gateway.guarded.stream_channels import Channel
+from gateway.guarded.stream_revision import StreamReviser, continuation
 from gateway.guarded.text_slots import call_slots
 from gateway.relay.streaming import Chunk
 from guards.pipeline import StageOutcome
@@ -34,6 +42,7 @@ from guards.windows import Window
 
 # Delta fields held whole until the choice finishes (checked then), rather than cut into windows.
 _HELD = frozenset({"tool_calls", "function_call"})
+NOT_REVISED = "no critic is configured here: the rule's fallback applied"
 
 
 class _Choice:
@@ -48,6 +57,8 @@ class _Choice:
         self.tool_calls: dict[int, dict[str, Any]] = {}
         self.function_call: dict[str, Any] | None = None
         self.reports: list[StageReport] = []  # one per window, and one for held tool calls
+        self.revision: RevisionReport | None = None  # a ``revise`` rule fired: what came of it
+        self.revised = False
 
     def channel(self, field: str) -> Channel:
         if field not in self.channels:
@@ -64,10 +75,17 @@ class StreamGuard:
         resolved: ResolvedPolicy,
         text_field: str,
         context: JudgeContext | None = None,
+        reviser: StreamReviser | None = None,
+        choices: int = 1,
+        stop_upstream: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.guardrails = guardrails
         self.context = context
         self.resolved = resolved
+        self.reviser = reviser  # None: a ``revise`` decision gets its rule's fallback
+        self.expected = choices  # how many choices the stream carries (the request's ``n``)
+        self.stop_upstream = stop_upstream
+        self.stopping = False  # a revision stopped the upstream, or will once every choice has ended
         self.chat = text_field == "chat"
         policy = resolved.policy
         redacts = any(rule.action is Action.REDACT for rule in policy.output)
@@ -92,25 +110,40 @@ class StreamGuard:
                     if not state.done:
                         async for out in self._on_choice(state, choice):
                             yield out
+                if self.stopping and self._all_done():
+                    break
         except GatewayError as exc:  # the upstream failed: what arrived is still checked, then the error
             failure = exc
+        if self.stopping:
+            await self._stop()
         for state in self._choices.values():
             if not state.done:  # no finish_reason came: the tail is checked (and released if it passes)
                 async for out in self._finish(state, None, announce=failure is None):
                     yield out
         if failure is not None:
             raise failure
-        self.report.output = [
-            self.guardrails.stream_fallback_report(
-                self.resolved, self.guardrails.stream_choice_report(s.index, s.reports)
-            )
-            for s in sorted(self._choices.values(), key=lambda s: s.index)
-        ]
+        self.report.output = [self._choice_report(s) for s in sorted(self._choices.values(), key=_index)]
         # The report rides on the usage chunk when there is one: clients read usage from the last chunk.
         last = held.pop() if held else {**self._shell(), "choices": []}
         for chunk in held:
             yield chunk
         yield {**last, "guardrails": self.report}
+
+    def _choice_report(self, state: _Choice) -> ChoiceReport:
+        report = self.guardrails.stream_choice_report(state.index, state.reports)
+        if state.revision is not None:
+            report.revised = state.revised
+            report.revision = state.revision
+        return report
+
+    def _all_done(self) -> bool:
+        return len(self._choices) >= self.expected and all(s.done for s in self._choices.values())
+
+    async def _stop(self) -> None:
+        """Close the upstream (idempotent): nothing more of it will be read."""
+        self.stopping = True
+        if self.stop_upstream is not None:
+            await self.stop_upstream()
 
     async def _on_choice(self, state: _Choice, choice: dict[str, Any]) -> AsyncIterator[Chunk]:
         texts, passthrough = self._split(state, choice)
@@ -171,15 +204,24 @@ class StreamGuard:
         context = JudgeContext() if self.context is None else self.context
         focused = msgspec.structs.replace(context, focus_start=len(window.context))  # shares the cache
         where = f"choices[{state.index}]" + ("" if self._is_main(channel) else f".{channel.field}")
-        outcome, refusal = await self._judge(state, [window.checked], [where], focused)
+        judged = await self.guardrails.judge_output(self.resolved, [window.checked], [where], focused)
+        if judged.report.decision == "revise":
+            revised = await self._revise(state, channel, window, judged, where)
+            if isinstance(revised, list):  # the revision went out: the choice has ended
+                for out in revised:
+                    yield out
+                return
+            judged = revised
+        refusal = self._judged(state, judged)
         if refusal is not None:
             yield refusal
             return
-        judged = outcome.texts[0]
-        state.annotate = state.annotate or judged.annotate
-        state.annotation = state.annotation or judged.annotation
-        if judged.decision == "truncate":  # out goes what precedes the offending span; the choice ends
-            cut = max(0, (judged.truncated_at or 0) - len(window.context))
+        outcome = judged.outcome
+        text = outcome.texts[0]
+        state.annotate = state.annotate or text.annotate
+        state.annotation = state.annotation or text.annotation
+        if text.decision == "truncate":  # out goes what precedes the offending span; the choice ends
+            cut = max(0, (text.truncated_at or 0) - len(window.context))
             if self.buffer and cut:  # what precedes the cut goes out with the other guards' redactions
                 cut, kept_text, spans = _release(window, outcome, cut)
                 logprobs = channel.logprobs.release(cut, spans)
@@ -193,19 +235,66 @@ class StreamGuard:
         if self.buffer:
             logprobs = channel.logprobs.release(release, spans)
             if released_text:
+                channel.shown.append(released_text)
                 yield self._text_chunk(state.index, channel.field, released_text, logprobs)
 
-    async def _judge(
-        self, state: _Choice, texts: list[str], wheres: list[str], context: JudgeContext | None
-    ) -> tuple[StageOutcome, Chunk | None]:
-        """Judge some of a choice's text, keep the report; a block ends the choice with a refusal chunk."""
-        checked = await self.guardrails.judge_output(self.resolved, texts, wheres, context)
-        state.reports.append(checked.report)
-        blocked = checked.outcome.blocked
+    async def _revise(
+        self, state: _Choice, channel: Channel, window: Window, judged: Judged, where: str
+    ) -> list[Chunk] | Judged:
+        """A window drew ``revise``: the revision's chunks (the choice has ended), or the window judged
+        with the rule's fallback (the report says why)."""
+        fallback = fallback_actions(self.resolved, judged.report)
+        if state.revision is not None:  # tried once already (a window's overlap repeats what fired)
+            return self._fallen_back(judged, window, where)
+        why_not = self._not_revisable(state, channel, where)
+        if why_not is not None or self.reviser is None:
+            state.revision = RevisionReport(rounds=[], fallback=fallback, reason=why_not or NOT_REVISED)
+            return self._fallen_back(judged, window, where)
+        others_done = all(s.done for s in self._choices.values() if s is not state)
+        if fallback == "block" and others_done and len(self._choices) >= self.expected:
+            await self._stop()  # nothing more of this answer can reach the client: stop the upstream now
+        shown = "".join(channel.shown)
+        _, held, _ = _release(window, judged.outcome, len(window.text))  # the withheld text, redacted
+        revised, job = await self.reviser.revise(shown, held, judged.report, where)
+        reason = revised if isinstance(revised, str) else None
+        if isinstance(revised, Revised):
+            rest = continuation(self.resolved, shown, revised)
+            if rest is not None:
+                state.reports.append(judged.report)
+                state.revision, state.revised, state.done = job.report_of(), True, True
+                channel.logprobs.discard()
+                self.stopping = True  # the upstream's rest of this choice is not wanted
+                return self._continued(state.index, channel.field, rest.text, rest.note, rest.finish_reason)
+            reason = "the guards changed the revision in text the client already has"
+        state.revision = job.report_of(fallback, reason)
+        return self._fallen_back(judged, window, where)
+
+    def _not_revisable(self, state: _Choice, channel: Channel, where: str) -> str | None:
+        if not self._is_main(channel):
+            return f"revise applies to an answer's text content only, and {where} failed"
+        if state.tool_calls or state.function_call:
+            return "a streamed choice is not revised once its tool calls have begun"
+        if not self.buffer:
+            return "revise needs the buffer stream mode"
+        return None
+
+    def _fallen_back(self, judged: Judged, window: Window, where: str) -> Judged:
+        return self.guardrails.with_fallback(self.resolved, judged, [window.checked], [where])
+
+    def _continued(self, index: int, field: str, text: str, note: str | None, finish: str) -> list[Chunk]:
+        out = [self._text_chunk(index, field, part) for part in (text, note) if part]
+        end = self._chunk(index, {})
+        end["choices"][0]["finish_reason"] = finish
+        return [*out, end]
+
+    def _judged(self, state: _Choice, judged: Judged) -> Chunk | None:
+        """Keep a check's report; a block ends the choice with a refusal chunk (returned)."""
+        state.reports.append(judged.report)
+        blocked = judged.outcome.blocked
         if blocked is None:
-            return checked.outcome, None
+            return None
         state.done = True
-        return checked.outcome, self._refusal(state.index, self.guardrails.refusal(self.resolved, blocked))
+        return self._refusal(state.index, self.guardrails.refusal(self.resolved, blocked))
 
     def _is_main(self, channel: Channel) -> bool:
         return channel.field in ("content", "text")
@@ -255,11 +344,18 @@ class StreamGuard:
         held: dict[str, Any] = {"tool_calls": calls, "function_call": state.function_call}
         slots = call_slots(held, f"choices[{state.index}]")
         texts, wheres = [slot.text for slot in slots], [slot.where for slot in slots]
-        outcome, refusal = await self._judge(state, texts, wheres, self.context)
+        judged = await self.guardrails.judge_output(self.resolved, texts, wheres, self.context)
+        if judged.report.decision == "revise":  # a revision replaces text content, never a call
+            failed = [w for w, t in zip(wheres, judged.outcome.texts, strict=True) if t.decision == "revise"]
+            reason = f"revise applies to an answer's text content only, and {failed[0]} failed"
+            fallback = fallback_actions(self.resolved, judged.report)
+            state.revision = RevisionReport(rounds=[], fallback=fallback, reason=reason)
+            judged = self.guardrails.with_fallback(self.resolved, judged, texts, wheres)
+        refusal = self._judged(state, judged)
         if refusal is not None:
             yield refusal
             return
-        for slot, text in zip(slots, outcome.texts, strict=True):
+        for slot, text in zip(slots, judged.outcome.texts, strict=True):
             if text.text != slot.text:
                 slot.write(text.text)
         delta: dict[str, Any] = {}
@@ -294,6 +390,10 @@ class StreamGuard:
         else:
             choice = {"index": index, "text": "", "finish_reason": "content_filter"}
         return {**self._shell(), "choices": [choice]}
+
+
+def _index(state: _Choice) -> int:
+    return state.index
 
 
 def _release(window: Window, outcome: StageOutcome, cut: int | None = None) -> tuple[int, str, list[Span]]:

@@ -138,10 +138,15 @@ async def closing(
     finally:
         if not finished:
             on_disconnect()
-        # Shielded: inside a cancelled scope any un-shielded await would be cancelled before it closes.
-        with anyio.CancelScope(shield=True):
-            for response in responses:
-                await response.aclose()
+        await close_responses(responses)
+
+
+async def close_responses(responses: list[httpx.Response]) -> None:
+    """Close upstream responses (again is harmless): the connection drops, and the server stops."""
+    # Shielded: inside a cancelled scope any un-shielded await would be cancelled before it closes.
+    with anyio.CancelScope(shield=True):
+        for response in responses:
+            await response.aclose()
 
 
 class UsageTally:

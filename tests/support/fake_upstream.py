@@ -21,8 +21,11 @@ DEFAULT_CRITIQUE = "The answer insults the reader; harmless-language asks for po
 DEFAULT_REVISION = "Here is a polite answer."
 ANSWER = re.compile(r"\n\nAnswer:\n(.*?)\n\n(?:Automatic checks found|Critique):", re.S)
 
+# "thinker" answers with the user's text as its reasoning (``reasoning_content``) and a fixed content;
+# "tool-echo" with the user's text as the arguments of a tool call. Both stream when asked to.
+THINKER_ANSWER = "The answer is 4."
 MODELS = ["fake-model", "fake-no-n", "plain-503", "enveloped-429", "broken-stream", "unterminated-stream",
-          "unreachable", "timeout", "llama-like", "echo", *CRITICS]  # fmt: skip
+          "unreachable", "timeout", "llama-like", "echo", "thinker", "tool-echo", *CRITICS]  # fmt: skip
 
 
 def completion(text: str, index: int = 0, model: str = "fake-model") -> dict[str, Any]:
@@ -58,6 +61,23 @@ def sse(payload: dict[str, Any] | str) -> bytes:
     return f"data: {data}\n\n".encode()
 
 
+class ClosingStream(httpx.AsyncByteStream):
+    """A streamed body whose generator ends when the client closes the response, as a socket would
+    (httpx's own stream for a generator ignores ``aclose``)."""
+
+    def __init__(self, frames: AsyncIterator[bytes]) -> None:
+        self.frames = frames
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for frame in self.frames:
+            yield frame
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.frames, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 class FakeUpstream:
     """Records what it received; answers by model name."""
 
@@ -67,6 +87,7 @@ class FakeUpstream:
         self.stream_closed = False
         self.critic_replies: list[str] = []
         self.critic_delay_s = 5.0
+        self.closed_before_critic: list[bool] = []  # per critic call: had the answer's stream closed?
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -93,6 +114,8 @@ class FakeUpstream:
             )
         if model == "echo":
             return self._echo(body)
+        if model in ("thinker", "tool-echo"):
+            return self._delta_answer(model, body)
         if model in CRITICS:
             return await self._critic(model, body)
         if body.get("stream"):
@@ -107,6 +130,7 @@ class FakeUpstream:
         return httpx.Response(200, json=answer)
 
     async def _critic(self, model: str, body: dict[str, Any]) -> httpx.Response:
+        self.closed_before_critic.append(self.stream_closed)
         if model == "slow-critic":
             await asyncio.sleep(self.critic_delay_s)
         asked = body["messages"][-1]["content"]
@@ -142,26 +166,52 @@ class FakeUpstream:
             return httpx.Response(200, json=answer)
 
         async def frames() -> AsyncIterator[bytes]:
-            for i in range(n):
-                if chat:
-                    yield sse(chunk({"role": "assistant"}, index=i))
-            for start in range(0, max(map(len, texts)), 3):
+            try:
                 for i in range(n):
-                    piece = texts[i][start : start + 3]
-                    if not piece:
-                        continue
                     if chat:
-                        yield sse(chunk({"content": piece}, index=i))
+                        yield sse(chunk({"role": "assistant"}, index=i))
+                for start in range(0, max(map(len, texts)), 3):
+                    for i in range(n):
+                        piece = texts[i][start : start + 3]
+                        if not piece:
+                            continue
+                        if chat:
+                            yield sse(chunk({"content": piece}, index=i))
+                        else:
+                            yield sse(text_chunk(piece, i, None))
+                for i in range(n):
+                    if chat:
+                        yield sse(chunk({}, index=i, finish="stop"))
                     else:
-                        yield sse(text_chunk(piece, i, None))
-            for i in range(n):
-                if chat:
-                    yield sse(chunk({}, index=i, finish="stop"))
-                else:
-                    yield sse(text_chunk("", i, "stop"))
-            yield sse("[DONE]")
+                        yield sse(text_chunk("", i, "stop"))
+                yield sse("[DONE]")
+            finally:
+                self.stream_closed = True
 
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=frames())
+        headers = {"content-type": "text/event-stream"}
+        return httpx.Response(200, headers=headers, stream=ClosingStream(frames()))
+
+    def _delta_answer(self, model: str, body: dict[str, Any]) -> httpx.Response:
+        """ "thinker": the user's text as reasoning, then a fixed answer; "tool-echo": the user's text as a
+        tool call's arguments. Streamed in one chunk per field when asked."""
+        said = body["messages"][-1]["content"]
+        if model == "thinker":
+            message: dict[str, Any] = {"reasoning_content": said, "content": THINKER_ANSWER}
+            finish = "stop"
+        else:
+            call = {"id": "call_1", "type": "function", "function": {"name": "say", "arguments": said}}
+            message, finish = {"content": None, "tool_calls": [call]}, "tool_calls"
+        if not body.get("stream"):
+            answer = completion("", model=model)
+            answer["choices"][0].update(message={"role": "assistant", **message}, finish_reason=finish)
+            return httpx.Response(200, json=answer)
+        deltas = [{"role": "assistant"}]
+        if model == "thinker":
+            deltas += [{"reasoning_content": said}, {"content": THINKER_ANSWER}]
+        else:
+            deltas.append({"tool_calls": [{"index": 0, **message["tool_calls"][0]}]})
+        frames = [sse(chunk(d)) for d in deltas] + [sse(chunk({}, finish=finish)), sse("[DONE]")]
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=b"".join(frames))
 
     async def _stream(self, model: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
         try:

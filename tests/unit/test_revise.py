@@ -1,5 +1,6 @@
 """The ``revise`` action on whole answers, with a scripted critic (``tests.support.fake_upstream``): the
-answer critiqued and revised, the revision checked again, the fallbacks, the report, the AI feedback."""
+answer critiqued and revised, the revision checked again, the fallbacks, the report, the AI feedback.
+Streams: ``test_revise_stream``."""
 
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from guards.policy import (
 from tests.support.fake_guards import EmailGuard, WordGuard
 from tests.support.fake_upstream import DEFAULT_REVISION
 from tests.support.revise_gateway import GUARDS, book, choice_report, gateway, revise
-from tests.support.sse import sse_events
 
 # --- a revision that passes ----------------------------------------------------------------------
 
@@ -164,23 +164,6 @@ async def test_a_block_by_another_rule_wins_over_revise_and_asks_no_critic() -> 
         assert gw.critic_bodies() == []
     assert choice_report(response)["decision"] == "block"
     assert "revised" not in choice_report(response)
-
-
-async def test_a_streamed_answer_is_not_revised_and_its_fallback_applies() -> None:
-    async with gateway(book(revise())) as gw:
-        response = await gw.chat("you BADWORD, streamed", stream=True)
-        assert gw.critic_bodies() == []
-    events = sse_events(response.text)[:-1]  # less [DONE]
-    finishes = [c["finish_reason"] for e in events for c in e.get("choices", []) if c.get("finish_reason")]
-    assert finishes == ["content_filter"]
-    report = events[-1]["guardrails"]["output"][0]
-    assert report["revised"] is False
-    assert report["revision"] == {
-        "rounds": [],
-        "fallback": "block",
-        "reason": "streamed answers are not revised: the rule's fallback applied",
-        "latency_ms": 0.0,
-    }
 
 
 # --- AI feedback ---------------------------------------------------------------------------------
