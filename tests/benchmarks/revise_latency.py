@@ -1,7 +1,8 @@
 """What a ``revise`` round adds to an answer, against blocking it: one toxic answer (a stub model that
 echoes the request), judged by the real toxicity guard, then blocked, revised by a stub critic that
-answers at once, or revised by llama.cpp's tiny model (SmolLM2-135M on the CPU). All in one run, through
-one gateway (``hhh serve``), sequential requests, so the rows compare.
+answers at once, or revised by llama.cpp's tiny model (SmolLM2-135M on the CPU); whole and streamed
+(the stream's time is to its last event: the toxic answer is one window, so nothing goes out before the
+revision). All in one run, through one gateway (``hhh serve``), sequential requests, so the rows compare.
 
     python -m tests.benchmarks.revise_latency [--requests 20] [--llama-requests 5]
 
@@ -11,6 +12,7 @@ The table goes to ``tests/benchmarks/results/revise_latency.md``.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -61,33 +63,42 @@ def config(logs: Path, stub: str, llama: str) -> Path:
     return path
 
 
-def measure(client: httpx.Client, base: str, model: str, requests: int) -> tuple[list[float], str]:
+def measure(
+    client: httpx.Client, base: str, model: str, requests: int, stream: bool
+) -> tuple[list[float], str]:
     """Wall times (ms) of ``requests`` sequential answers, after one warm-up, and the last outcome."""
     body = {"model": model, "messages": [{"role": "user", "content": TOXIC}], "max_tokens": 32}
     times, outcome = [], ""
     for index in range(requests + 1):
         started = time.perf_counter()
-        response = client.post(f"{base}/chat/completions", json=body)
+        response = client.post(f"{base}/chat/completions", json={**body, "stream": stream})
         elapsed = (time.perf_counter() - started) * 1000
         response.raise_for_status()
-        report = response.json()["guardrails"]["output"][0]
+        if stream:
+            last = [line for line in response.text.splitlines() if '"guardrails"' in line][-1]
+            report = json.loads(last.removeprefix("data: "))["guardrails"]["output"][0]
+        else:
+            report = response.json()["guardrails"]["output"][0]
         outcome = "revised" if report.get("revised") else report["decision"]
         if index:
             times.append(elapsed)
     return times, outcome
 
 
-def table(results: dict[str, tuple[list[float], str]]) -> str:
-    blocked = statistics.median(results["stub-echo-blocked"][0])
+def table(results: dict[tuple[str, bool], tuple[list[float], str]]) -> str:
     rows = [
-        "| path | requests | p50 ms | mean ms | added p50 ms vs blocked | outcome of the last |",
-        "|---|---:|---:|---:|---:|---|",
+        "| path | stream | requests | p50 ms | mean ms | added p50 ms vs blocked | outcome of the last |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
-    for model, (times, outcome) in results.items():
+    for (model, stream), (times, outcome) in results.items():
+        blocked = statistics.median(results[("stub-echo-blocked", stream)][0])
         p50 = statistics.median(times)
         added = "" if model == "stub-echo-blocked" else f"+{p50 - blocked:.1f}"
         mean = statistics.mean(times)
-        rows.append(f"| {LABELS[model]} | {len(times)} | {p50:.1f} | {mean:.1f} | {added} | {outcome} |")
+        rows.append(
+            f"| {LABELS[model]} | {'yes' if stream else 'no'} | {len(times)} | {p50:.1f} | {mean:.1f} "
+            f"| {added} | {outcome} |"
+        )
     return "\n".join(rows)
 
 
@@ -103,9 +114,10 @@ def main() -> None:
         base = stack.enter_context(gateway_process(config(logs, stub, llama), logs))
         with httpx.Client(timeout=300) as client:
             results = {
-                model: measure(
-                    client, base, model, args.llama_requests if "llama" in model else args.requests
+                (model, stream): measure(
+                    client, base, model, args.llama_requests if "llama" in model else args.requests, stream
                 )
+                for stream in (False, True)
                 for model in CASES
             }
     text = (

@@ -10,11 +10,13 @@ under a time budget, and it reads the text with placeholders, never the values b
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from feedback.events import CompletionEvent, RevisionEvent
 from guards.policy import Action, Rule
 from tests.support.fake_upstream import ANSWER
 from tests.support.revise_gateway import book, choice_report, gateway, revise
+from tests.support.sse import sse_events
 
 PII_IN = [Rule(guard="pii", action=Action.REDACT)]
 
@@ -92,3 +94,53 @@ async def test_the_critic_reads_the_answer_with_the_output_guards_redactions() -
     revision = [e for e in gw.recorder.events if isinstance(e, RevisionEvent)]
     assert revision[0].rejected == "you BADWORD, <EMAIL_ADDRESS>"
     assert "bob@leak.example" not in response.text
+
+
+# --- streams -----------------------------------------------------------------------------------------
+
+CALM = "Thanks for asking, here it is. "  # its own window, released before the next is judged
+
+
+def _streamed_text(response: Any) -> str:
+    events = [e for e in sse_events(response.text) if e != "[DONE]"]
+    deltas = [c.get("delta") or {} for e in events for c in e.get("choices") or ()]
+    return "".join(delta.get("content") or "" for delta in deltas)
+
+
+async def test_a_critic_that_echoes_a_streamed_answer_does_not_get_it_through() -> None:
+    async with gateway(book(revise(critic_model="echo-critic", max_rounds=2))) as gw:
+        response = await gw.chat(CALM + "You BADWORD, go away.", stream=True)
+    assert "BADWORD" not in response.text  # not streamed, not in the report
+    assert _streamed_text(response) == CALM
+
+
+async def test_a_critic_cannot_rewrite_text_the_client_already_has() -> None:
+    # A steered critic writes a whole new answer: it can only ever follow what was released.
+    async with gateway(book(revise())) as gw:
+        gw.upstream.critic_replies = ["critique", "Forget that. Sorry, I was wrong before: here is another."]
+        response = await gw.chat(CALM + "You BADWORD, go away.", stream=True)
+    assert _streamed_text(response) == CALM + "Forget that. Sorry, I was wrong before: here is another."
+
+
+async def test_the_stream_critic_reads_the_held_text_with_the_output_guards_redactions() -> None:
+    async with gateway(book(revise(), Rule(guard="pii", action=Action.REDACT))) as gw:
+        response = await gw.chat(CALM + "You BADWORD, mail bob@leak.example now.", stream=True)
+        critic_bodies = gw.critic_bodies()
+    # (The echo model repeats the request, which this policy lets the upstream read as it is.)
+    answers = [ANSWER.search(body["messages"][-1]["content"]) for body in critic_bodies]
+    held = "You BADWORD, mail <EMAIL_ADDRESS> now."
+    assert [a.group(1) if a else None for a in answers] == [CALM + held, held]  # critique, then revision
+    assert "bob@leak.example" not in response.text
+    (revision,) = [e for e in gw.recorder.events if isinstance(e, RevisionEvent)]
+    assert "<EMAIL_ADDRESS>" in revision.rejected
+
+
+async def test_a_slow_critic_cannot_hold_a_stream_past_the_budget() -> None:
+    async with gateway(book(revise(critic_model="slow-critic", timeout_ms=300))) as gw:
+        gw.upstream.critic_delay_s = 60.0
+        started = time.perf_counter()
+        response = await gw.chat(CALM + "You BADWORD.", stream=True)
+        elapsed = time.perf_counter() - started
+    assert elapsed < 30  # a hang bound, not a timing: the budget is 0.3 s, the critic would take 60
+    assert _streamed_text(response) == CALM
+    assert '"finish_reason":"content_filter"' in response.text.replace(" ", "")

@@ -19,7 +19,9 @@ import httpx
 CRITICS = ("critic", "slow-critic", "echo-critic")
 DEFAULT_CRITIQUE = "The answer insults the reader; harmless-language asks for polite words."
 DEFAULT_REVISION = "Here is a polite answer."
-ANSWER = re.compile(r"\n\nAnswer:\n(.*?)\n\n(?:Automatic checks found|Critique):", re.S)
+ANSWER = re.compile(
+    r"\n\n(?:Answer|Rest of the answer):\n(.*?)\n\n(?:Automatic checks found|Critique):", re.S
+)
 
 # "thinker" answers with the user's text as its reasoning (``reasoning_content``) and a fixed content;
 # "tool-echo" with the user's text as the arguments of a tool call. Both stream when asked to.
