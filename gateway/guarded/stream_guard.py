@@ -31,6 +31,7 @@ from gateway.errors import GatewayError
 from gateway.guarded.guardrails import Guardrails, Judged, ResolvedPolicy, fallback_actions
 from gateway.guarded.revision import Revised
 from gateway.guarded.stream_channels import Channel
+from gateway.guarded.stream_chunks import ChunkWriter
 from gateway.guarded.stream_revision import StreamReviser, continuation
 from gateway.guarded.text_slots import call_slots
 from gateway.relay.streaming import Chunk
@@ -92,14 +93,14 @@ class StreamGuard:
         self.buffer = policy.stream.mode is StreamMode.BUFFER or redacts
         self.report = GuardrailsReport(policy=resolved.name, output=[])
         self._choices: dict[int, _Choice] = {}
-        self._template: Chunk = {}
+        self.write = ChunkWriter(self.chat)
 
     async def run(self, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
         held: list[Chunk] = []  # chunks with no choices (usage): they belong after every choice
         failure: GatewayError | None = None
         try:
             async for chunk in chunks:
-                self._template = chunk
+                self.write.template = chunk
                 choices = chunk.get("choices") or []
                 if not choices:
                     held.append(chunk)
@@ -124,7 +125,7 @@ class StreamGuard:
             raise failure
         self.report.output = [self._choice_report(s) for s in sorted(self._choices.values(), key=_index)]
         # The report rides on the usage chunk when there is one: clients read usage from the last chunk.
-        last = held.pop() if held else {**self._shell(), "choices": []}
+        last = held.pop() if held else {**self.write.shell(), "choices": []}
         for chunk in held:
             yield chunk
         yield {**last, "guardrails": self.report}
@@ -148,7 +149,7 @@ class StreamGuard:
     async def _on_choice(self, state: _Choice, choice: dict[str, Any]) -> AsyncIterator[Chunk]:
         texts, passthrough = self._split(state, choice)
         if passthrough:  # role (first chunk), and fields that carry no text
-            yield self._chunk(state.index, passthrough)
+            yield self.write.chunk(state.index, passthrough)
         # Logprobs cover the chunk's text: kept only where that is one text, so they can follow it.
         logprobs = choice.get("logprobs") if len(texts) == 1 else None
         for field, text in texts.items():
@@ -193,7 +194,7 @@ class StreamGuard:
             async for out in self._check(state, channel, window):
                 yield out
         if not self.buffer and not state.done:  # stream_first: out as soon as no window it closed failed
-            yield self._text_chunk(state.index, channel.field, text, logprobs)
+            yield self.write.text(state.index, channel.field, text, logprobs)
 
     async def _flush(self, state: _Choice, channel: Channel) -> AsyncIterator[Chunk]:
         while not state.done and (window := channel.cutter.next_window(final=True)) is not None:
@@ -226,9 +227,9 @@ class StreamGuard:
                 cut, kept_text, spans = _release(window, outcome, cut)
                 logprobs = channel.logprobs.release(cut, spans)
                 if kept_text:
-                    yield self._text_chunk(state.index, channel.field, kept_text, logprobs)
+                    yield self.write.text(state.index, channel.field, kept_text, logprobs)
             state.done = True
-            yield self._refusal(state.index, "The rest of this answer was cut by the gateway's guards.")
+            yield self.write.refusal(state.index, "The rest of this answer was cut by the gateway's guards.")
             return
         release, released_text, spans = _release(window, outcome)
         channel.cutter.commit(window, release)
@@ -236,7 +237,7 @@ class StreamGuard:
             logprobs = channel.logprobs.release(release, spans)
             if released_text:
                 channel.shown.append(released_text)
-                yield self._text_chunk(state.index, channel.field, released_text, logprobs)
+                yield self.write.text(state.index, channel.field, released_text, logprobs)
 
     async def _revise(
         self, state: _Choice, channel: Channel, window: Window, judged: Judged, where: str
@@ -264,7 +265,8 @@ class StreamGuard:
                 state.revision, state.revised, state.done = job.report_of(), True, True
                 channel.logprobs.discard()
                 self.stopping = True  # the upstream's rest of this choice is not wanted
-                return self._continued(state.index, channel.field, rest.text, rest.note, rest.finish_reason)
+                note = rest.note or (self._note(state) if state.annotate else None)
+                return self._continued(state.index, channel.field, rest.text, note, rest.finish_reason)
             reason = "the guards changed the revision in text the client already has"
         state.revision = job.report_of(fallback, reason)
         return self._fallen_back(judged, window, where)
@@ -282,10 +284,8 @@ class StreamGuard:
         return self.guardrails.with_fallback(self.resolved, judged, [window.checked], [where])
 
     def _continued(self, index: int, field: str, text: str, note: str | None, finish: str) -> list[Chunk]:
-        out = [self._text_chunk(index, field, part) for part in (text, note) if part]
-        end = self._chunk(index, {})
-        end["choices"][0]["finish_reason"] = finish
-        return [*out, end]
+        out = [self.write.text(index, field, part) for part in (text, note) if part]
+        return [*out, self.write.finish(index, finish)]
 
     def _judged(self, state: _Choice, judged: Judged) -> Chunk | None:
         """Keep a check's report; a block ends the choice with a refusal chunk (returned)."""
@@ -294,7 +294,7 @@ class StreamGuard:
         if blocked is None:
             return None
         state.done = True
-        return self._refusal(state.index, self.guardrails.refusal(self.resolved, blocked))
+        return self.write.refusal(state.index, self.guardrails.refusal(self.resolved, blocked))
 
     def _is_main(self, channel: Channel) -> bool:
         return channel.field in ("content", "text")
@@ -314,13 +314,13 @@ class StreamGuard:
             if state.done:
                 return
         if state.annotate:
-            note = state.annotation or self.resolved.policy.disclaimer
-            yield self._text_chunk(state.index, "content" if self.chat else "text", note)
+            yield self.write.text(state.index, "content" if self.chat else "text", self._note(state))
         state.done = True
         if announce:
-            finish = self._chunk(state.index, {})
-            finish["choices"][0]["finish_reason"] = finish_reason
-            yield finish
+            yield self.write.finish(state.index, finish_reason)
+
+    def _note(self, state: _Choice) -> str:
+        return state.annotation or self.resolved.policy.disclaimer
 
     def _hold_tool_call(self, state: _Choice, call: dict[str, Any]) -> None:
         held = state.tool_calls.setdefault(call.get("index", 0), {"function": {"arguments": ""}})
@@ -363,33 +363,7 @@ class StreamGuard:
             delta["tool_calls"] = [{"index": i, **c} for i, c in enumerate(calls)]
         if state.function_call is not None:
             delta["function_call"] = state.function_call
-        yield self._chunk(state.index, delta)
-
-    def _shell(self) -> Chunk:
-        return {
-            key: self._template[key] for key in ("id", "object", "created", "model") if key in self._template
-        }
-
-    def _chunk(self, index: int, delta: dict[str, Any], logprobs: dict[str, Any] | None = None) -> Chunk:
-        choice: dict[str, Any] = {"index": index}
-        if self.chat:
-            choice["delta"] = delta
-        else:
-            choice["text"] = delta.get("text", "")
-        if logprobs is not None:
-            choice["logprobs"] = logprobs
-        choice["finish_reason"] = None
-        return {**self._shell(), "choices": [choice]}
-
-    def _text_chunk(self, index: int, field: str, text: str, logprobs: dict[str, Any] | None = None) -> Chunk:
-        return self._chunk(index, {field: text}, logprobs)
-
-    def _refusal(self, index: int, refusal: str) -> Chunk:
-        if self.chat:
-            choice = {"index": index, "delta": {"refusal": refusal}, "finish_reason": "content_filter"}
-        else:
-            choice = {"index": index, "text": "", "finish_reason": "content_filter"}
-        return {**self._shell(), "choices": [choice]}
+        yield self.write.chunk(state.index, delta)
 
 
 def _index(state: _Choice) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from feedback.events import CompletionEvent, RevisionEvent
-from guards.policy import Action, Rule
+from guards.policy import Action, Policy, Rule
 from tests.support.fake_upstream import DEFAULT_REVISION, THINKER_ANSWER
 from tests.support.revise_gateway import book, gateway, revise
 from tests.support.sse import sse_events
@@ -230,3 +230,12 @@ async def test_a_streamed_revision_is_recorded_with_the_answer_so_far_as_rejecte
     assert revision.chosen == CALM + " Kinder words."
     assert revision.request_id == completion.id
     assert completion.choices[0]["message"]["content"] == CALM + " Kinder words."
+
+
+async def test_a_disclaimer_drawn_before_the_revision_still_ends_the_answer() -> None:
+    first = "Mail me at sam@example.org please. "  # its own window: annotated, released
+    async with gateway(book(revise(), Rule(guard="pii", action=Action.ANNOTATE))) as gw:
+        gw.upstream.critic_replies = ["critique", "Kinder words."]
+        streamed = Streamed(await gw.chat(first + "You BADWORD, go.", stream=True))
+    assert streamed.text() == first + "Kinder words." + Policy().disclaimer
+    assert streamed.finishes() == ["stop"]
