@@ -52,6 +52,10 @@ class JudgeContext(msgspec.Struct):
     # a guard judging whole sentences (grounding) must not judge again.
     focus_start: int = 0
     stage: Stage = Stage.OUTPUT  # set by the pipeline
+    # The request as one text (``feedback.preferences.formats.dataset_prompt``), for guards that judge an
+    # answer against what was asked (a reward model), and the model that answered (for their metrics).
+    prompt: str = ""
+    model: str = ""
 
 
 class Verdict(msgspec.Struct):
