@@ -124,7 +124,7 @@ class CompletionService:
     ) -> list[ChoiceReport]:
         """The output guards on a whole answer's choices, applied in place; revised where a revise rule
         fired (before anything is recorded or restored: the critic sees placeholders only)."""
-        judge_context = JudgeContext(sources=list(request.sources))
+        judge_context = request.judge_context()
         answer = request.endpoint.answer
         if self.reviser is None or answer is None:
             return await self._check_choices(request, choices, judge_context)
@@ -161,7 +161,7 @@ class CompletionService:
         self, context: RequestContext, request: GuardedRequest, report: GuardrailsReport, meta: EventMeta
     ) -> Response[Any]:
         stream = await self.proxy.stream(context, request.forward_call())
-        judge_context = JudgeContext(sources=list(request.sources))
+        judge_context = request.judge_context()
         assert request.endpoint.answer is not None  # only completions reach here (see serve)
         field = request.endpoint.answer.stream_field
         reviser = None

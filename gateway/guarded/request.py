@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from feedback.preferences.formats import dataset_prompt, messages_of
 from gateway.errors import InvalidRequest
 from gateway.guarded import guardrails, sources
 from gateway.guarded.endpoints import Endpoint
@@ -16,7 +17,7 @@ from gateway.guarded.sources import request_source_texts, request_sources
 from gateway.guarded.text_slots import is_token_prompt
 from gateway.limits import LimitsSettings, check_input_budget, check_n
 from gateway.relay.proxy import ForwardCall
-from guards.verdict import Source
+from guards.verdict import JudgeContext, Source
 
 # The gateway's own fields: read here, never sent upstream.
 GATEWAY_FIELDS = frozenset({guardrails.REQUEST_FIELD, sources.REQUEST_FIELD})
@@ -53,6 +54,12 @@ class GuardedRequest(msgspec.Struct, frozen=True, kw_only=True):
             if text != slot.text:
                 slot.write(text)
         return msgspec.structs.replace(self.with_body(body), pseudonyms=pseudonyms or None)
+
+    def judge_context(self) -> JudgeContext:
+        """What the output guards may know of this request: its sources, the prompt as one text (as a
+        reward model was trained to read it), the model."""
+        prompt = dataset_prompt(messages_of(self.body))
+        return JudgeContext(sources=list(self.sources), prompt=prompt, model=self.model)
 
     def forward_call(self) -> ForwardCall:
         """The call to the upstream. The one place the body is encoded; the client's bytes go as they
