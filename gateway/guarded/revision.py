@@ -51,7 +51,7 @@ from guards.policy import Action, PolicyBook, PolicyError, Revision, Rule
 from guards.verdict import JudgeContext, Source
 
 _CONTENT = frozenset({"message.content", "text"})  # the one slot a revision replaces
-_SHOWN = frozenset({"pass", "flag", "annotate", "redact"})  # a critique judged so goes in the report
+_REPORTABLE = frozenset({"pass", "flag", "annotate", "redact"})  # a critique judged so goes in the report
 
 Refuse = Callable[[dict[str, Any], str], None]
 
@@ -355,9 +355,10 @@ class Reviser:
             )
         finally:
             entry.latency_ms = _ms(started)
-        shown = critique_judged.outcome.texts[0]
-        if shown.decision in _SHOWN:  # a critique may quote what it criticises: judged like an answer
-            entry.critique = shown.text
+        # A critique may quote what it criticises: it was judged like an answer.
+        critique_as_judged = critique_judged.outcome.texts[0]
+        if critique_as_judged.decision in _REPORTABLE:
+            entry.critique = critique_as_judged.text
         entry.after = decisions(judged.report)
         return judged
 
