@@ -1,7 +1,7 @@
 """What annotators rank and what they answer, whatever tool they rank in: a ``RankingTask`` per prompt (its
 candidates being every choice of the original completion, n>1, of the extra candidates sampled for it,
-and a critic's revision of its answer where one was recorded), built from recorded events, and an
-``AnnotationRecord`` per annotator's ranking of one.
+and both sides of a critic's revision of its answer where one was recorded), built from recorded events,
+and an ``AnnotationRecord`` per annotator's ranking of one.
 
 A ``RankingTask`` keeps everything the export needs: the redacted request, each answer with its model,
 sampling and guard flags."""
@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from feedback.events import CompletionEvent, RevisionEvent
+from feedback.events import ChoiceReport, CompletionEvent, RevisionEvent, RevisionReport, RoundReport
 from feedback.messages import message_text
 
 
@@ -22,7 +22,8 @@ class Candidate(msgspec.Struct, kw_only=True):
     id: str  # "<event id>:<choice index>", unique within the task
     text: str  # what the client received (a refusal for a blocked answer)
     model: str
-    # "answer" (what the client got), "candidate" (sampled afterwards) or "revision" (a critic's rewrite)
+    # "answer" (what the client got), "candidate" (sampled afterwards), "revision" (a critic's rewrite,
+    # served or not) or "original" (an answer a revision replaced: the client never saw it)
     origin: str
     sampling: dict[str, Any] | None = None
     flags: list[str] = []  # "<guard>: <decision>" for every guard that did not pass
@@ -75,12 +76,26 @@ def _answer(choice: dict[str, Any]) -> tuple[str, bool]:
     return str(message.get("content") if "message" in choice else choice.get("text", "")), False
 
 
-def _decisions(event: CompletionEvent, index: int) -> list[tuple[str, str]] | None:
+Decisions = list[tuple[str, str]]  # (guard, decision)
+
+
+def _report(event: CompletionEvent, index: int) -> ChoiceReport | None:
     output = (event.guardrails.output or []) if event.guardrails is not None else []
-    report = next((r for r in output if r.index == index), None)
-    if report is None:
-        return None
-    return [(g.guard, g.decision) for g in report.guards]
+    return next((r for r in output if r.index == index), None)
+
+
+def _served_revision(report: ChoiceReport | None) -> list[RoundReport]:
+    """The rounds of the revision the client got instead of the upstream's answer; empty if it got none."""
+    if report is None or report.revised is not True or not isinstance(report.revision, RevisionReport):
+        return []
+    rounds = report.revision.rounds
+    return rounds if rounds and isinstance(rounds[-1].after, dict) else []
+
+
+def _flags(decisions: Decisions | None) -> list[str]:
+    if decisions is None:
+        return ["no guard report"]
+    return [f"{guard}: {decision}" for guard, decision in decisions if decision != "pass"]
 
 
 def task_key(request_id: str) -> str:
@@ -89,29 +104,43 @@ def task_key(request_id: str) -> str:
 
 
 def _candidates(event: CompletionEvent, origin: str) -> list[Candidate]:
+    """Each choice as the client got it. A choice a ``revise`` rule replaced with a critic's revision is
+    that revision: titled so, with what the guards said of the revision (the report's guards judged the
+    answer it replaced)."""
     found = []
     for choice in event.choices:
         index = choice.get("index", 0)
         text, blocked = _answer(choice)
-        decisions = _decisions(event, index)
-        flags = (
-            ["no guard report"]
-            if decisions is None
-            else [f"{guard}: {decision}" for guard, decision in decisions if decision != "pass"]
-        )
+        report = _report(event, index)
+        decisions = None if report is None else [(g.guard, g.decision) for g in report.guards]
+        kind, model, sampling = origin, event.model, event.sampling
+        if rounds := _served_revision(report):
+            last = rounds[-1]
+            decisions = list(last.after.items()) if isinstance(last.after, dict) else None
+            kind, model, sampling = "revision", last.critic_model, {"critic": last.critic_model}
         found.append(
             Candidate(
                 id=f"{event.id}:{index}",
                 text=text,
-                model=event.model,
-                origin=origin,
-                sampling=event.sampling,
-                flags=flags,
+                model=model,
+                origin=kind,
+                sampling=sampling,
+                flags=_flags(decisions),
                 blocked=blocked or any(d == "block" for _, d in decisions or []),
                 redacted=any(d == "redact" for _, d in decisions or []),
                 finish_reason=choice.get("finish_reason"),
             )
         )
+    return found
+
+
+def _replaced(events: Sequence[CompletionEvent]) -> dict[str, Decisions]:
+    """What the guards said of each answer a served revision replaced, by the text the client got."""
+    found = {}
+    for event in events:
+        for choice in event.choices:
+            if rounds := _served_revision(_report(event, choice.get("index", 0))):
+                found[_answer(choice)[0]] = list(rounds[0].before.items())
     return found
 
 
@@ -126,15 +155,34 @@ def revision_candidate(revision: RevisionEvent) -> Candidate:
     )  # fmt: skip
 
 
-def _revision_candidates(revisions: Sequence[RevisionEvent], items: list[Candidate]) -> list[Candidate]:
-    """Revisions next to the answers, so people can check the AI's preference; a revision whose text is
-    already a candidate (the client got it) is not shown twice."""
+def _replaced_candidate(revision: RevisionEvent, decisions: Decisions | None) -> Candidate:
+    """The answer a revision replaced (``rejected``) as a candidate, with the guards' ``decisions`` on it
+    where known. The client never saw it when a ``revise`` rule served the revision; people ranking it next
+    to the revision is what checks the AI's preference."""
+    flags = _flags(decisions)
+    if revision.partial:
+        flags.append("cut short (the stream was stopped here to revise it)")
+    return Candidate(
+        id=f"{revision.id}:original", text=revision.rejected, model=revision.model, origin="original",
+        flags=flags, redacted=any(d == "redact" for _, d in decisions or []),
+    )  # fmt: skip
+
+
+def _revision_candidates(
+    revisions: Sequence[RevisionEvent], items: list[Candidate], replaced: dict[str, Decisions]
+) -> list[Candidate]:
+    """Both sides of every revision next to the answers, so people can check the AI's preference: the
+    revision, unless it is already a candidate (the client got it), and the answer it replaced, unless it
+    is (an offline revision of a recorded answer). No text is shown twice."""
     seen = {item.text for item in items}
     found = []
     for revision in revisions:
         if revision.chosen not in seen:
             seen.add(revision.chosen)
             found.append(revision_candidate(revision))
+        if revision.rejected not in seen:
+            seen.add(revision.rejected)
+            found.append(_replaced_candidate(revision, replaced.get(revision.chosen)))
     return found
 
 
@@ -146,7 +194,7 @@ def ranking_task(
     """The task for one prompt, or None when there are fewer than two whole answers to rank. An answer
     whose stream ended early (client gone, upstream failed) is not ranked: it was never finished. Without
     the original (it may be lost, or not recorded yet) the sampled candidates can still be ranked. A
-    recorded revision of the answer (``revisions``) is one more candidate."""
+    recorded revision of the answer (``revisions``) adds what of its two sides is not a candidate yet."""
     head = original or (candidates[0] if candidates else None)
     if head is None:
         return None
@@ -155,7 +203,8 @@ def ranking_task(
         if event.complete:
             items += _candidates(event, "candidate")
     if items:
-        items += _revision_candidates(revisions, items)
+        judged = [e for e in (original, *candidates) if e is not None and e.complete]
+        items += _revision_candidates(revisions, items, _replaced(judged))
     if len(items) < 2:
         return None
     request_id = head.candidate_of or head.id

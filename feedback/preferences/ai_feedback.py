@@ -11,7 +11,7 @@ Three sources, selected by name (``--sources``), never mixed without saying so:
 ``rankings`` and ``feedback``, the names of the first two before AI feedback existed, still work.
 
 **Agreement between AI feedback and people.** A revision can be ranked by people next to the answer it
-replaced (it goes to Label Studio as one more candidate). For every such task, each annotator's ranking
+replaced (both go to Label Studio in the prompt's task). For every such task, each annotator's ranking
 of the two answers is one judgement: it *agrees* when it puts the AI's ``chosen`` above its ``rejected``,
 *disagrees* when below; a tie counts as neither agreeing nor disagreeing but is in the total. The rate is
 agreements over all judgements.

@@ -16,12 +16,14 @@ import redis.asyncio
 
 from feedback.collector import EventCollector
 from feedback.events import CompletionEvent, RevisionEvent, encode_event
+from feedback.labelstudio.tasks import labelstudio_data
 from feedback.preferences.ai_feedback import canonical_sources
 from feedback.preferences.export import ExportOptions, gather
 from feedback.preferences.writer import write_dataset
 from feedback.ranking import AnnotationRecord, ranking_task
 from feedback.store import FeedbackStore
 from tests.support.redis_server import redis_server
+from tests.support.revise_gateway import book, gateway, revise
 
 REQUEST = {"messages": [{"role": "user", "content": "Tell me what you think of my essay."}]}
 
@@ -108,10 +110,57 @@ async def test_a_revision_is_one_more_candidate_for_annotators(store: FeedbackSt
         ("revision", "Your essay needs work 1."),
     ]
     assert task.candidates[1].flags == ["not checked by the guards (offline revision)"]
-    # The client got the revision (a revise rule served it): it is not shown twice.
+    # The client got the revision: it is not shown twice, and the answer it replaced is shown instead.
     served = _completion("req-2", ["Your essay needs work 1.", "Another answer."])
-    assert ranking_task(served, [], [revision]) is not None
-    assert len(ranking_task(served, [], [revision]).candidates) == 2  # type: ignore[union-attr]
+    task = ranking_task(served, [], [revision])
+    assert task is not None
+    assert [(c.id, c.origin, c.text) for c in task.candidates] == [
+        ("req-2:0", "answer", "Your essay needs work 1."),
+        ("req-2:1", "answer", "Another answer."),
+        ("rev-1:original", "original", "Your essay is garbage 1."),
+    ]
+    # A stream's revision replaced the answer only up to where the stream was stopped: annotators are told.
+    cut = ranking_task(served, [], [_revision(1, partial=True)])
+    assert cut is not None
+    assert cut.candidates[2].flags == [
+        "no guard report",
+        "cut short (the stream was stopped here to revise it)",
+    ]
+
+
+async def test_a_served_revision_is_ranked_next_to_the_answer_it_replaced(store: FeedbackStore) -> None:
+    """As the gateway records a ``revise`` rule's work: the completion holds the revision the client got,
+    the revision event the answer it replaced. Both sides go to annotators, so their ranking is measured
+    against the AI's; without the replaced answer the card could only ever say "no overlap"."""
+    async with gateway(book(revise())) as gw:
+        gw.upstream.critic_replies = ["It insults the reader.", "Your essay needs work."]
+        response = await gw.chat("A fine essay.||you BADWORD, your essay is garbage", n=2)
+    assert response.status_code == 200
+    [revision] = [e for e in gw.recorder.events if isinstance(e, RevisionEvent)]
+    [completion] = [e for e in gw.recorder.events if isinstance(e, CompletionEvent)]
+    await store.add_completion(completion, encode_event(completion), 0)
+    await store.add_revision(revision, encode_event(revision))
+    found = await store.candidate_set(completion.id)
+    task = ranking_task(found.original, found.candidates, found.revisions)
+    assert task is not None
+    shown = [(c["id"], c["title"], c["body"]) for c in labelstudio_data(task)["completions"]]
+    assert shown == [
+        (f"{completion.id}:0", "answer - all guards passed", "A fine essay."),
+        # What the client got is the critic's revision, and the guards passed it.
+        (f"{completion.id}:1", "revision (critic=critic) - all guards passed", "Your essay needs work."),
+        (f"{revision.id}:original", "original - toxicity: revise", "you BADWORD, your essay is garbage"),
+    ]
+    assert task.candidates[1].model == "critic"
+    ids = [c.id for c in task.candidates]
+    await store.record_pushed(1, [(task, 1)])
+    await store.save_annotation(AnnotationRecord(
+        task_key=task.task_key, annotation_id=1, ls_task_id=1, project=1, annotator="ann",
+        places=[[ids[0]], [ids[1]], [ids[2]]], created_at="t", updated_at="t",
+    ))  # fmt: skip
+    both = await gather(store, ExportOptions(sources=("human", "ai-feedback"), test_fraction=0.0))
+    agreement = both.ai_agreement
+    assert agreement is not None
+    assert (agreement.ai_pairs, agreement.judgements, agreement.agree, agreement.disagree) == (1, 1, 1, 0)
 
 
 def test_sources_have_their_old_names_and_unknown_ones_are_named() -> None:
