@@ -66,12 +66,12 @@ async def sdk_stream(body: bytes, **create: Any) -> tuple[list[SdkStreamEvent[An
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
 
     events: list[SdkStreamEvent[Any]] = []
-    async with _client(handler) as client:
-        async with client.responses.stream(**{"model": "m", "input": "hi", **create}) as stream:
-            async for event in stream:
-                events.append(event)
-            try:
-                final: Any = await stream.get_final_response()
-            except RuntimeError as exc:  # no response.completed: the SDK says so
-                final = exc
+    client = _client(handler)
+    async with client, client.responses.stream(**{"model": "m", "input": "hi", **create}) as stream:
+        async for event in stream:
+            events.append(event)
+        try:
+            final: Any = await stream.get_final_response()
+        except RuntimeError as exc:  # no response.completed: the SDK says so
+            final = exc
     return events, final
