@@ -280,3 +280,35 @@ async def test_the_sdk_client_reads_the_response() -> None:
     assert typed.usage.total_tokens == 17
     assert typed.model_extra is not None
     assert typed.model_extra["guardrails"]["policy"] == "default"
+
+
+ECHOED = [
+    {"tool_choice": "required"},
+    {"tool_choice": {"type": "function", "name": "weather"}},
+    {
+        "tool_choice": {
+            "type": "allowed_tools",
+            "mode": "auto",
+            "tools": [{"type": "function", "name": "weather"}],
+        }
+    },
+    {"text": {"format": {"type": "json_object"}, "verbosity": "high"}},
+    {
+        "text": {
+            "format": {"type": "json_schema", "name": "n", "schema": {}, "description": "d", "strict": True}
+        }
+    },
+    {"reasoning": {"effort": "minimal", "summary": "auto"}},
+    {"parallel_tool_calls": False, "max_tool_calls": 2, "safety_identifier": "s", "prompt_cache_key": "k"},
+    {"instructions": None, "metadata": None, "tools": None},
+]
+
+
+@pytest.mark.parametrize("fields", ECHOED)
+def test_every_repeated_setting_is_valid_for_the_sdk(fields: dict[str, Any]) -> None:
+    tools = [{"type": "function", "name": "weather", "parameters": {"type": "object"}, "strict": True}]
+    request = translate_request({"model": "m", "input": "Hi", "tools": tools, **fields})
+    typed = validate_response(translated(completion({"content": "x"}), request))
+    for key, value in fields.items():
+        if value is not None and key != "reasoning":
+            assert typed.model_dump(mode="json", exclude_none=True, by_alias=True)[key] == value
