@@ -28,6 +28,21 @@ _KINDS: dict[type, str] = {
 }
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """A client's value as an error message quotes it: ``repr``, cut short, so a huge value is not echoed.
+
+    >>> shown("x" * 100)
+    "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…"
+    """
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def name_shown(name: str, limit: int = 60) -> str:
+    """A client's key or type name inside a ``param`` path, cut short likewise."""
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
 def kind(value: Any) -> str:
     """A JSON value's kind, as an error message names it."""
     return _KINDS.get(type(value), type(value).__name__)
@@ -109,7 +124,7 @@ def one_of(value: Any, param: str, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in allowed:
         listed = ", ".join(f"'{choice}'" for choice in allowed)
         raise InvalidRequest(
-            f"Invalid value for '{param}': expected one of {listed}; got {value!r}.",
+            f"Invalid value for '{param}': expected one of {listed}; got {shown(value)}.",
             param=param,
             code="invalid_value",
         )

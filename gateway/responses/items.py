@@ -29,6 +29,7 @@ from gateway.responses.checks import (
     expect_object,
     expect_string,
     one_of,
+    shown,
     unsupported,
 )
 
@@ -147,7 +148,7 @@ def _item(
     if isinstance(kind, str) and kind in _HOSTED_ITEMS:
         raise unsupported(f"{where}.type", f"'{kind}' items: {_HOSTED_ITEMS[kind]}.", "unsupported_value")
     raise InvalidRequest(
-        f"Invalid value for '{where}.type': {kind!r} is not an input item type this gateway translates "
+        f"Invalid value for '{where}.type': {shown(kind)} is not an input item type this gateway translates "
         "(message, function_call, function_call_output, reasoning).",
         param=f"{where}.type",
         code="invalid_value",
@@ -200,7 +201,7 @@ def _part(part: Any, role: str, where: str) -> dict[str, Any]:
             code="invalid_value",
         )
     raise InvalidRequest(
-        f"Invalid value for '{where}.type': {kind!r} is not a content part type this gateway translates "
+        f"Invalid value for '{where}.type': {shown(kind)} is not a content part type this gateway translates "
         "(input_text, output_text, refusal, input_image).",
         param=f"{where}.type",
         code="invalid_value",

@@ -43,11 +43,13 @@ from gateway.responses.checks import (
     expect_name,
     expect_object,
     expect_string,
+    name_shown,
     one_of,
     optional_bool,
     optional_count,
     optional_number,
     optional_string,
+    shown,
     unsupported,
 )
 from gateway.responses.items import Placement, chat_messages
@@ -166,7 +168,8 @@ def _refuse_fields(present: dict[str, Any]) -> None:
         if key in _NOT_RESPONSES:
             raise unsupported(key, _NOT_RESPONSES[key])
         if key not in FIELDS and key not in GATEWAY_FIELDS:
-            raise InvalidRequest(f"Unknown parameter: '{key}'.", param=key, code="unknown_parameter")
+            named = name_shown(key)
+            raise InvalidRequest(f"Unknown parameter: '{named}'.", param=named, code="unknown_parameter")
         if key in _REFUSED:
             raise unsupported(key, _REFUSED[key])
     if optional_bool(present.get("store"), "store"):
@@ -222,17 +225,18 @@ def _function_tool(tool: Any, where: str) -> dict[str, Any]:
     tool = expect_object(tool, where)
     kind = tool.get("type")
     if kind != "function":
-        if not isinstance(kind, str):
-            raise InvalidRequest(f"Missing required parameter: '{where}.type'.", param=f"{where}.type")
+        expect_name(kind, f"{where}.type")
         raise unsupported(
             f"{where}.type",
-            f"'{kind}' tools are served only by an upstream with its own /v1/responses; function tools are "
-            "translated to chat completions.",
+            f"{shown(kind)} tools are served only by an upstream with its own /v1/responses; function "
+            "tools are translated to chat completions.",
             "unsupported_value",
         )
     for key, value in tool.items():
         if key not in _FUNCTION_TOOL_KEYS and value not in (None, False, ["direct"]):
-            raise unsupported(f"{where}.{key}", "chat completions' function tools have no such setting.")
+            raise unsupported(
+                f"{where}.{name_shown(key)}", "chat completions' function tools have no such setting."
+            )
     parameters = tool.get("parameters")
     return {
         "type": "function",
@@ -271,7 +275,7 @@ def _tool_choice(value: Any, names: set[str]) -> tuple[str | dict[str, Any] | No
         return mode, allowed
     raise unsupported(
         "tool_choice.type",
-        f"{kind!r}: only none, auto, required, a function and allowed_tools are translated.",
+        f"{shown(kind)}: only none, auto, required, a function and allowed_tools are translated.",
         "unsupported_value",
     )
 
@@ -280,7 +284,7 @@ def _named(choice: dict[str, Any], where: str, names: set[str]) -> str:
     name = expect_name(choice.get("name"), f"{where}.name")
     if name not in names:
         raise InvalidRequest(
-            f"Invalid value for '{where}.name': no function tool named {name!r} is in 'tools'.",
+            f"Invalid value for '{where}.name': no function tool named {shown(name)} is in 'tools'.",
             param=f"{where}.name",
             code="invalid_value",
         )

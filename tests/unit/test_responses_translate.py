@@ -796,3 +796,26 @@ def test_every_guard_slot_names_the_parameter_it_came_from() -> None:
 
 def test_a_string_input_is_named_input() -> None:
     assert translate(input="Hi").param_of("messages[0].content") == "input"
+
+
+HUGE = "x" * 100_000
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"model": "m", "input": "Hi", HUGE: 1},
+        {"model": "m", "input": [{"type": HUGE}]},
+        {"model": "m", "input": [{"role": "user", "content": [{"type": HUGE}]}]},
+        {"model": "m", "input": [{"role": HUGE, "content": "x"}]},
+        {"model": "m", "input": "Hi", "tools": [{"type": HUGE}]},
+        {"model": "m", "input": "Hi", "tools": [{"type": "function", "name": "f", HUGE: True}]},
+        {"model": "m", "input": "Hi", "tool_choice": HUGE},
+        {"model": "m", "input": "Hi", "tool_choice": {"type": HUGE}},
+        {"model": "m", "input": "Hi", "tools": TOOLS, "tool_choice": {"type": "function", "name": HUGE}},
+    ],
+)
+def test_a_huge_value_is_not_echoed_back_in_the_error(raw: dict[str, Any]) -> None:
+    envelope = refusal(raw).envelope()["error"]
+    assert len(envelope["message"]) < 600
+    assert envelope["param"] is None or len(envelope["param"]) < 100
