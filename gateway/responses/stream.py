@@ -108,6 +108,8 @@ class ResponseEvents:
         self.output: list[dict[str, Any] | None] = []  # whole items by output_index; None while open
         self.text: _TextItem | None = None  # the message or reasoning item now streaming
         self.calls: dict[Any, _CallItem] = {}  # open function calls by chat tool-call index
+        # Some servers send the reasoning under both names: the first one seen is the reasoning.
+        self.reasoning_key: str | None = None
         self.finish_reason: str | None = None
         self.finished = False  # choice 0 has ended
         self.usage: Any = None
@@ -120,9 +122,8 @@ class ResponseEvents:
         return event
 
     def start(self) -> list[Event]:
-        snapshot = self._response("in_progress", [])
         return [
-            self.event("response.created", response=snapshot),
+            self.event("response.created", response=self._response("in_progress", [])),
             self.event("response.in_progress", response=self._response("in_progress", [])),
         ]
 
@@ -189,7 +190,9 @@ class ResponseEvents:
         delta = choice.get("delta")
         if isinstance(delta, dict):
             for key in _REASONING_KEYS:
-                events += self._text_delta("reasoning", "reasoning_text", delta.get(key))
+                if self.reasoning_key in (None, key) and isinstance(delta.get(key), str) and delta[key]:
+                    self.reasoning_key = key
+                    events += self._text_delta("reasoning", "reasoning_text", delta[key])
             events += self._text_delta("message", "output_text", delta.get("content"))
             events += self._text_delta("message", "refusal", delta.get("refusal"))
             calls = delta.get("tool_calls")

@@ -302,6 +302,22 @@ async def test_reasoning_then_text() -> None:
     assert response.output_text == "4"
 
 
+async def test_reasoning_sent_under_both_names_is_not_doubled() -> None:
+    events = await events_of(
+        [
+            chunk({"reasoning_content": "2+2", "reasoning": "2+2"}),
+            chunk({"reasoning": " is 4"}),
+            chunk({"reasoning_content": " is 4"}),
+            chunk({"content": "4"}),
+            chunk(finish="stop"),
+        ]
+    )
+    reasoning = final(events).output[0]
+    assert reasoning.type == "reasoning"
+    assert reasoning.content is not None
+    assert [part.text for part in reasoning.content] == ["2+2 is 4"]
+
+
 @pytest.mark.parametrize(
     "chunks",
     [
