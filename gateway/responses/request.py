@@ -4,7 +4,8 @@ Every field of the SDK's ``ResponseCreateParams`` has a fate (``FIELDS``; the RE
 
 - **translated** into the chat body: ``model``; ``instructions`` (a ``system`` message, first); ``input`` (a
   string is one user message; items: see ``gateway.responses.items``); function ``tools`` (flat in the
-  Responses API, nested under ``function`` in chat); ``tool_choice`` (``allowed_tools`` keeps only the
+  Responses API, nested under ``function`` in chat; ``strict`` only when given, since the two APIs'
+  defaults differ and few chat servers enforce it); ``tool_choice`` (``allowed_tools`` keeps only the
   allowed tools and their mode); ``max_output_tokens`` → ``max_tokens`` (the name every chat server takes);
   ``temperature``; ``top_p``; ``stream`` (with ``stream_options.include_usage``, so the final event has the
   usage); ``parallel_tool_calls``; ``user``; ``text.format`` → ``response_format``; ``text.verbosity`` →
@@ -266,6 +267,10 @@ def _tool_choice(value: Any, names: set[str]) -> tuple[str | dict[str, Any] | No
     if kind == "allowed_tools":  # only the allowed tools are sent: every chat server understands that
         mode = one_of(choice.get("mode"), "tool_choice.mode", ("auto", "required"))
         listed = expect_list(choice.get("tools"), "tool_choice.tools")
+        if not listed:
+            raise InvalidRequest(
+                "Invalid value for 'tool_choice.tools': it must not be empty.", param="tool_choice.tools"
+            )
         allowed = set()
         for index, tool in enumerate(listed):
             where = f"tool_choice.tools[{index}]"

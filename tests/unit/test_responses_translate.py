@@ -520,6 +520,7 @@ def test_malformed_function_tools(tool: Any, param: str) -> None:
             "tool_choice.tools[0].name",
         ),
         ({"type": "allowed_tools", "mode": "auto", "tools": "a"}, "tool_choice.tools"),
+        ({"type": "allowed_tools", "mode": "auto", "tools": []}, "tool_choice.tools"),
         (5, "tool_choice"),
     ],
 )
