@@ -31,8 +31,8 @@ _KINDS: dict[type, str] = {
 def shown(value: Any, limit: int = 60) -> str:
     """A client's value as an error message quotes it: ``repr``, cut short, so a huge value is not echoed.
 
-    >>> shown("x" * 100)
-    "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…"
+    >>> shown("x" * 100, limit=8), shown("short")
+    ("'xxxxxx…", "'short'")
     """
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
