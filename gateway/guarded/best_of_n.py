@@ -275,17 +275,16 @@ def _estimated_usage(prompt_chars: int, judgements: Sequence[ChoiceJudgement]) -
             "estimated": True}  # fmt: skip
 
 
-def candidate_events(
-    meta: EventMeta, request: GuardedRequest, picked: Picked, completion_id: str
-) -> list[CompletionEvent]:
+def candidate_events(meta: EventMeta, request: GuardedRequest, picked: Picked) -> list[CompletionEvent]:
     """The candidates that lost, one event each, as candidates of the original (``meta``'s event): so
-    ranking tasks show every answer drawn, with its reward (never shown to annotators)."""
+    ranking tasks show every answer drawn, with its reward (never shown to annotators). They carry no
+    completion id: the client never saw them, so no feedback may name them (the upstream's id is the
+    answer's, whose feedback must find the original)."""
     settings = request.policy.policy.best_of_n
     assert settings is not None
     events = []
     for number, (choice, report, reward) in enumerate(picked.losers):
         body = {
-            "id": completion_id,
             "choices": [{**choice, "index": 0}],
             "guardrails": GuardrailsReport(
                 policy=request.policy.name, output=[msgspec.structs.replace(report, index=0)]

@@ -172,7 +172,7 @@ class CompletionService:
         report.output = picked.reports
         body = {**picked.body, "guardrails": report}
         if self.recorder is not None:  # with the placeholders, never their values; the losers as candidates
-            losers = candidate_events(meta, request, picked, str(body.get("id", "")))
+            losers = candidate_events(meta, request, picked)
             meta.candidates_requested += len(losers)
             event = event_from_response(meta, request.body, body, _timings(context))
             event.best_of_n = picked.record

@@ -294,6 +294,7 @@ async def test_every_answer_drawn_is_recorded_with_its_reward_and_ranked_blind()
     original, *candidates = decoded([original, *candidates])  # as the store reads them back
     assert original.choices[0]["message"]["content"] == POLITE
     assert original.candidates_requested == 3
+    assert original.completion_id == "chatcmpl-fake"
     assert original.best_of_n is not msgspec.UNSET
     assert (original.best_of_n.chosen, original.best_of_n.rewards) == (True, {0: 3.0})
     assert original.best_of_n.reward_model == "politeness-rm"
@@ -305,6 +306,7 @@ async def test_every_answer_drawn_is_recorded_with_its_reward_and_ranked_blind()
         assert (event.best_of_n.chosen, event.best_of_n.rewards) == (False, reward)
         assert event.sampling == {"best_of_n": 4, "temperature": 0.8}
         assert event.request == original.request
+        assert event.completion_id == ""  # never seen by the client: feedback by id finds the original
     # The blocked one is recorded as the client would have seen it.
     assert "BADWORD" not in str(msgspec.json.encode(by_text["[blocked]"]))
 
