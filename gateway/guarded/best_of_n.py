@@ -56,6 +56,7 @@ from guards.policy import Action, BestOfN
 log = logging.getLogger("hhh.best_of_n")
 
 _CONTENT = frozenset({"message.content", "text"})  # what a reward model reads of a choice
+_NOT_DRAWN = frozenset({"stream_options", "best_of"})  # fields of the client's body not sent to draw
 NO_CRITIC = "no critic is configured here: the rule's fallback applied"
 NOT_CHOSEN = "a best-of-n candidate that was not chosen is not revised: the rule's fallback applied"
 BELOW_MIN_REWARD = "reward {reward} below the policy's min_reward {min_reward}"
@@ -80,9 +81,10 @@ class Picked(msgspec.Struct):
 
 def drawn_request(request: GuardedRequest, settings: BestOfN) -> GuardedRequest:
     """The request as the upstream is asked it: whole, ``n x best_of_n.n`` answers, the policy's
-    temperature (the client's would let it draw n answers alike)."""
+    temperature (the client's would let it draw n answers alike). A legacy ``best_of`` goes: the gateway
+    picks here, and an upstream refuses ``best_of`` below ``n``."""
     total = request.n * settings.n
-    body = {key: value for key, value in request.body.items() if key != "stream_options"}
+    body = {key: value for key, value in request.body.items() if key not in _NOT_DRAWN}
     body.update(n=total, temperature=settings.temperature, stream=False)
     return msgspec.structs.replace(request.with_body(body), stream=False, n=total, include_usage=False)
 

@@ -205,8 +205,28 @@ def _make_handler(state: StubState) -> type[BaseHTTPRequestHandler]:
                 for i, t in enumerate(texts)
             ]
             usage = {"prompt_tokens": 9, "completion_tokens": 12 * n, "total_tokens": 9 + 12 * n}
+            if body.get("stream"):  # streamed by words, choice after choice (a plain guarded stream)
+                self._stream_texts(texts)
+                return
             self._json(200, {"id": "chatcmpl-bon", "object": "chat.completion", "created": 1,
                              "model": body["model"], "choices": choices, "usage": usage})  # fmt: skip
+
+        def _stream_texts(self, texts: list[str]) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            for index, text in enumerate(texts):
+                for word in text.split(" "):
+                    chunk = _chunk(word + " ")
+                    chunk["choices"][0]["index"] = index
+                    self._event(chunk)
+                done = _chunk("")
+                done["choices"][0].update(index=index, delta={}, finish_reason="stop")
+                self._event(done)
+            frame = b"data: [DONE]\n\n"
+            self.wfile.write(f"{len(frame):x}\r\n".encode() + frame + b"\r\n0\r\n\r\n")
+            self.wfile.flush()
 
         def _echo(self, body: dict[str, Any]) -> None:
             """Answers with the last message's content: what the upstream was really sent."""

@@ -118,8 +118,11 @@ ECHOED = "Go away.||Sure, glad to help.||BADWORD||Fine."
 
 async def test_legacy_completions_get_best_of_n_too() -> None:
     async with gateway(policy()) as gw:
-        response = await gw.client.post("/v1/completions", json={"model": "echo", "prompt": ECHOED})
+        body = {"model": "echo", "prompt": ECHOED, "best_of": 1}
+        response = await gw.client.post("/v1/completions", json=body)
+        (asked,) = gw.upstream.bodies
     assert response.status_code == 200
+    assert "best_of" not in asked  # the gateway picks; an upstream refuses best_of below n
     (choice,) = response.json()["choices"]
     assert choice == {"index": 0, "text": "Sure, glad to help.", "finish_reason": "stop"}
     best = report_of(response)["best_of_n"]
