@@ -431,7 +431,7 @@ def _tighter_best_of_n(policy: BestOfN | None, ask: RequestBestOfN | None) -> Be
     """The policy's best-of-n with a higher bar or a harsher action, as asked; a request can neither turn
     it on (it multiplies the upstream calls the operator pays for) nor loosen it."""
     key = "guardrails.best_of_n"
-    if ask is None:
+    if ask is None or (ask.min_reward is None and ask.action is None):
         return policy
     if policy is None:
         raise PolicyError(f"{key}: this policy has no best-of-n; a request cannot turn it on")

@@ -86,10 +86,13 @@ async def test_a_request_cannot_turn_best_of_n_on_and_multiply_the_operators_cal
     book = PolicyBook(default=Policy(output=[Rule(guard="toxicity")]))
     async with gateway(book) as gw:
         response = await gw.chat(guardrails={"best_of_n": {"min_reward": 1.0}})
-        asked = gw.upstream.bodies
+        asked = list(gw.upstream.bodies)
+        empty = await gw.chat(guardrails={"best_of_n": {}})  # asks nothing: served as the policy says
     assert response.status_code == 400
     assert "cannot turn it on" in response.json()["error"]["message"]
     assert asked == []
+    assert empty.status_code == 200
+    assert [body.get("n") for body in gw.upstream.bodies] == [None]
 
 
 async def test_the_clients_temperature_cannot_collapse_the_candidates() -> None:
