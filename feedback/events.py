@@ -89,6 +89,27 @@ class RevisionReport(msgspec.Struct, kw_only=True):
     shown_chars: int | UnsetType = UNSET
 
 
+class CandidateReport(msgspec.Struct, kw_only=True):
+    """One of the answers best-of-n drew for a choice."""
+
+    decision: str  # what the output guards decided on it
+    reward: float | UnsetType = UNSET  # absent: not scored (blocked, or the reward model failed)
+
+
+class BestOfNReport(msgspec.Struct, kw_only=True):
+    """How a choice was picked by best-of-n (``policies.….best_of_n``): the answers drawn for it, in the
+    order the upstream gave them, and which one the client got."""
+
+    n: int
+    candidates: list[CandidateReport]
+    chosen: int | UnsetType = UNSET  # the candidate the client got; absent when every one was blocked
+    min_reward: float | UnsetType = UNSET  # the policy's bar, when it has one
+    below_min_reward: bool | UnsetType = UNSET  # the chosen one scored below it: the policy's action applied
+    action: str | UnsetType = UNSET  # that action (flag, annotate, block), when it applied
+    error: str | UnsetType = UNSET  # why no reward was given (the reward model failed or timed out)
+    latency_ms: float = 0.0  # scoring the candidates
+
+
 class ChoiceReport(msgspec.Struct, kw_only=True):
     """The output stage of one choice."""
 
@@ -99,6 +120,7 @@ class ChoiceReport(msgspec.Struct, kw_only=True):
     # A ``revise`` rule fired: true when the client got a revision, false when the fallback applied.
     revised: bool | UnsetType = UNSET
     revision: RevisionReport | UnsetType = UNSET
+    best_of_n: BestOfNReport | UnsetType = UNSET  # the choice is the best of several answers
 
     @classmethod
     def merge(cls, index: int, windows: Sequence[StageReport], most_severe: Severity) -> ChoiceReport:
@@ -150,6 +172,18 @@ class Timings(msgspec.Struct):
     overhead_ms: float
 
 
+class BestOfNRecord(msgspec.Struct, kw_only=True):
+    """An event whose answers best-of-n drew: the original (``chosen``: what the client got, the best of
+    each group) or one that lost (a candidate, one choice). The rewards let the export measure how often
+    people agree with the reward model."""
+
+    n: int  # answers drawn per choice
+    temperature: float
+    reward_model: str
+    chosen: bool
+    rewards: dict[int, float] = {}  # choice index → its reward; a choice not scored (blocked) is absent
+
+
 class CompletionEvent(msgspec.Struct, kw_only=True):
     schema: int = SCHEMA_VERSION
     # The gateway's own id for this completion, unique: what the feedback store is keyed by. Never the
@@ -176,6 +210,7 @@ class CompletionEvent(msgspec.Struct, kw_only=True):
     candidates_requested: int = 0
     # The x-request-id the client saw (its own, or one the gateway made): feedback may name it.
     request_id: str | None = None
+    best_of_n: BestOfNRecord | UnsetType = UNSET  # the answers came from best-of-n
 
 
 class FeedbackEvent(msgspec.Struct, kw_only=True):

@@ -1,7 +1,11 @@
 """What annotators rank and what they answer, whatever tool they rank in: a ``RankingTask`` per prompt (its
 candidates being every choice of the original completion, n>1, of the extra candidates sampled for it,
-and both sides of a critic's revision of its answer where one was recorded), built from recorded events,
-and an ``AnnotationRecord`` per annotator's ranking of one.
+every answer best-of-n drew for it, and both sides of a critic's revision of its answer where one was
+recorded), built from recorded events, and an ``AnnotationRecord`` per annotator's ranking of one.
+
+Best-of-n's answers are shown blind: all as ``best-of-n``, in an order that does not tell which one the
+client got, and without their rewards, so that people's rankings can measure the reward model
+(``feedback.preferences.reward_agreement``) rather than follow it.
 
 A ``RankingTask`` keeps everything the export needs: the redacted request, each answer with its model,
 sampling and guard flags."""
@@ -13,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
+from msgspec import UnsetType
 
 from feedback.events import ChoiceReport, CompletionEvent, RevisionEvent, RevisionReport, RoundReport
 from feedback.messages import message_text
@@ -23,13 +28,18 @@ class Candidate(msgspec.Struct, kw_only=True):
     text: str  # what the client received (a refusal for a blocked answer)
     model: str
     # "answer" (what the client got), "candidate" (sampled afterwards), "revision" (a critic's rewrite,
-    # served or not) or "original" (an answer a revision replaced: the client never saw it)
+    # served or not), "original" (an answer a revision replaced: the client never saw it) or "best-of-n"
+    # (drawn by best-of-n: ``chosen`` says whether the client got it)
     origin: str
     sampling: dict[str, Any] | None = None
     flags: list[str] = []  # "<guard>: <decision>" for every guard that did not pass
     blocked: bool = False
     redacted: bool = False
     finish_reason: str | None = None
+    # Best-of-n: the reward the reward model gave it (None: not scored), which model, and whether it won.
+    reward: float | None = None
+    reward_model: str | None = None
+    chosen: bool | None = None
 
 
 class RankingTask(msgspec.Struct, kw_only=True):
@@ -118,19 +128,18 @@ def _candidates(event: CompletionEvent, origin: str) -> list[Candidate]:
             last = rounds[-1]
             decisions = list(last.after.items()) if isinstance(last.after, dict) else None
             kind, model, sampling = "revision", last.critic_model, {"critic": last.critic_model}
-        found.append(
-            Candidate(
-                id=f"{event.id}:{index}",
-                text=text,
-                model=model,
-                origin=kind,
-                sampling=sampling,
-                flags=_flags(decisions),
-                blocked=blocked or any(d == "block" for _, d in decisions or []),
-                redacted=any(d == "redact" for _, d in decisions or []),
-                finish_reason=choice.get("finish_reason"),
-            )
+        candidate = Candidate(
+            id=f"{event.id}:{index}",
+            text=text,
+            model=model,
+            origin=kind,
+            sampling=sampling,
+            flags=_flags(decisions),
+            blocked=blocked or any(d == "block" for _, d in decisions or []),
+            redacted=any(d == "redact" for _, d in decisions or []),
+            finish_reason=choice.get("finish_reason"),
         )
+        found.append(_drawn(candidate, event, index))
     return found
 
 
@@ -142,6 +151,29 @@ def _replaced(events: Sequence[CompletionEvent]) -> dict[str, Decisions]:
             if rounds := _served_revision(_report(event, choice.get("index", 0))):
                 found[_answer(choice)[0]] = list(rounds[0].before.items())
     return found
+
+
+def _drawn(candidate: Candidate, event: CompletionEvent, index: int) -> Candidate:
+    """A best-of-n answer, the same whether it won or lost as far as annotators can see (``origin`` and
+    ``sampling`` are in the title Label Studio shows), with its reward kept for the export."""
+    drawn = event.best_of_n
+    if isinstance(drawn, UnsetType):
+        return candidate
+    return msgspec.structs.replace(
+        candidate,
+        origin="best-of-n",
+        sampling={"best_of_n": drawn.n, "temperature": drawn.temperature},
+        reward=drawn.rewards.get(index),
+        reward_model=drawn.reward_model,
+        chosen=drawn.chosen,
+    )
+
+
+def _blind_order(items: list[Candidate], key: str) -> list[Candidate]:
+    """A task with best-of-n answers, in an order fixed by the task but unrelated to which one won."""
+    if not any(item.origin == "best-of-n" for item in items):
+        return items
+    return sorted(items, key=lambda item: hashlib.sha256(f"{key}:{item.id}".encode()).hexdigest())
 
 
 def revision_candidate(revision: RevisionEvent) -> Candidate:
@@ -208,8 +240,9 @@ def ranking_task(
     if len(items) < 2:
         return None
     request_id = head.candidate_of or head.id
+    key = task_key(request_id)
     return RankingTask(
-        task_key=task_key(request_id),
+        task_key=key,
         request_id=request_id,
         tenant=head.tenant,
         model=original.model if original is not None else head.model,
@@ -217,6 +250,6 @@ def ranking_task(
         created=head.created,
         request=head.request,
         prompt=transcript(head.request),
-        candidates=items,
+        candidates=_blind_order(items, key),
         policy=(head.guardrails.policy or None) if head.guardrails is not None else None,
     )

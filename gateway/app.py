@@ -16,6 +16,7 @@ from litestar.routes import HTTPRoute
 from gateway.auth import KeyRing
 from gateway.errors import GatewayError
 from gateway.guarded.revision import load_constitutions
+from gateway.guarded.reward_scorers import RewardScorer, check_best_of_n
 from gateway.metrics import GatewayMetrics
 from gateway.openapi.route import openapi_route
 from gateway.rate_limit.middleware import RateLimits, rate_limit_middleware
@@ -75,9 +76,11 @@ def create_app(
     *,
     upstream_transport: httpx.AsyncBaseTransport | None = None,
     guards: Mapping[str, Guard] | None = None,
+    reward_scorers: Mapping[str, RewardScorer] | None = None,
 ) -> Litestar:
-    """Build the gateway. ``upstream_transport`` and ``guards`` are seams for unit tests (fake upstreams,
-    fake guards); configuration errors raise here, before anything starts."""
+    """Build the gateway. ``upstream_transport``, ``guards`` and ``reward_scorers`` (best-of-n's, by the
+    name policies give them) are seams for unit tests (fake upstreams, guards and reward models);
+    configuration errors raise here, before anything starts."""
     # The order below is the order metrics are registered in, so the order /metrics lists them in.
     metrics = GatewayMetrics()
     keyring = KeyRing(settings.auth)
@@ -87,6 +90,7 @@ def create_app(
     if guards is None:
         guards = build_guards(settings.guards, GuardResources(runners, runners.metrics, data_dir))
     engine = GuardEngine(used_guards(settings, guards), runners.metrics)
+    check_best_of_n(settings.policies, settings.limits)
     metrics_access = MetricsAccess(settings.server.operations, keyring)
     readiness = Readiness(settings.server.operations.ready_cache_s)
     drain = Drain(settings.server.shutdown_grace_s)  # the server starts it (gateway.server.shutdown.serve)
@@ -101,6 +105,7 @@ def create_app(
         rate_limits=rate_limits,
         drain=drain,
         constitutions=load_constitutions(settings.policies),
+        reward_scorers=None if reward_scorers is None else dict(reward_scorers),
     )
     app = Litestar(
         route_handlers=list(_ROUTES),

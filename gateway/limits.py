@@ -3,7 +3,8 @@ degrades another.
 
 - ``max_json_depth``: nesting of a JSON body, checked on the bytes before decoding (deep nesting made
   the decoder or a later encoder hit Python's recursion limit: a 500);
-- ``max_n``: choices per request (``n`` is fanned out as n upstream calls where the upstream ignores it);
+- ``max_n``: answers per request asked of an upstream (``n`` is fanned out as n upstream calls where the
+  upstream ignores it): the client's ``n``, times ``best_of_n.n`` under a best-of-n policy;
 - ``max_input_texts`` and ``max_input_chars``: the texts a request gives the guards, counted and summed
   (a huge input held the shared guard models for everyone).
 
@@ -118,6 +119,19 @@ def check_n(n: int | None, limits: LimitsSettings) -> None:
     if n is not None and n > limits.max_n:
         raise InvalidRequest(
             f"'n' must be at most {limits.max_n} on this gateway (limits.max_n); got {n}.", param="n"
+        )
+
+
+def check_candidates(n: int, best_of: int, limits: LimitsSettings, policy: str) -> None:
+    """Under a best-of-n policy each of the client's ``n`` choices costs ``best_of`` upstream answers: their
+    product is held to ``limits.max_n`` too, before any upstream call."""
+    if n * best_of > limits.max_n:
+        most = limits.max_n // best_of
+        raise InvalidRequest(
+            f"'n' must be at most {most} on this gateway under policy '{policy}': each choice is the best "
+            f"of {best_of} answers, and a request may ask for {limits.max_n} answers in all "
+            f"(limits.max_n); got {n}.",
+            param="n",
         )
 
 

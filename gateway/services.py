@@ -26,9 +26,11 @@ from feedback.store import FeedbackStore
 from gateway.auth import KeyRing
 from gateway.credentials import mask_credentials
 from gateway.feedback_worker import start_sync_worker
+from gateway.guarded.best_of_n import BestOfNSampler
 from gateway.guarded.completion_service import CompletionService
 from gateway.guarded.guardrails import Guardrails
 from gateway.guarded.revision import Reviser
+from gateway.guarded.reward_scorers import RewardScorer, load_reward_scorers
 from gateway.guarded.sampling import CandidateSampler
 from gateway.metrics import GatewayMetrics
 from gateway.rate_limit.middleware import RateLimits, open_rate_limits
@@ -58,6 +60,8 @@ class Groundwork(msgspec.Struct, frozen=True, kw_only=True):
     drain: Drain
     # By path, for the revise rules (None: the built-in one); loaded by ``create_app``.
     constitutions: dict[str | None, Constitution] = msgspec.field(default_factory=dict)
+    # The best-of-n policies' reward models by name; None: loaded at start-up (a seam for unit tests).
+    reward_scorers: dict[str, RewardScorer] | None = None
 
 
 class Services(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,6 +96,9 @@ async def open_services(ground: Groundwork) -> AsyncIterator[Services]:
             open_upstreams(settings, data_dir, ground.upstream_transport, metrics)
         )
         await stack.enter_async_context(open_guards(ground.engine, ground.runners))
+        scorers = ground.reward_scorers
+        if scorers is None:  # on the guards' runners, which close with them
+            scorers = await load_reward_scorers(settings.policies, ground.runners)
         recorder = await stack.enter_async_context(open_recorder(settings, data_dir, metrics))
         await stack.enter_async_context(open_rate_limits(ground.rate_limits, settings, recorder, data_dir))
         # Streams end before the event writer and the limiter's Redis close (LIFO).
@@ -104,7 +111,8 @@ async def open_services(ground: Groundwork) -> AsyncIterator[Services]:
         webhook = labelstudio_webhook_for(settings, recorder, metrics)
         await stack.enter_async_context(open_sync(settings, recorder, metrics))
         reviser = Reviser(proxy, guardrails, ground.constitutions, recorder)
-        completions = CompletionService(proxy, guardrails, recorder, sampler, reviser)
+        best_of_n = BestOfNSampler(proxy, guardrails, scorers, reviser)
+        completions = CompletionService(proxy, guardrails, recorder, sampler, reviser, best_of_n)
         announce(ground.keyring, pool)
         yield Services(
             proxy=proxy,

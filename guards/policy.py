@@ -10,6 +10,7 @@ see ``tighten``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 from enum import StrEnum
 from typing import Any
@@ -133,12 +134,45 @@ DEFAULT_DISCLAIMER = (
 DEFAULT_REFUSAL = "This answer was withheld by the gateway's {guard} guard ({categories})."
 
 
+MIN_BEST_OF_N, MAX_BEST_OF_N = 2, 16
+# What may happen to a best-of-n answer whose reward is below ``min_reward``.
+REWARD_ACTIONS = (Action.FLAG, Action.ANNOTATE, Action.BLOCK)
+
+
+class BestOfN(_Strict):
+    """Best-of-n sampling: each choice the client gets is the best of ``n`` answers drawn at
+    ``temperature``, by a reward model's score, among those the output guards pass
+    (``gateway.guarded.best_of_n``)."""
+
+    reward_model: str  # a directory saved by ``hhh feedback train-reward``, or a Hugging Face id or path
+    n: int = 4
+    temperature: float = 0.8  # replaces the client's: n answers alike would leave nothing to choose
+    min_reward: float | None = None  # a best answer scored below it gets ``action``
+    action: Action = Action.FLAG  # flag, annotate or block
+    timeout_ms: int = 10_000  # scoring a request's candidates; beyond it the reward model counts as failed
+
+    def __post_init__(self) -> None:
+        if not MIN_BEST_OF_N <= self.n <= MAX_BEST_OF_N:
+            raise ValueError(f"n: must be between {MIN_BEST_OF_N} and {MAX_BEST_OF_N}, not {self.n}")
+        if not self.reward_model.strip():
+            raise ValueError("reward_model: must name a reward model (a directory or a model id)")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ValueError(f"temperature: must be between 0 and 2, not {self.temperature}")
+        if self.action not in REWARD_ACTIONS:
+            raise ValueError(f"action: must be flag, annotate or block, not {self.action.value!r}")
+        if self.timeout_ms <= 0:
+            raise ValueError("timeout_ms: must be positive")
+        if self.min_reward is not None and not math.isfinite(self.min_reward):
+            raise ValueError("min_reward: must be a finite number or null")
+
+
 class Policy(_Strict):
     input: list[Rule] = []
     output: list[Rule] = []
     stream: StreamPolicy = msgspec.field(default_factory=StreamPolicy)
     disclaimer: str = DEFAULT_DISCLAIMER
     refusal: str = DEFAULT_REFUSAL
+    best_of_n: BestOfN | None = None  # None: one answer per choice, as the upstream gives it
 
     def rules(self, stage: Stage) -> list[Rule]:
         return self.input if stage is Stage.INPUT else self.output
@@ -297,12 +331,21 @@ class RequestStream(_Strict):
     mode: StreamMode | None = None
 
 
+class RequestBestOfN(_Strict):
+    """A request may raise its policy's best-of-n bar, never lower it, turn it off or change how many
+    answers are drawn (those are the operator's costs)."""
+
+    min_reward: float | None = None
+    action: Action | None = None
+
+
 class RequestGuardrails(_Strict):
     """What a client may send as ``"guardrails"`` in a request body: only ever stricter."""
 
     input: list[RequestRule] = []
     output: list[RequestRule] = []
     stream: RequestStream | None = None
+    best_of_n: RequestBestOfN | None = None
 
 
 def parse_request_guardrails(raw: Any) -> RequestGuardrails:
@@ -376,8 +419,36 @@ def tighten(
             raise PolicyError("guardrails.stream.mode: cannot loosen 'buffer' to 'stream_first'")
         stream = msgspec.structs.replace(stream, mode=asked.stream.mode)
     return msgspec.structs.replace(
-        policy, input=stages[Stage.INPUT], output=stages[Stage.OUTPUT], stream=stream
+        policy,
+        input=stages[Stage.INPUT],
+        output=stages[Stage.OUTPUT],
+        stream=stream,
+        best_of_n=_tighter_best_of_n(policy.best_of_n, asked.best_of_n),
     )
+
+
+def _tighter_best_of_n(policy: BestOfN | None, ask: RequestBestOfN | None) -> BestOfN | None:
+    """The policy's best-of-n with a higher bar or a harsher action, as asked; a request can neither turn
+    it on (it multiplies the upstream calls the operator pays for) nor loosen it."""
+    key = "guardrails.best_of_n"
+    if ask is None or (ask.min_reward is None and ask.action is None):
+        return policy
+    if policy is None:
+        raise PolicyError(f"{key}: this policy has no best-of-n; a request cannot turn it on")
+    min_reward, action = policy.min_reward, policy.action
+    if ask.min_reward is not None:
+        if not math.isfinite(ask.min_reward):
+            raise PolicyError(f"{key}.min_reward: must be a finite number")
+        if min_reward is not None and ask.min_reward < min_reward:
+            raise PolicyError(f"{key}.min_reward: cannot lower {min_reward} to {ask.min_reward}")
+        min_reward = ask.min_reward
+    if ask.action is not None:
+        if ask.action not in REWARD_ACTIONS:
+            raise PolicyError(f"{key}.action: must be flag, annotate or block, not {ask.action.value!r}")
+        if ask.action.severity < action.severity:
+            raise PolicyError(f"{key}.action: cannot loosen {action.value!r} to {ask.action.value!r}")
+        action = ask.action
+    return msgspec.structs.replace(policy, min_reward=min_reward, action=action)
 
 
 def _check_guard(guard: str, stage: Stage, guards: Mapping[str, frozenset[Stage]], key: str) -> None:

@@ -7,6 +7,7 @@ from collections import Counter
 
 from feedback.preferences.ai_feedback import SOURCES, AiHumanAgreement, group_of
 from feedback.preferences.export import ExportOptions, Gathered
+from feedback.preferences.reward_agreement import RewardAgreement
 
 FORMAT_FIELDS = {
     "trl": "`prompt`, `chosen`, `rejected` (text){margin} — TRL's standard preference format",
@@ -78,6 +79,30 @@ def _ai_agreement(report: AiHumanAgreement | None, critics: dict[str, int]) -> l
             f"pairs put the AI's chosen answer above its rejected one ({report.disagree} below, "
             f"{report.ties} tied; ties count as not agreeing)."
         )
+    return [*lines, ""]
+
+
+def _reward_agreement(found: dict[str, RewardAgreement], options: ExportOptions) -> list[str]:
+    """How often people agree with the reward models that picked best-of-n's answers."""
+    lines = ["## Reward models and human rankings\n"]
+    if "human" not in options.selected:
+        lines.append("Not measured: it needs `human` selected.")
+    elif not found:
+        lines.append("No ranked task had two answers scored by a reward model (best-of-n).")
+    else:
+        lines += [
+            "Best-of-n answers people ranked (shown blind: annotators did not see which one was served, "
+            "nor any reward). A human pair is one annotator preferring one of two scored answers; it "
+            "agrees when the preferred answer got the higher reward. A falling rate says: retrain.",
+            "",
+            "| reward model | tasks | human pairs | agree | disagree | reward ties | agreement |",
+            "|---|---|---|---|---|---|---|",
+            *[
+                f"| `{model}` | {a.tasks} | {a.pairs} | {a.agree} | {a.disagree} | {a.reward_ties} | "
+                f"{'n/a' if a.rate is None else f'{a.rate:.1%}'} |"
+                for model, a in sorted(found.items())
+            ],
+        ]
     return [*lines, ""]
 
 
@@ -173,6 +198,7 @@ def dataset_card(
         ],
         "",
         *_ai_agreement(gathered.ai_agreement, gathered.critics),
+        *_reward_agreement(gathered.reward_agreement, options),
         "Row provenance (prompt id, task, source and its group, annotator, candidate ids, guard flags) is in "
         "`meta/`, one line per row in the same order.",
         "",

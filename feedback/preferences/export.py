@@ -25,6 +25,7 @@ from feedback.preferences.ai_feedback import (
 )
 from feedback.preferences.formats import FORMATS, messages_of
 from feedback.preferences.pairs import Comparison
+from feedback.preferences.reward_agreement import RewardAgreement, reward_agreement
 from feedback.preferences.user_feedback import feedback_comparisons
 from feedback.ranking import Candidate, RankingTask, ranking_task
 from feedback.store import FeedbackStore
@@ -82,6 +83,8 @@ class Gathered(msgspec.Struct, kw_only=True):
     projects: list[int]
     ai_agreement: AiHumanAgreement | None = None  # None: AI feedback and human rankings not both selected
     critics: dict[str, int] = {}  # AI feedback: revisions per critic model
+    # Best-of-n: per reward model, how people's rankings agree with its rewards (human rankings selected)
+    reward_agreement: dict[str, RewardAgreement] = {}
 
 
 def prompt_id(request: dict[str, Any]) -> str:
@@ -123,6 +126,7 @@ async def gather(store: FeedbackStore, options: ExportOptions, advance: Any = No
     return Gathered(
         pairs=kept, agreement=agreement([[(r.annotator, r.places) for r in rs] for _, _, rs in ranked]),
         counts=dict(counts), projects=sorted(projects), ai_agreement=ai_agreement, critics=dict(critics),
+        reward_agreement=reward_agreement([(task, records) for _, task, records in ranked]),
     )  # fmt: skip
 
 

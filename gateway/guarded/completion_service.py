@@ -16,6 +16,7 @@ from feedback.assembler import EventMeta, assemble, event_from_response
 from feedback.events import ChoiceReport, GuardrailsReport, StageReport, Timings
 from feedback.recorder import EventRecorder
 from gateway.context import RequestContext
+from gateway.guarded.best_of_n import BestOfNSampler, candidate_events
 from gateway.guarded.guardrails import Guardrails, summary_header
 from gateway.guarded.pseudonyms import restore_choices
 from gateway.guarded.request import GuardedRequest
@@ -24,7 +25,8 @@ from gateway.guarded.sampling import CandidateSampler
 from gateway.guarded.stream_guard import NOT_REVISED, StreamGuard
 from gateway.guarded.stream_restore import restore_stream
 from gateway.guarded.stream_revision import StreamReviser
-from gateway.relay.proxy import Proxy, UpstreamStream, json_response
+from gateway.guarded.whole_stream import stream_of, whole_answer_chunks
+from gateway.relay.proxy import Proxy, UpstreamAnswer, UpstreamStream, json_response
 from gateway.relay.streaming import close_responses
 from guards.verdict import JudgeContext
 
@@ -40,12 +42,14 @@ class CompletionService:
         recorder: EventRecorder | None = None,
         sampler: CandidateSampler | None = None,
         reviser: Reviser | None = None,
+        best_of_n: BestOfNSampler | None = None,
     ) -> None:
         self.proxy = proxy
         self.guardrails = guardrails
         self.recorder = recorder
         self.sampler = sampler
         self.reviser = reviser  # None: revise rules apply their fallback
+        self.best_of_n = best_of_n or BestOfNSampler(proxy, guardrails, {}, reviser)
 
     async def serve(self, context: RequestContext, request: GuardedRequest) -> Response[Any]:
         if request.endpoint.answer is None:  # embeddings: no answer text
@@ -64,6 +68,8 @@ class CompletionService:
         self._sample(meta, request)  # only now: after the input guards passed and redacted
         if report is None:
             return await self._relay(context, request, meta)
+        if request.policy.policy.best_of_n is not None:
+            return await self._best_of_n(context, request, report, meta)
         if request.stream:
             return await self._stream(context, request, report, meta)
         return await self._whole(context, request, report, meta)
@@ -156,6 +162,30 @@ class CompletionService:
         self._record(meta, request, body, context)  # with the placeholders, never their values
         answer = msgspec.structs.replace(answer, content=_restored(request, msgspec.json.encode(body)))
         return json_response(answer, headers={GUARDRAILS_HEADER: summary_header(report)})
+
+    async def _best_of_n(
+        self, context: RequestContext, request: GuardedRequest, report: GuardrailsReport, meta: EventMeta
+    ) -> Response[Any]:
+        """The best of n whole answers per choice (``gateway.guarded.best_of_n``); a stream gets the
+        winners as chunks once they are chosen."""
+        picked = await self.best_of_n.pick(context, request, meta.event_id)
+        report.output = picked.reports
+        body = {**picked.body, "guardrails": report}
+        if self.recorder is not None:  # with the placeholders, never their values; the losers as candidates
+            losers = candidate_events(meta, request, picked)
+            meta.candidates_requested += len(losers)
+            event = event_from_response(meta, request.body, body, _timings(context))
+            event.best_of_n = picked.record
+            for recorded in (event, *losers):
+                self.recorder.record(recorded)
+        content = _restored(request, msgspec.json.encode(body))
+        headers = {GUARDRAILS_HEADER: summary_header(report)}
+        if not request.stream:
+            return json_response(UpstreamAnswer(content, picked.content_type), headers=headers)
+        assert request.endpoint.answer is not None  # only completions reach here (see serve)
+        chat = request.endpoint.answer.stream_field == "chat"
+        chunks = whole_answer_chunks(msgspec.json.decode(content), chat, request.include_usage)
+        return self.proxy.sse_response(UpstreamStream(stream_of(chunks), []), headers=headers)
 
     async def _stream(
         self, context: RequestContext, request: GuardedRequest, report: GuardrailsReport, meta: EventMeta

@@ -11,6 +11,7 @@ import msgspec
 from msgspec import UNSET
 
 from feedback.events import (
+    BestOfNReport,
     ChoiceReport,
     ClaimReport,
     GuardrailsReport,
@@ -135,11 +136,18 @@ def summary_header(report: GuardrailsReport) -> str:
     parts = []
     for stage, sections in judged:
         decision = most_severe([s.decision for s in sections])
-        deciders = sorted({g.guard for s in sections for g in s.guards if g.decision == decision})
+        deciders = sorted({g.guard for s in sections for g in s.guards if g.decision == decision}
+                          | {"best_of_n" for s in sections if _best_of_n_decided(s, decision)})  # fmt: skip
         parts.append(
             f"{stage}={decision}" + (f"({','.join(deciders)})" if deciders and decision != "pass" else "")
         )
     return "; ".join(parts)
+
+
+def _best_of_n_decided(section: StageReport | ChoiceReport, decision: str) -> bool:
+    """Best-of-n's ``min_reward`` action made this choice's decision."""
+    best = section.best_of_n if isinstance(section, ChoiceReport) else None
+    return isinstance(best, BestOfNReport) and best.below_min_reward is True and best.action == decision
 
 
 class Guardrails:

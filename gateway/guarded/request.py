@@ -15,7 +15,7 @@ from gateway.guarded.guardrails import Guardrails, ResolvedPolicy
 from gateway.guarded.pseudonyms import Pseudonyms
 from gateway.guarded.sources import request_source_texts, request_sources
 from gateway.guarded.text_slots import is_token_prompt
-from gateway.limits import LimitsSettings, check_input_budget, check_n
+from gateway.limits import LimitsSettings, check_candidates, check_input_budget, check_n
 from gateway.relay.proxy import ForwardCall
 from guards.verdict import JudgeContext, Source
 
@@ -41,7 +41,8 @@ class GuardedRequest(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def guarded(self) -> bool:
-        return bool(self.policy.policy.input or self.policy.policy.output)
+        policy = self.policy.policy
+        return bool(policy.input or policy.output or policy.best_of_n is not None)
 
     def with_body(self, body: dict[str, Any]) -> GuardedRequest:
         return msgspec.structs.replace(self, body=body, client_bytes=None)
@@ -93,6 +94,9 @@ def prepare_request(
         texts += request_source_texts(raw)
     check_input_budget(texts, limits, endpoint.text_param)
     policy = rails.resolve(tenant, shape.model, raw.get(guardrails.REQUEST_FIELD))
+    best_of_n = policy.policy.best_of_n
+    if best_of_n is not None and endpoint.answer is not None:
+        check_candidates(shape.n or 1, best_of_n.n, limits, policy.name)
     found = tuple(request_sources(raw)) if endpoint.takes_sources else ()
     if policy.policy.input and endpoint.token_field and is_token_prompt(raw, endpoint.token_field):
         raise InvalidRequest(

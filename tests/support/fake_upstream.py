@@ -26,8 +26,13 @@ ANSWER = re.compile(
 # "thinker" answers with the user's text as its reasoning (``reasoning_content``) and a fixed content;
 # "tool-echo" with the user's text as the arguments of a tool call. Both stream when asked to.
 THINKER_ANSWER = "The answer is 4."
+# Best-of-n: "scripted" answers each choice with the next text of ``FakeUpstream.script`` (round and
+# round), honouring n; "scripted-no-n" ignores n (one choice a call), "scripted-flaky" too, and its
+# second call answers 503.
+SCRIPTED = ("scripted", "scripted-no-n", "scripted-flaky")
 MODELS = ["fake-model", "fake-no-n", "plain-503", "enveloped-429", "broken-stream", "unterminated-stream",
-          "unreachable", "timeout", "llama-like", "echo", "thinker", "tool-echo", *CRITICS]  # fmt: skip
+          "unreachable", "timeout", "llama-like", "echo", "thinker", "tool-echo", *CRITICS,
+          *SCRIPTED]  # fmt: skip
 
 
 def completion(text: str, index: int = 0, model: str = "fake-model") -> dict[str, Any]:
@@ -90,6 +95,9 @@ class FakeUpstream:
         self.critic_replies: list[str] = []
         self.critic_delay_s = 5.0
         self.closed_before_critic: list[bool] = []  # per critic call: had the answer's stream closed?
+        self.script: list[str] = ["Hello from the script."]
+        self.scripted_served = 0  # texts of ``script`` given so far
+        self.scripted_calls = 0
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -120,6 +128,8 @@ class FakeUpstream:
             return self._delta_answer(model, body)
         if model in CRITICS:
             return await self._critic(model, body)
+        if model in SCRIPTED:
+            return self._scripted(model, body)
         if body.get("stream"):
             return httpx.Response(
                 200, headers={"content-type": "text/event-stream"}, content=self._stream(model, body)
@@ -145,6 +155,22 @@ class FakeUpstream:
         else:
             text = DEFAULT_CRITIQUE if reviewing else DEFAULT_REVISION
         return httpx.Response(200, json=completion(text, model=model))
+
+    def _scripted(self, model: str, body: dict[str, Any]) -> httpx.Response:
+        self.scripted_calls += 1
+        if model == "scripted-flaky" and self.scripted_calls == 2:
+            return httpx.Response(503, text="upstream overloaded, try later")
+        n = (body.get("n") or 1) if model == "scripted" else 1
+        answer = completion("", model=model)
+        choices = []
+        for index in range(n):
+            text = self.script[self.scripted_served % len(self.script)]
+            self.scripted_served += 1
+            message = {"role": "assistant", "content": text}
+            choices.append({**answer["choices"][0], "index": index, "message": message})
+        answer["choices"] = choices
+        answer["usage"] = {"prompt_tokens": 5, "completion_tokens": 3 * n, "total_tokens": 5 + 3 * n}
+        return httpx.Response(200, json=answer)
 
     def _echo(self, body: dict[str, Any]) -> httpx.Response:
         """Answers with the last message's text (chat) or the prompt (legacy), n times; streamed in

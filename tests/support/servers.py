@@ -99,11 +99,23 @@ def closed_port() -> int:
     return free_port()  # bound then released: nothing listens there
 
 
+# "stub-best-of-n" answers from these, choice i of call c with the (c + i)-th (round and round): the polite
+# one moves from call to call, and n=4 gets each once. For best-of-n's reward model to pick.
+BEST_OF_N_ANSWERS = (
+    "Figure it out yourself, I'm not your helper.",
+    "Ugh. Read the manual, it's not my problem.",
+    "Of course! I'd be glad to help you with that. Thank you for asking, here is how to start.",
+    "Whatever. Stop wasting my time.",
+)
+
+
 class StubState:
     def __init__(self) -> None:
         self.slow_stream_abandoned = threading.Event()
         self.slow_stream_chunks_sent = 0
         self.bodies: list[dict[str, Any]] = []  # every request body the stub received
+        self.best_of_n_calls = 0
+        self.lock = threading.Lock()
 
 
 def _chunk(content: str) -> dict[str, Any]:
@@ -134,6 +146,7 @@ def _make_handler(state: StubState) -> type[BaseHTTPRequestHandler]:
                 "stub-echo-grounded",
                 "stub-echo-revised",
                 "stub-critic",
+                "stub-best-of-n",
             ]
             self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in models]})
 
@@ -143,6 +156,9 @@ def _make_handler(state: StubState) -> type[BaseHTTPRequestHandler]:
             model = body["model"]
             if model.startswith("stub-echo"):
                 self._echo(body)
+                return
+            if model == "stub-best-of-n":
+                self._best_of_n(body)
                 return
             if model == "stub-critic":  # a critic that answers at once: a critique, then a polite revision
                 reviewing = body["messages"][0]["content"].startswith("You review")
@@ -177,6 +193,40 @@ def _make_handler(state: StubState) -> type[BaseHTTPRequestHandler]:
                     time.sleep(0.05)
             except (BrokenPipeError, ConnectionResetError):
                 state.slow_stream_abandoned.set()
+
+        def _best_of_n(self, body: dict[str, Any]) -> None:
+            with state.lock:
+                call = state.best_of_n_calls
+                state.best_of_n_calls += 1
+            n = body.get("n") or 1
+            texts = [BEST_OF_N_ANSWERS[(call + i) % len(BEST_OF_N_ANSWERS)] for i in range(n)]
+            choices = [
+                {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                for i, t in enumerate(texts)
+            ]
+            usage = {"prompt_tokens": 9, "completion_tokens": 12 * n, "total_tokens": 9 + 12 * n}
+            if body.get("stream"):  # streamed by words, choice after choice (a plain guarded stream)
+                self._stream_texts(texts)
+                return
+            self._json(200, {"id": "chatcmpl-bon", "object": "chat.completion", "created": 1,
+                             "model": body["model"], "choices": choices, "usage": usage})  # fmt: skip
+
+        def _stream_texts(self, texts: list[str]) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            for index, text in enumerate(texts):
+                for word in text.split(" "):
+                    chunk = _chunk(word + " ")
+                    chunk["choices"][0]["index"] = index
+                    self._event(chunk)
+                done = _chunk("")
+                done["choices"][0].update(index=index, delta={}, finish_reason="stop")
+                self._event(done)
+            frame = b"data: [DONE]\n\n"
+            self.wfile.write(f"{len(frame):x}\r\n".encode() + frame + b"\r\n0\r\n\r\n")
+            self.wfile.flush()
 
         def _echo(self, body: dict[str, Any]) -> None:
             """Answers with the last message's content: what the upstream was really sent."""
