@@ -23,6 +23,8 @@ class EventMeta:
         self.endpoint = endpoint
         self.stream = stream
         self.candidates_requested = 0  # extra candidates scheduled for this request (sampling)
+        # The answer's id as the client saw it, when not the upstream's (a Responses call's ``resp_…``).
+        self.completion_id: str | None = None
 
 
 def event_from_response(
@@ -37,7 +39,7 @@ def event_from_response(
     return CompletionEvent(
         id=meta.event_id,
         request_id=meta.request_id,
-        completion_id=str(body.get("id", "")),
+        completion_id=meta.completion_id or str(body.get("id", "")),
         created=time.time(),
         tenant=meta.tenant,
         model=meta.model,

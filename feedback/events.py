@@ -193,7 +193,7 @@ class CompletionEvent(msgspec.Struct, kw_only=True):
     created: float  # unix time
     tenant: str
     model: str
-    endpoint: str  # "chat.completions" or "completions"
+    endpoint: str  # "chat.completions", "responses" (recorded as its chat translation) or "completions"
     stream: bool
     # The request as the upstream received it: after the input guards' redaction, without the
     # gateway's own fields. Nothing unredacted is ever recorded.

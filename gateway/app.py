@@ -45,6 +45,7 @@ from guards.runner import RunnerPool
 _ROUTES = (
     inference.chat_completions,
     inference.legacy_completions,
+    inference.responses,
     moderations.moderations,
     feedback_routes.feedback,
     labelstudio_webhook.labelstudio_webhook,

@@ -26,6 +26,10 @@ class Prompt(msgspec.Struct, frozen=True, kw_only=True):
     tenant: str | None = None  # recorded prompts: the tenant whose traffic it was
 
 
+# Endpoints whose events hold a chat conversation (a Responses call is recorded as one: gateway.responses).
+CONVERSATIONS = frozenset({"chat.completions", "responses"})
+
+
 def _request(item: Any, where: str) -> dict[str, Any]:
     if not isinstance(item, dict):
         raise ValueError(f"{where}: a JSON object with 'prompt' or 'messages'")
@@ -95,7 +99,7 @@ def _recorded(fields: dict[bytes, bytes], tenants: tuple[str, ...]) -> Prompt | 
         return None  # the sync's collector reports undecodable events; here they are only skipped
     if (
         event.candidate_of is not None
-        or event.endpoint != "chat.completions"
+        or event.endpoint not in CONVERSATIONS
         or not event.request.get("messages")
     ):
         return None

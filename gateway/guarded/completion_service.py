@@ -60,6 +60,8 @@ class CompletionService:
         meta = EventMeta(
             context.request_id, request.tenant, request.model, request.endpoint.name, request.stream
         )
+        if request.presenter is not None:
+            meta.completion_id = request.presenter.completion_id
         report: GuardrailsReport | None = None
         if request.guarded:
             report = GuardrailsReport(policy=request.policy.name)
@@ -92,16 +94,17 @@ class CompletionService:
     async def _relay(
         self, context: RequestContext, request: GuardedRequest, meta: EventMeta
     ) -> Response[Any]:
-        """Nothing to guard: the plain relay, recorded when recording is on."""
+        """Nothing to guard: the plain relay, recorded when recording is on (the client's own bytes both
+        ways when nothing is recorded or reshaped)."""
         call = request.forward_call()
-        if self.recorder is None:
+        if self.recorder is None and request.presenter is None:
             return await self.proxy.forward(context, call)
         if request.stream:
             stream = await self.proxy.stream(context, call)
-            return self.proxy.sse_response(self._recorded_stream(stream, meta, request, context))
+            return self._sse(request, self._recorded_stream(stream, meta, request, context))
         answer = await self.proxy.complete(context, call)
         self._record(meta, request, msgspec.json.decode(answer.content), context)
-        return json_response(answer)
+        return self._json(request, answer)
 
     def _sample(self, meta: EventMeta, request: GuardedRequest) -> None:
         if self.sampler is None or not request.endpoint.ranked or not self.sampler.draw(meta.tenant):
@@ -161,7 +164,7 @@ class CompletionService:
         body["guardrails"] = report
         self._record(meta, request, body, context)  # with the placeholders, never their values
         answer = msgspec.structs.replace(answer, content=_restored(request, msgspec.json.encode(body)))
-        return json_response(answer, headers={GUARDRAILS_HEADER: summary_header(report)})
+        return self._json(request, answer, headers={GUARDRAILS_HEADER: summary_header(report)})
 
     async def _best_of_n(
         self, context: RequestContext, request: GuardedRequest, report: GuardrailsReport, meta: EventMeta
@@ -181,11 +184,11 @@ class CompletionService:
         content = _restored(request, msgspec.json.encode(body))
         headers = {GUARDRAILS_HEADER: summary_header(report)}
         if not request.stream:
-            return json_response(UpstreamAnswer(content, picked.content_type), headers=headers)
+            return self._json(request, UpstreamAnswer(content, picked.content_type), headers=headers)
         assert request.endpoint.answer is not None  # only completions reach here (see serve)
         chat = request.endpoint.answer.stream_field == "chat"
         chunks = whole_answer_chunks(msgspec.json.decode(content), chat, request.include_usage)
-        return self.proxy.sse_response(UpstreamStream(stream_of(chunks), []), headers=headers)
+        return self._sse(request, UpstreamStream(stream_of(chunks), []), headers=headers)
 
     async def _stream(
         self, context: RequestContext, request: GuardedRequest, report: GuardrailsReport, meta: EventMeta
@@ -213,7 +216,24 @@ class CompletionService:
         if request.pseudonyms:  # after the recording: only the client's chunks get the values back
             restored = restore_stream(guarded.chunks, request.pseudonyms, chat=field == "chat")
             guarded = UpstreamStream(restored, guarded.responses)
-        return self.proxy.sse_response(guarded, headers={GUARDRAILS_HEADER: summary_header(report)})
+        return self._sse(request, guarded, headers={GUARDRAILS_HEADER: summary_header(report)})
+
+    def _json(
+        self, request: GuardedRequest, answer: UpstreamAnswer, headers: dict[str, str] | None = None
+    ) -> Response[Any]:
+        """A whole answer as the client sees it (reshaped last: after recording and restoring)."""
+        if request.presenter is not None:
+            shown = request.presenter.whole(msgspec.json.decode(answer.content))
+            answer = UpstreamAnswer(msgspec.json.encode(shown), "application/json")
+        return json_response(answer, headers=headers)
+
+    def _sse(
+        self, request: GuardedRequest, stream: UpstreamStream, headers: dict[str, str] | None = None
+    ) -> Response[Any]:
+        """A stream as the client sees it (reshaped last: after recording and restoring)."""
+        if request.presenter is None:
+            return self.proxy.sse_response(stream, headers=headers)
+        return self.proxy.sse_response(stream, headers=headers, encode=request.presenter.frames)
 
 
 def _restored(request: GuardedRequest, content: bytes) -> bytes:

@@ -111,6 +111,9 @@ TEXT = Endpoint(
     token_field="prompt",
     answer=AnswerText(text_choice_slots, _refuse_text, "text"),
 )
+# ``/v1/responses``, served through chat completions (``gateway.responses``): the chat endpoint under its
+# own name, so events, metrics and exports tell the two surfaces apart.
+RESPONSES = msgspec.structs.replace(CHAT, name="responses")
 EMBEDDINGS = Endpoint(
     name="embeddings",
     path="/embeddings",

@@ -12,6 +12,7 @@ from gateway.errors import InvalidRequest
 from gateway.guarded import guardrails, sources
 from gateway.guarded.endpoints import Endpoint
 from gateway.guarded.guardrails import Guardrails, ResolvedPolicy
+from gateway.guarded.presentation import Presenter
 from gateway.guarded.pseudonyms import Pseudonyms
 from gateway.guarded.sources import request_source_texts, request_sources
 from gateway.guarded.text_slots import is_token_prompt
@@ -38,6 +39,8 @@ class GuardedRequest(msgspec.Struct, frozen=True, kw_only=True):
     # The values behind the body's numbered placeholders (input redaction), put back in the client's
     # answer; in memory only: never encoded, logged, recorded or sent.
     pseudonyms: Pseudonyms | None = None
+    # How the client sees the answer when it asked another surface than chat (``/v1/responses``).
+    presenter: Presenter | None = None
 
     @property
     def guarded(self) -> bool:

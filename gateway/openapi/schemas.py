@@ -123,6 +123,21 @@ def _requests(schemas: dict[str, Any]) -> None:
         "required": ["type", "text"],
         "properties": {"type": {"const": "text"}, "text": _STRING},
     }
+    schemas["ResponseCreateRequest"] = {
+        "type": "object",
+        "required": ["model", "input"],
+        "description": "OpenAI's Responses API request, served through chat completions: see the README "
+        "for which fields translate and which get a 400.",
+        "properties": {
+            "model": _STRING,
+            "instructions": _nullable(_STRING),
+            "input": {"anyOf": [_STRING, {"type": "array", "items": {"type": "object"}}]},
+            "stream": _nullable({"type": "boolean"}),
+            "max_output_tokens": _nullable({"type": "integer", "minimum": 1}),
+            "tools": _nullable({"type": "array", "items": {"type": "object"}}),
+            "guardrails": _GUARDRAILS_FIELD,
+        },
+    }
     schemas["LabelStudioEvent"] = _labelstudio_event()
     error = schemas["ErrorBody"]
     error["properties"]["guardrails"] = {
@@ -200,6 +215,23 @@ def _answers() -> dict[str, Any]:
         "TextCompletion": completion(
             {"type": "object", "required": ["index"], "properties": {**choice, "text": _STRING}}
         ),
+        "Response": {
+            "type": "object",
+            "required": ["id", "object", "status", "output"],
+            "description": "OpenAI's Response object (the Responses API), made from the chat answer; "
+            "`incomplete_details.reason` is `content_filter` when an output guard blocked or cut it.",
+            "properties": {
+                "id": _STRING,
+                "object": {"const": "response"},
+                "created_at": _NUMBER,
+                "status": {"enum": ["completed", "incomplete", "failed"]},
+                "model": _STRING,
+                "output": {"type": "array", "items": {"type": "object"}},
+                "incomplete_details": _nullable({"type": "object"}),
+                "usage": _nullable({"type": "object"}),
+                "guardrails": ref("GuardrailsReport"),
+            },
+        },
         "EmbeddingList": {
             "type": "object",
             "required": ["data"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -163,9 +163,15 @@ class Proxy:
                         await task.result().aclose()
             raise
 
-    def sse_response(self, stream: UpstreamStream, headers: dict[str, str] | None = None) -> Response[Any]:
+    def sse_response(
+        self,
+        stream: UpstreamStream,
+        headers: dict[str, str] | None = None,
+        encode: Callable[[AsyncIterator[Chunk]], AsyncIterator[bytes]] = encode_sse,
+    ) -> Response[Any]:
+        """Chunks as server-sent events (``encode``: chat's ``data:`` frames and ``[DONE]`` by default)."""
         chunks = self.drain.relay(stream.chunks)
-        frames = closing(encode_sse(chunks), stream.responses, self.metrics.stream_cancellations.inc)
+        frames = closing(encode(chunks), stream.responses, self.metrics.stream_cancellations.inc)
         return Stream(frames, media_type="text/event-stream", headers={**SSE_HEADERS, **(headers or {})})
 
 

@@ -38,10 +38,13 @@ class Recorder:
 
 
 class Gateway:
-    def __init__(self, client: AsyncTestClient[Any], upstream: FakeUpstream, recorder: Recorder) -> None:
+    def __init__(
+        self, client: AsyncTestClient[Any], upstream: FakeUpstream, recorder: Recorder, services: Any
+    ) -> None:
         self.client = client
         self.upstream = upstream
         self.recorder = recorder
+        self.app_services = services
 
     async def chat(self, content: str, **extra: Any) -> Any:
         body = {"model": "echo", "messages": [{"role": "user", "content": content}], **extra}
@@ -70,7 +73,7 @@ async def gateway(policies: PolicyBook) -> AsyncIterator[Gateway]:
     async with AsyncTestClient(app) as client:
         services = app.state.services  # the recorder seam: every event the gateway records, in memory
         services.completions.recorder = services.completions.reviser.recorder = recorder
-        yield Gateway(client, upstream, recorder)
+        yield Gateway(client, upstream, recorder, services)
 
 
 def choice_report(response: Any, index: int = 0) -> dict[str, Any]:
