@@ -4,6 +4,7 @@ model and reward model, and its rules are checked at start-up, naming the key.""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -212,6 +213,24 @@ async def test_annotate_appends_the_disclaimer_to_low_answers_only(model_dir: Pa
         annotated = choice["message"]["content"] != ANSWERS[index]
         assert annotated is (index == low)
         assert choice["message"]["content"].startswith(ANSWERS[index])
+
+
+async def test_on_a_stream_the_guard_grades_windows_not_the_whole_answer(model_dir: Path) -> None:
+    """The documented limitation (README, "Reward"): the stream guard gives output guards windows, so a
+    streamed answer's reward is of a part of it. Scoring whole answers needs the stream guard to judge
+    grading rules once on the finished text; this test then changes."""
+    answer = "Plant in spring and water weekly. Feed every two weeks once they flower. Check the weight."
+    (whole,) = load_reward_model(_config(model_dir)).predict([(answer, answer)])
+    async with _client(model_dir, {"action": "flag"}) as client:
+        response = await client.post("/v1/chat/completions", json={**_echo(answer), "stream": True})
+    assert response.status_code == 200
+    events = [
+        line.removeprefix("data: ") for line in response.text.splitlines() if line.startswith("data: {")
+    ]
+    report = json.loads(events[-1])["guardrails"]["output"][0]
+    assert report["windows"] >= 2
+    (graded,) = report["guards"]
+    assert graded["scores"]["reward"] != pytest.approx(whole, abs=1e-3)
 
 
 # --- configuration errors name the key -----------------------------------------------------------------
