@@ -121,7 +121,10 @@ def _check_format(name: str) -> None:
     record = Path(name) / TRAINING_RECORD
     if not record.is_file():
         return  # any other model (a hub id, or saved elsewhere): read in our format
-    trained_on = json.loads(record.read_text()).get("input_format", REWARD_FORMAT)
+    try:
+        trained_on = json.loads(record.read_text()).get("input_format", REWARD_FORMAT)
+    except (ValueError, AttributeError):  # not JSON, or not an object
+        raise ConfigValidationError("model", f"{record} is not the JSON object train-reward writes") from None
     if trained_on != REWARD_FORMAT:
         raise ConfigValidationError(
             "model",

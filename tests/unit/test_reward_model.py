@@ -194,6 +194,9 @@ def test_a_model_trained_on_another_input_format_is_refused(models: dict[str, Pa
     (other / "reward_training.json").write_text(json.dumps({"input_format": "chat-template"}))
     with pytest.raises(ConfigValidationError, match="trained on input format 'chat-template'"):
         load_reward_model(_fp32(other))
+    (other / "reward_training.json").write_text("{half a record")
+    with pytest.raises(ConfigValidationError, match="is not the JSON object train-reward writes"):
+        load_reward_model(_fp32(other))
     (other / "reward_training.json").write_text(json.dumps({"input_format": REWARD_FORMAT}))
     assert len(load_reward_model(_fp32(other)).predict([("a", "b")])) == 1
 
