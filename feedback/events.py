@@ -150,7 +150,7 @@ def _fold(merged: GuardReport, entry: GuardReport, most_severe: Severity) -> Non
     merged.decision = most_severe([merged.decision, entry.decision])
     merged.categories = sorted(set(merged.categories) | set(entry.categories))
     for category, score in entry.scores.items():
-        merged.scores[category] = max(score, merged.scores.get(category, 0.0))
+        merged.scores[category] = max(score, merged.scores.get(category, score))  # negative too (a reward)
     merged.spans += entry.spans
     if entry.claims:  # a claim found in a later window is as much a finding as one in the first
         merged.claims = [*(merged.claims or []), *entry.claims]

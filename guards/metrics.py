@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import math
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, Summary
 
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _BATCH = (1, 2, 4, 8, 16, 32, 64, 128)
+# Rewards are logits: either sign, finer near 0 where a reward model separates most pairs.
+_REWARD = (-8.0, -4.0, -2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+# Served models get a label value each; a guard is told the model by its caller, so past this many
+# distinct names the rest share "other" and no caller can grow the series without bound.
+MAX_MODEL_LABELS = 64
+OTHER = "other"
 
 
 class GuardMetrics:
@@ -52,3 +60,31 @@ class GuardMetrics:
             ["guard", "stage", "kind", "fail_mode"],
             registry=registry,
         )
+        self.answer_reward = Histogram(
+            "hhh_answer_reward",
+            "Rewards of answers (reward guards), by the model that answered and the reward model.",
+            ["model", "reward_model"],
+            buckets=_REWARD,
+            registry=registry,
+        )
+        # A histogram with buckets below zero exposes no _sum (OpenMetrics), so the mean reward per model
+        # (sum / count) comes from this summary.
+        self.answer_reward_totals = Summary(
+            "hhh_answer_rewards",
+            "Count and sum of answers' rewards, for the mean reward per model and reward model.",
+            ["model", "reward_model"],
+            registry=registry,
+        )
+        self._reward_model_labels: set[str] = set()
+
+    def observe_reward(self, model: str, reward_model: str, reward: float) -> None:
+        """One answer's reward; a reward that is not a number (an fp16 overflow) is not counted."""
+        if not math.isfinite(reward):
+            return
+        if model not in self._reward_model_labels:
+            if len(self._reward_model_labels) >= MAX_MODEL_LABELS:
+                model = OTHER
+            else:
+                self._reward_model_labels.add(model)
+        self.answer_reward.labels(model, reward_model).observe(reward)
+        self.answer_reward_totals.labels(model, reward_model).observe(reward)

@@ -51,6 +51,32 @@ _SEVERITY = {
 }
 
 
+class Grade(str):
+    """A guard category that grades an answer (a reward model's score) rather than finds harm in it. A
+    guard lists it among its ``categories``, which is how ``check_references`` and ``tighten`` know it.
+
+    Its threshold is a floor: a score *below* it flags (harm categories flag at or above theirs), on the
+    model's own scale (any finite number: a logit, not a probability). A rule on a guard that only grades
+    judges output, only flags or annotates (a low grade is no reason to withhold an answer), and fails
+    open (nor is a grader's failure). A request may raise a floor, never lower it.
+    """
+
+    __slots__ = ()
+
+
+GRADE_ACTIONS = frozenset({"flag", "annotate"})
+
+
+def grades_only(categories: Collection[str]) -> bool:
+    """Whether a guard with these categories only grades (see ``Grade``)."""
+    return bool(categories) and all(isinstance(category, Grade) for category in categories)
+
+
+def grade_names(categories: Collection[str]) -> frozenset[str]:
+    """Which of a guard's categories are grades."""
+    return frozenset(str(category) for category in categories if isinstance(category, Grade))
+
+
 class FailMode(StrEnum):
     OPEN = "open"  # a guard that errs or times out lets the text through (reported)
     CLOSED = "closed"  # ... or refuses it
@@ -276,15 +302,22 @@ def check_references(
                 if rule.guard not in guards:
                     known = ", ".join(sorted(guards)) or "none"
                     raise PolicyError(f"{key}.guard: no guard named {rule.guard!r} (configured: {known})")
-                unknown = set(rule.thresholds) - categories.get(rule.guard, set())
+                own = categories.get(rule.guard, set())
+                unknown = set(rule.thresholds) - own
                 if unknown:
                     raise PolicyError(
                         f"{key}.thresholds: unknown categor{'ies' if len(unknown) > 1 else 'y'} "
                         f"{', '.join(sorted(unknown))} for guard {rule.guard!r}"
                     )
+                grades = grade_names(own)
                 for category, value in rule.thresholds.items():
-                    if not 0.0 <= value <= 1.0:
+                    if category in grades:
+                        if not math.isfinite(value):
+                            raise PolicyError(f"{key}.thresholds.{category}: must be a finite number")
+                    elif not 0.0 <= value <= 1.0:
                         raise PolicyError(f"{key}.thresholds.{category}: must be between 0 and 1")
+                if grades_only(own):
+                    _check_grading(rule, stage, key)
                 if policy != builtin:
                     _check_categories(rule.categories, categories.get(rule.guard, set()), rule.guard, key)
 
@@ -302,6 +335,22 @@ def _check_revise(policy: Policy, stage: Stage, rule: Rule, key: str, where: str
         raise PolicyError(
             f"{key}.action: revise needs buffer mode ({where}.stream.mode is 'stream_first': released "
             "text cannot be revised)"
+        )
+
+
+def _check_grading(rule: Rule, stage: Stage, key: str) -> None:
+    """A rule on a guard that only grades answers: output, flag or annotate, fail open (see ``Grade``)."""
+    if stage is Stage.INPUT:
+        raise PolicyError(f"{key}.guard: guard {rule.guard!r} grades answers: it is for output rules only")
+    if rule.action.value not in GRADE_ACTIONS:
+        raise PolicyError(
+            f"{key}.action: guard {rule.guard!r} grades answers: its rules flag or annotate, not "
+            f"{rule.action.value!r}"
+        )
+    if rule.on_error is not FailMode.OPEN:
+        raise PolicyError(
+            f"{key}.on_error: guard {rule.guard!r} grades answers, so its failure must not withhold them: "
+            "set on_error: open"
         )
 
 
@@ -364,8 +413,9 @@ def tighten(
 ) -> Policy:
     """``policy`` made stricter by what the request asked; a request that would loosen it is refused.
 
-    Stricter means: a lower threshold, a more severe action (``revise`` may become ``block``; no request
-    asks for ``revise``), fail closed, an extra guard, more
+    Stricter means: a lower threshold (a higher floor for a ``Grade``), a more severe action (``revise``
+    may become ``block``; no request asks for ``revise``; a grading guard only flags or annotates), fail
+    closed, an extra guard, more
     categories checked, buffer mode, placeholders not restored. ``guards`` are those a request may name,
     with the stages each serves (the guards some policy runs: only those are loaded); ``categories``, when
     given, the categories of each, which are all a request may name.
@@ -384,23 +434,28 @@ def tighten(
             key = f"guardrails.{stage.value}[{index}]"
             _check_guard(ask.guard, stage, guards, key)
             _refuse_revise(ask, key)
+            known = (categories or {}).get(ask.guard, ())
             if categories is not None:
-                _check_categories(ask.categories, categories.get(ask.guard, ()), ask.guard, key)
+                _check_categories(ask.categories, known, ask.guard, key)
+            grades = grade_names(known)
+            grading = grades_only(known)
+            if grading:
+                _check_grading_ask(ask, key)
             targets = [i for i, rule in enumerate(rules) if rule.guard == ask.guard]
             if not targets:
                 rules.append(
                     Rule(
                         guard=ask.guard,
-                        action=ask.action or Action.BLOCK,
+                        action=ask.action or (Action.FLAG if grading else Action.BLOCK),
                         thresholds=dict(ask.thresholds),
-                        on_error=ask.on_error or FailMode.CLOSED,
+                        on_error=ask.on_error or (FailMode.OPEN if grading else FailMode.CLOSED),
                         categories=None if ask.categories is None else list(ask.categories),
                         restore=ask.restore is not False,
                     )
                 )
                 continue
             current = [rules[i] for i in targets]
-            _refuse_loosening(current, ask, defaults.get(ask.guard, {}), key)
+            _refuse_loosening(current, ask, defaults.get(ask.guard, {}), key, grades)
             for i in targets:
                 if ask.action is Action.TRUNCATE and rules[i].action is Action.REDACT:
                     # Neither is stricter: a redaction that cannot rewrite blocks, where a truncation
@@ -411,7 +466,7 @@ def tighten(
                     )
                     rules.append(msgspec.structs.replace(rules[i], action=Action.TRUNCATE))
                 else:
-                    rules[i] = _stricter(rules[i], ask, defaults.get(ask.guard, {}))
+                    rules[i] = _stricter(rules[i], ask, defaults.get(ask.guard, {}), grades)
         stages[stage] = rules
     stream = policy.stream
     if asked.stream is not None and asked.stream.mode is not None and asked.stream.mode != stream.mode:
@@ -462,8 +517,21 @@ def _check_guard(guard: str, stage: Stage, guards: Mapping[str, frozenset[Stage]
         raise PolicyError(f"{key}.guard: guard {guard!r} does not judge {stage.value} text")
 
 
-def _threshold(rule: Rule, category: str, defaults: dict[str, float]) -> float:
-    return rule.thresholds.get(category, defaults.get(category, 1.0))
+def _threshold(rule: Rule, category: str, defaults: dict[str, float], grades: Collection[str] = ()) -> float:
+    """The rule's threshold; with none (nor a default), nothing flags: 1.0, or no floor for a grade."""
+    return rule.thresholds.get(category, defaults.get(category, -math.inf if category in grades else 1.0))
+
+
+def _check_grading_ask(ask: RequestRule, key: str) -> None:
+    """What a request may ask of a guard that only grades answers (see ``Grade``)."""
+    if ask.action is not None and ask.action.value not in GRADE_ACTIONS:
+        raise PolicyError(
+            f"{key}.action: guard {ask.guard!r} grades answers: it flags or annotates, "
+            f"not {ask.action.value!r}"
+        )
+    for category, value in ask.thresholds.items():
+        if not math.isfinite(value):
+            raise PolicyError(f"{key}.thresholds.{category}: must be a finite number")
 
 
 def _refuse_revise(ask: RequestRule, key: str) -> None:
@@ -473,29 +541,37 @@ def _refuse_revise(ask: RequestRule, key: str) -> None:
         raise PolicyError(f"{key}.action: a request cannot ask for 'revise' (ask for 'block' instead)")
 
 
-def _refuse_loosening(rules: list[Rule], ask: RequestRule, defaults: dict[str, float], key: str) -> None:
+def _refuse_loosening(
+    rules: list[Rule], ask: RequestRule, defaults: dict[str, float], key: str, grades: Collection[str] = ()
+) -> None:
     if ask.action is not None:
         weakest = min(rules, key=lambda rule: rule.action.severity).action
         if ask.action.severity < weakest.severity:
             raise PolicyError(f"{key}.action: cannot loosen {weakest.value!r} to {ask.action.value!r}")
     for category, value in ask.thresholds.items():
-        loosest = max(_threshold(rule, category, defaults) for rule in rules)
-        if value > loosest:
-            raise PolicyError(f"{key}.thresholds.{category}: cannot raise {loosest} to {value}")
+        thresholds = [_threshold(rule, category, defaults, grades) for rule in rules]
+        if category in grades:  # a floor: lower is looser
+            if value < min(thresholds):
+                raise PolicyError(
+                    f"{key}.thresholds.{category}: cannot lower the floor {min(thresholds)} to {value}"
+                )
+        elif value > max(thresholds):
+            raise PolicyError(f"{key}.thresholds.{category}: cannot raise {max(thresholds)} to {value}")
     if ask.on_error is FailMode.OPEN and all(rule.on_error is FailMode.CLOSED for rule in rules):
         raise PolicyError(f"{key}.on_error: cannot loosen 'closed' to 'open'")
     if ask.restore is True and not any(rule.restore for rule in rules):
         raise PolicyError(f"{key}.restore: cannot turn on what the policy turns off")
 
 
-def _stricter(rule: Rule, ask: RequestRule, defaults: dict[str, float]) -> Rule:
+def _stricter(rule: Rule, ask: RequestRule, defaults: dict[str, float], grades: Collection[str] = ()) -> Rule:
     """``rule``, with each setting the ask makes stricter taken from the ask, and none loosened."""
     action = rule.action
     if ask.action is not None and ask.action.severity > action.severity:
         action = ask.action
     thresholds = dict(rule.thresholds)
     for category, value in ask.thresholds.items():
-        if value < _threshold(rule, category, defaults):
+        current = _threshold(rule, category, defaults, grades)
+        if value > current if category in grades else value < current:
             thresholds[category] = value
     on_error = FailMode.CLOSED if ask.on_error is FailMode.CLOSED else rule.on_error
     categories = rule.categories

@@ -20,6 +20,7 @@ GUARD_TYPES: dict[str, str] = {
     "pii": "guards.pii:PiiGuard",
     "grounding": "guards.grounding.guard:GroundingGuard",
     "ip": "guards.ip.guard:IpGuard",
+    "reward": "guards.reward:RewardGuard",
 }
 
 

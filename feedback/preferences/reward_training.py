@@ -3,20 +3,36 @@ RewardTrainer (the pairwise loss -log sigmoid(r_chosen - r_rejected), minus the 
 
 The model is a sequence classifier with one output: its logit is the reward. Any export format is
 accepted: rows are brought to TRL's standard text layout first (a base model without a chat template,
-such as a BERT-style encoder, cannot read the conversational one). After training, the pairwise
-accuracy on the held-out split (reward of chosen > reward of rejected) is measured and saved with it.
+such as a BERT-style encoder, cannot read the conversational one), then each answer is made into the
+one text a reward model reads (``guards.models.reward_format``, shared with the scorer that serves the
+model: TRL is given those texts, so what it trains on is literally what serving feeds). After training,
+the pairwise accuracy on the held-out split (reward of chosen > reward of rejected) is measured through
+the same inputs and saved with it, with the input format's name.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from feedback.preferences.formats import dataset_prompt
+
+# The one exception to "feedback imports nothing of guards": the input format, a module that imports
+# nothing, so training and scoring cannot drift apart (README, "How it is built").
+from guards.models.reward_format import (
+    REWARD_FORMAT,
+    end_token,
+    prepare_tokenizer,
+    reward_inputs,
+    reward_text,
+)
+
+Predict = Callable[[list[tuple[str, str]]], list[float]]  # (prompt, answer) pairs → rewards
 
 
 class TrainingOptions(msgspec.Struct, kw_only=True, frozen=True):
@@ -39,6 +55,21 @@ class TrainingReport(msgspec.Struct, kw_only=True):
     train_loss: float | None
     test_accuracy: float | None  # share of held-out pairs the model orders right; chance is 0.5
     device: str
+    max_length: int
+    input_format: str = REWARD_FORMAT  # what the model reads (guards.models.reward_format)
+
+
+class PairwiseAccuracy(msgspec.Struct, kw_only=True):
+    """How often a reward model orders a dataset's pairs as people did."""
+
+    pairs: int  # pairs scored
+    right: int  # the chosen answer's reward above the rejected one's
+    ties: int  # both rewards equal: not right (TRL's accuracy counts them so too)
+    tied_in_data: int = 0  # rows with margin 0 (tied answers, no order): left out of ``pairs``
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.right / self.pairs if self.pairs else None
 
 
 def standard_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -61,35 +92,73 @@ def standard_row(row: dict[str, Any]) -> dict[str, Any]:
     return dict(row)  # trl (prompt, chosen, rejected[, margin]) or hh-rlhf (chosen, rejected)
 
 
-def _text_pair(row: dict[str, Any]) -> tuple[str, str]:
+def reward_row(row: dict[str, Any], end: str) -> dict[str, Any]:
+    """A standard row as TRL is given it: chosen and rejected each as the one text a reward model reads
+    (prompt, answer, ``end`` token), and no prompt column, so TRL adds nothing.
+
+    >>> reward_row({"prompt": "Hi", "chosen": " Hello!", "rejected": " Go.", "margin": 1.0}, "[SEP]")
+    {'chosen': 'Hi Hello![SEP]', 'rejected': 'Hi Go.[SEP]', 'margin': 1.0}
+    """
     prompt = row.get("prompt", "")
-    return prompt + row["chosen"], prompt + row["rejected"]
+    made = {
+        "chosen": reward_text(prompt, row["chosen"], end),
+        "rejected": reward_text(prompt, row["rejected"], end),
+    }
+    if row.get("margin") is not None:
+        made["margin"] = row["margin"]
+    return made
+
+
+def score_pairs(
+    predict: Predict,
+    rows: Sequence[dict[str, Any]],
+    batch: int = 32,
+    progress: Callable[[int], object] | None = None,
+) -> PairwiseAccuracy:
+    """Pairwise accuracy of ``predict`` on standard rows, ``batch`` pairs a call; ``progress`` is told how
+    many pairs each call scored. Rows marked as ties (margin 0) are counted apart, not scored."""
+    ordered = [row for row in rows if row.get("margin") != 0]
+    right = ties = 0
+    for start in range(0, len(ordered), batch):
+        chunk = ordered[start : start + batch]
+        prompts = [row.get("prompt", "") for row in chunk]
+        chosen = list(zip(prompts, (row["chosen"] for row in chunk), strict=True))
+        rejected = list(zip(prompts, (row["rejected"] for row in chunk), strict=True))
+        rewards = predict(chosen + rejected)
+        for better, worse in zip(rewards[: len(chunk)], rewards[len(chunk) :], strict=True):
+            right += better > worse
+            ties += better == worse
+        if progress is not None:
+            progress(len(chunk))
+    return PairwiseAccuracy(pairs=len(ordered), right=right, ties=ties, tied_in_data=len(rows) - len(ordered))
+
+
+def model_predict(model: Any, tokenizer: Any, max_length: int) -> Predict:
+    """Rewards from a model in memory, on the inputs the serving scorer makes (``reward_inputs``)."""
+    import torch
+
+    prepare_tokenizer(tokenizer)
+    device = next(model.parameters()).device
+
+    def predict(items: list[tuple[str, str]]) -> list[float]:
+        inputs = reward_inputs(tokenizer, items, max_length)
+        with torch.no_grad():
+            logits = model(**{name: value.to(device) for name, value in inputs.items()}).logits
+        rewards: list[float] = logits[:, 0].float().cpu().tolist()
+        return rewards
+
+    return predict
 
 
 def pairwise_accuracy(
     model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_length: int, batch: int = 32
 ) -> float | None:
-    import torch
-
-    if not rows:
-        return None
     model.eval()
-    device = next(model.parameters()).device
-    right = 0
-    with torch.no_grad():
-        for start in range(0, len(rows), batch):
-            chunk = [_text_pair(r) for r in rows[start : start + batch]]
-            texts = [c for c, _ in chunk] + [r for _, r in chunk]
-            encoded = tokenizer(
-                texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-            )
-            rewards = model(**encoded.to(device)).logits[:, 0].float()
-            chosen, rejected = rewards[: len(chunk)], rewards[len(chunk) :]
-            right += int((chosen > rejected).sum().item())
-    return right / len(rows)
+    return score_pairs(model_predict(model, tokenizer, max_length), rows, batch).accuracy
 
 
-def _split_rows(data: Path) -> dict[str, list[dict[str, Any]]]:
+def read_splits(data: Path) -> dict[str, list[dict[str, Any]]]:
+    """An export's splits (``train``, ``test``), each row in TRL's standard layout (``standard_row``)."""
     import datasets
 
     loaded = datasets.load_dataset(str(data))
@@ -103,13 +172,12 @@ def train_reward_model(data: Path, out: Path, options: TrainingOptions) -> Train
     from trl.trainer.reward_config import RewardConfig
     from trl.trainer.reward_trainer import RewardTrainer
 
-    splits = _split_rows(data)
+    splits = read_splits(data)
     if not splits.get("train"):
         raise ValueError(f"--data: {data} has no train split (export one with `hhh feedback export`)")
     use_cuda = options.device == "cuda" or (options.device == "auto" and torch.cuda.is_available())
-    tokenizer = AutoTokenizer.from_pretrained(options.base)
-    if tokenizer.eos_token is None:  # encoders (BERT) end a text with [SEP]; TRL appends an EOS
-        tokenizer.eos_token = tokenizer.sep_token
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(options.base))  # saved so with the model
+    end = end_token(tokenizer)
     model = AutoModelForSequenceClassification.from_pretrained(options.base, num_labels=1)
     config = RewardConfig(
         output_dir=str(out / "checkpoints"),
@@ -129,7 +197,7 @@ def train_reward_model(data: Path, out: Path, options: TrainingOptions) -> Train
     trainer = RewardTrainer(
         model=model,
         args=config,
-        train_dataset=datasets.Dataset.from_list(splits["train"]),
+        train_dataset=datasets.Dataset.from_list([reward_row(row, end) for row in splits["train"]]),
         processing_class=tokenizer,
     )
     train_set: Any = trainer.train_dataset  # after TRL's filtering: a Dataset, so it has a length
@@ -146,6 +214,7 @@ def train_reward_model(data: Path, out: Path, options: TrainingOptions) -> Train
         train_loss=float(result.training_loss) if result.training_loss is not None else None,
         test_accuracy=accuracy,
         device="cuda" if use_cuda else "cpu",
+        max_length=options.max_length,
     )
     (out / "reward_training.json").write_text(json.dumps(msgspec.to_builtins(report), indent=2) + "\n")
     (out / "README.md").write_text(_model_card(report, data))

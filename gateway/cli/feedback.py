@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.cli.common import configure_logging, settings_for
+from gateway.cli.evaluate_reward import add_evaluate_reward_command
 from gateway.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -363,4 +364,5 @@ def add_feedback_commands(commands: Any, config_help: str) -> Any:
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     train.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity")
     train.set_defaults(handler=_train_reward)
+    add_evaluate_reward_command(feedback, PROGRESS_HELP)
     return feedback

@@ -106,7 +106,7 @@ def _guard_report(result: RuleResult, wheres: Sequence[str]) -> GuardReport:
         latency = max(latency, verdict.latency_ms)
         categories.update(verdict.categories)
         for category, score in verdict.scores.items():
-            scores[category] = round(max(score, scores.get(category, 0.0)), 4)
+            scores[category] = round(max(score, scores.get(category, score)), 4)  # negative too (a reward)
         spans += [SpanReport(where, s.start, s.end, s.label, round(s.score, 4)) for s in verdict.spans]
         claims += [
             ClaimReport(where, e.kind, e.detail, e.source, e.start, e.end, e.score)

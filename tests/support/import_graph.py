@@ -22,11 +22,13 @@ class Source:
 
 @dataclass(frozen=True)
 class Rule:
-    """Modules within ``importers``, except those within ``exempt``, import nothing within ``forbidden``."""
+    """Modules within ``importers``, except those within ``exempt``, import nothing within ``forbidden``
+    but the modules named in ``allowed`` (each exception by its exact module name)."""
 
     importers: str
     forbidden: tuple[str, ...]
     exempt: tuple[str, ...] = ()
+    allowed: tuple[str, ...] = ()
 
 
 def read_sources(root: Path, packages: Sequence[str]) -> list[Source]:
@@ -84,7 +86,7 @@ def broken(rule: Rule, graph: Graph) -> list[str]:
         for importer, targets in graph.items()
         if within(importer, rule.importers) and not any(within(importer, e) for e in rule.exempt)
         for target in targets
-        if any(within(target, forbidden) for forbidden in rule.forbidden)
+        if any(within(target, forbidden) for forbidden in rule.forbidden) and target not in rule.allowed
     )
 
 

@@ -13,7 +13,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 RULES = {
     "guards imports neither gateway nor feedback": Rule("guards", ("gateway", "feedback")),
-    "feedback imports neither gateway nor guards": Rule("feedback", ("gateway", "guards")),
+    # The one exception: training reads text exactly as the reward scorer does, from the module that says
+    # how (it imports nothing of the project, by the rule below).
+    "feedback imports neither gateway nor guards": Rule(
+        "feedback", ("gateway", "guards"), allowed=("guards.models.reward_format",)
+    ),
+    "the reward model's input format imports nothing of the project": Rule(
+        "guards.models.reward_format", ("gateway", "guards", "feedback")
+    ),
     "the relay knows nothing of guards": Rule(
         "gateway.relay", ("gateway.guarded", "gateway.routes", "gateway.app", "gateway.cli")
     ),
@@ -58,6 +65,10 @@ BREAKING = {
         {"feedback.events": "import typing\nif typing.TYPE_CHECKING:\n    import guards.verdict\n"},
         "feedback.events imports guards.verdict",
     ),
+    "the reward model's input format imports nothing of the project": (
+        {"guards.models.reward_format": "from guards.verdict import Verdict\n", "guards.verdict": ""},
+        "guards.models.reward_format imports guards.verdict",
+    ),
     "the relay knows nothing of guards": (
         {"gateway.relay.proxy": "from ..guarded import stream_guard\n", "gateway.guarded.stream_guard": ""},
         "gateway.relay.proxy imports gateway.guarded.stream_guard",
@@ -77,6 +88,19 @@ def test_every_rule_is_shown_to_fail() -> None:
 def test_a_broken_rule_is_reported(name: str) -> None:
     modules, reported = BREAKING[name]
     assert broken(RULES[name], _graph(modules)) == [reported]
+
+
+def test_the_exception_for_the_reward_format_admits_that_module_only() -> None:
+    rule = RULES["feedback imports neither gateway nor guards"]
+    graph = _graph(
+        {
+            "feedback.preferences.reward_training": "from guards.models.reward_format import reward_text\n"
+            "from guards.models.reward_model import load_reward_model\n",
+            "guards.models.reward_format": "",
+            "guards.models.reward_model": "",
+        }
+    )
+    assert broken(rule, graph) == ["feedback.preferences.reward_training imports guards.models.reward_model"]
 
 
 def test_allowed_imports_are_not_reported() -> None:
