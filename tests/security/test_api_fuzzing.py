@@ -36,6 +36,7 @@ from tests.support.redis_server import redis_server
 ROUTES = {
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/completions"),
+    ("POST", "/v1/responses"),
     ("POST", "/v1/embeddings"),
     ("POST", "/v1/moderations"),
     ("GET", "/v1/models"),
