@@ -9,10 +9,8 @@ is no default.
 It reads each answer as sent (the raw view: what the exports it was trained on hold) after the request's
 prompt (``JudgeContext.prompt``), exactly as training read them (``guards.models.reward_format``).
 
-Streams: the guard scores the text it is given. The stream guard gives it windows, never the whole
-answer, so on a stream each reward is that of a window (a part of the answer) and means little; so do
-the histogram's observations of them. Scoring whole answers only needs the stream guard to judge
-grading rules once on each finished answer instead of per window (README, "Reward").
+Streams: the guard scores the text it is given; the stream guard gives grading rules each choice's whole
+content once it has ended, never its windows (``gateway.guarded.stream_guard``).
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ from guards.policy import (
     PolicyBook,
     PolicyError,
     Rule,
+    grades_only,
     parse_request_guardrails,
     tighten,
 )
@@ -207,10 +208,18 @@ class Guardrails:
         texts: Sequence[str],
         wheres: Sequence[str],
         context: JudgeContext | None = None,
+        rules: Sequence[Rule] | None = None,
     ) -> Judged:
-        """Judge some texts of an answer (a stream's window, its held tool calls); nothing is applied. A
-        ``revise`` decision stays: the caller revises, or falls back (``with_fallback``)."""
-        return await self._judge(Stage.OUTPUT, resolved.policy.output, texts, wheres, context)
+        """Judge some texts of an answer (a stream's window, its held tool calls, the whole answer for the
+        grading rules) by ``rules`` (default: every output rule); nothing is applied. A ``revise`` decision
+        stays: the caller revises, or falls back (``with_fallback``)."""
+        chosen = resolved.policy.output if rules is None else rules
+        return await self._judge(Stage.OUTPUT, chosen, texts, wheres, context)
+
+    def grading(self, rule: Rule) -> bool:
+        """Whether ``rule``'s guard only grades answers (a reward model): it judges whole answers, never a
+        stream's windows (a window's grade is no answer's)."""
+        return grades_only(self._categories.get(rule.guard, frozenset()))
 
     async def judge_revision(
         self, resolved: ResolvedPolicy, revision: str, critique: str, where: str, context: JudgeContext | None

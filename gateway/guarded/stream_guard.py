@@ -17,6 +17,9 @@ when the rule's fallback is ``block`` and no other choice still streams) while t
 revised (``gateway.guarded.stream_revision``). A revision that passes is sent in place of the rest, the
 choice ends with ``finish_reason: stop``, and the upstream is closed once every choice has ended; a
 revision that fails gets the rule's fallback, applied to the window, and the stream goes on if it can.
+
+Rules whose guard only grades (a reward model) never judge windows: each choice's whole content, as the
+client got it, is graded once when the choice ends.
 """
 
 from __future__ import annotations
@@ -92,6 +95,10 @@ class StreamGuard:
         redacts = any(rule.action is Action.REDACT for rule in policy.output)
         self.buffer = policy.stream.mode is StreamMode.BUFFER or redacts
         self.report = GuardrailsReport(policy=resolved.name, output=[])
+        # Rules that grade (a reward model) judge each choice's whole content once it has ended; the others
+        # judge the windows and held tool calls.
+        self.graded = [rule for rule in policy.output if guardrails.grading(rule)]
+        self.windowed = [rule for rule in policy.output if not guardrails.grading(rule)]
         self._choices: dict[int, _Choice] = {}
         self.write = ChunkWriter(self.chat)
 
@@ -194,6 +201,7 @@ class StreamGuard:
             async for out in self._check(state, channel, window):
                 yield out
         if not self.buffer and not state.done:  # stream_first: out as soon as no window it closed failed
+            channel.shown.append(text)
             yield self.write.text(state.index, channel.field, text, logprobs)
 
     async def _flush(self, state: _Choice, channel: Channel) -> AsyncIterator[Chunk]:
@@ -205,7 +213,9 @@ class StreamGuard:
         context = JudgeContext() if self.context is None else self.context
         focused = msgspec.structs.replace(context, focus_start=len(window.context))  # shares the cache
         where = f"choices[{state.index}]" + ("" if self._is_main(channel) else f".{channel.field}")
-        judged = await self.guardrails.judge_output(self.resolved, [window.checked], [where], focused)
+        judged = await self.guardrails.judge_output(
+            self.resolved, [window.checked], [where], focused, self.windowed
+        )
         if judged.report.decision == "revise":
             revised = await self._revise(state, channel, window, judged, where)
             if isinstance(revised, list):  # the revision went out: the choice has ended
@@ -265,6 +275,7 @@ class StreamGuard:
                 state.revision, state.revised, state.done = job.report_of(), True, True
                 channel.logprobs.discard()
                 self.stopping = True  # the upstream's rest of this choice is not wanted
+                await self._grade(state, shown + rest.text)
                 note = rest.note or (self._note(state) if state.annotate else None)
                 return self._continued(state.index, channel.field, rest.text, note, rest.finish_reason)
             reason = "the guards changed the revision in text the client already has"
@@ -313,11 +324,25 @@ class StreamGuard:
                 yield out
             if state.done:
                 return
+        main = next((c for c in state.channels.values() if self._is_main(c)), None)
+        await self._grade(state, "".join(main.shown) if main is not None else "")
         if state.annotate:
             yield self.write.text(state.index, "content" if self.chat else "text", self._note(state))
         state.done = True
         if announce:
             yield self.write.finish(state.index, finish_reason)
+
+    async def _grade(self, state: _Choice, answer: str) -> None:
+        """The grading rules (a reward model) on a choice's whole content as the client got it: their
+        report joins the choice's, and an ``annotate`` they draw ends the answer with its note."""
+        if not self.graded or not answer:
+            return
+        wheres, context = [f"choices[{state.index}]"], self.context
+        judged = await self.guardrails.judge_output(self.resolved, [answer], wheres, context, self.graded)
+        state.reports.append(judged.report)
+        text = judged.outcome.texts[0]
+        state.annotate = state.annotate or text.annotate
+        state.annotation = state.annotation or text.annotation
 
     def _note(self, state: _Choice) -> str:
         return state.annotation or self.resolved.policy.disclaimer
@@ -344,7 +369,7 @@ class StreamGuard:
         held: dict[str, Any] = {"tool_calls": calls, "function_call": state.function_call}
         slots = call_slots(held, f"choices[{state.index}]")
         texts, wheres = [slot.text for slot in slots], [slot.where for slot in slots]
-        judged = await self.guardrails.judge_output(self.resolved, texts, wheres, self.context)
+        judged = await self.guardrails.judge_output(self.resolved, texts, wheres, self.context, self.windowed)
         if judged.report.decision == "revise":  # a revision replaces text content, never a call
             failed = [w for w, t in zip(wheres, judged.outcome.texts, strict=True) if t.decision == "revise"]
             reason = f"revise applies to an answer's text content only, and {failed[0]} failed"

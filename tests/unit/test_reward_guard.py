@@ -159,19 +159,24 @@ async def test_a_model_that_is_not_a_reward_model_fails_at_start_naming_the_guar
 # --- in the gateway ------------------------------------------------------------------------------------
 
 
-def _settings(model_dir: Path, rule: dict[str, Any]) -> dict[str, Any]:
+def _settings(model_dir: Path, rule: dict[str, Any], stream: dict[str, Any] | None = None) -> dict[str, Any]:
+    policy: dict[str, Any] = {"output": [{"guard": "reward", "on_error": "open", **rule}]}
+    if stream is not None:
+        policy["stream"] = stream
     return {
         "feedback": {"record": False},
         "auth": {"keys": [{"tenant": "t", "sha256": hash_key(KEY)}]},
         "upstreams": [{"name": "fake", "url": "http://fake.test/v1"}],
         "guards": {"reward": {"type": "reward", "config": {"model": str(model_dir), "precision": "fp32"}}},
-        "policies": {"default": {"output": [{"guard": "reward", "on_error": "open", **rule}]}},
+        "policies": {"default": policy},
     }
 
 
 @asynccontextmanager
-async def _client(model_dir: Path, rule: dict[str, Any]) -> AsyncIterator[AsyncTestClient[Any]]:
-    settings = settings_from_mapping(_settings(model_dir, rule), environ={})
+async def _client(
+    model_dir: Path, rule: dict[str, Any], stream: dict[str, Any] | None = None
+) -> AsyncIterator[AsyncTestClient[Any]]:
+    settings = settings_from_mapping(_settings(model_dir, rule, stream), environ={})
     app = create_app(settings, upstream_transport=FakeUpstream().transport())
     async with AsyncTestClient(app) as client:
         client.headers["authorization"] = f"Bearer {KEY}"
@@ -215,22 +220,28 @@ async def test_annotate_appends_the_disclaimer_to_low_answers_only(model_dir: Pa
         assert choice["message"]["content"].startswith(ANSWERS[index])
 
 
-async def test_on_a_stream_the_guard_grades_windows_not_the_whole_answer(model_dir: Path) -> None:
-    """The documented limitation (README, "Reward"): the stream guard gives output guards windows, so a
-    streamed answer's reward is of a part of it. Scoring whole answers needs the stream guard to judge
-    grading rules once on the finished text; this test then changes."""
+@pytest.mark.parametrize("mode", ["buffer", "stream_first"])
+async def test_on_a_stream_the_guard_grades_the_whole_answer_once(model_dir: Path, mode: str) -> None:
+    """A window's reward is no answer's: the stream guard judges grading rules once, on each choice's
+    whole content as the client got it, never on its windows."""
     answer = "Plant in spring and water weekly. Feed every two weeks once they flower. Check the weight."
     (whole,) = load_reward_model(_config(model_dir)).predict([(answer, answer)])
-    async with _client(model_dir, {"action": "flag"}) as client:
+    async with _client(model_dir, {"action": "flag"}, stream={"mode": mode}) as client:
         response = await client.post("/v1/chat/completions", json={**_echo(answer), "stream": True})
     assert response.status_code == 200
     events = [
         line.removeprefix("data: ") for line in response.text.splitlines() if line.startswith("data: {")
     ]
     report = json.loads(events[-1])["guardrails"]["output"][0]
-    assert report["windows"] >= 2
+    assert report["windows"] >= 2  # the answer was still cut into windows, released as they came
     (graded,) = report["guards"]
-    assert graded["scores"]["reward"] != pytest.approx(whole, abs=1e-3)
+    assert graded["scores"]["reward"] == pytest.approx(whole, abs=1e-3)
+    text = "".join(
+        (choice.get("delta") or {}).get("content") or ""
+        for event in events
+        for choice in json.loads(event).get("choices") or ()
+    )
+    assert text == answer
 
 
 # --- configuration errors name the key -----------------------------------------------------------------
