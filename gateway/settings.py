@@ -86,6 +86,9 @@ class ServerSettings(_Strict):
     # On SIGTERM, streams in flight get this long to finish; then they end with an error event and
     # [DONE]. Keep it below the orchestrator's own grace period (Kubernetes: 30 s) minus about 5 s.
     shutdown_grace_s: float = 20.0
+    # CPU threads one model call may use (torch, OpenMP, MKL); None: half the cores, at least one. The
+    # environment's OMP_NUM_THREADS wins when set (``gateway.server.model_threads``).
+    model_threads: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 class Timeouts(_Strict):

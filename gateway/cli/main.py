@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ from gateway.relay.embedded_llm import EmbeddedLLMError
 from gateway.settings import ConfigError
 from guards.policy import PolicyError
 
+log = logging.getLogger("hhh.serve")
+
 # What the IP index has always been read and written with (redis-py's default), whatever redis-py's is.
 IP_INDEX_REDIS_TIMEOUT_S = 5.0
 
@@ -26,10 +29,13 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
     from gateway.relay.embedded_llm import check_embedded_llm
     from gateway.server.http_limits import uvicorn_options
+    from gateway.server.model_threads import limit_model_threads
     from gateway.server.shutdown import serve
 
     settings = settings_for(args)
     configure_logging(settings.server.log_level)
+    threads = limit_model_threads(settings.server.model_threads)  # before any model library loads
+    log.info("models use %d CPU thread(s) a call", threads)
     if not settings.upstreams:
         check_embedded_llm(settings.embedded_llm)  # fail before the server starts, without a traceback
     app = create_app(settings)
