@@ -116,3 +116,28 @@ def test_config_errors_name_the_key() -> None:
         BiLstmConfig(max_windows=0)
     with pytest.raises(ValueError, match="max_batch"):
         BiLstmConfig(max_batch=0)
+
+
+def test_toxicity_config_errors_name_the_key() -> None:
+    from guards.config_errors import ConfigValidationError, convert_or_explain
+    from guards.toxicity import ToxicityConfig
+
+    prefix = "guards.toxicity.config"
+    with pytest.raises(ConfigValidationError) as no_tier:
+        convert_or_explain({"classic": False, "bilstm": None}, ToxicityConfig, prefix=prefix)
+    assert no_tier.value.key == "guards.toxicity.config.bilstm"
+    with pytest.raises(ConfigValidationError) as bad_window:
+        convert_or_explain({"bilstm": {"max_windows": 0}}, ToxicityConfig, prefix=prefix)
+    assert bad_window.value.key == "guards.toxicity.config.bilstm.max_windows"
+    with pytest.raises(ConfigValidationError) as unknown:
+        convert_or_explain({"bilstm": {"maxlen": 200}}, ToxicityConfig, prefix=prefix)
+    assert "maxlen" in str(unknown.value)
+
+
+def test_default_tiering() -> None:
+    from guards.toxicity import ToxicityConfig
+
+    default = ToxicityConfig()
+    assert (default.model_tier, default.uses_classic) == ("bilstm", False)
+    assert ToxicityConfig(classic=True, bilstm=None).model_tier is None  # the old classic-only guard
+    assert ToxicityConfig(classic=True).uses_classic
