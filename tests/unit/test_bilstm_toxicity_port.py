@@ -88,8 +88,16 @@ def test_threat_a_huge_text_costs_at_most_max_windows_rows() -> None:
     assert cut[0] == sequence[:MAXLEN]
     assert cut[-1] == sequence[-MAXLEN:]
     assert all(len(window) == MAXLEN for window in cut)
-    assert len(windows(sequence[:250], max_windows=32)) == 4  # starts 0, 50, 100, 150
+    assert len(windows(sequence[:250], max_windows=32)) == 4  # starts 0, 50, 100, 150: half overlap
     assert windows([], max_windows=32) == [[0] * MAXLEN]
+
+
+def test_threat_a_text_over_budget_is_still_covered_without_gaps_as_far_as_possible() -> None:
+    """Past the budget at half overlap, windows stop overlapping before any text is skipped."""
+    sequence = list(range(1, 3_001))  # 59 windows at half overlap, 30 without overlap
+    cut = windows(sequence, max_windows=32)
+    assert len(cut) == 30
+    assert [ident for window in cut for ident in window] == sequence  # every id, once
 
 
 def test_threat_a_tampered_tokenizer_pickle_cannot_run_code(tmp_path: Path) -> None:
