@@ -1,5 +1,6 @@
-"""The real guards on real models: the classic toxicity tier, detoxify checkpoints in detoxify's own
-format (tiny, random weights, real architectures), and presidio on spaCy's small English pipeline."""
+"""The real guards on real models: the embedded toxicity BiLSTM (the default) and the classic tier,
+detoxify checkpoints in detoxify's own format (tiny, random weights, real architectures), and presidio
+on spaCy's small English pipeline."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -34,6 +36,14 @@ async def resources(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[G
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def classic(resources: GuardResources) -> ToxicityGuard:
+    """The classic tier alone: the embedded default before the BiLSTM (the baseline)."""
+    guard = ToxicityGuard("toxicity-classic", ToxicityConfig(classic=True, bilstm=None), resources)
+    await guard.start()
+    return guard
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def default_toxicity(resources: GuardResources) -> ToxicityGuard:
     guard = ToxicityGuard("toxicity", ToxicityConfig(), resources)
     await guard.start()
     return guard
@@ -59,23 +69,76 @@ async def pii(resources: GuardResources) -> PiiGuard:
 # --- toxicity ----------------------------------------------------------------------------------
 
 
-async def test_classic_tier_quality_on_the_labelled_set(classic: ToxicityGuard) -> None:
+def _labelled() -> list[dict[str, Any]]:
     rows = [json.loads(line) for line in (DATA / "toxicity_labelled.jsonl").read_text().splitlines()]
     assert len(rows) >= 200
-    verdicts = await classic.judge([r["text"] for r in rows], classic.default_thresholds)
+    return rows
+
+
+async def _quality(guard: ToxicityGuard, rows: list[dict[str, Any]]) -> tuple[float, float, Counter[str]]:
+    """Precision and recall at the default thresholds, and how many texts of each kind were judged right."""
+    verdicts = await guard.judge([r["text"] for r in rows], guard.default_thresholds)
     predicted = [not v.allowed for v in verdicts]
     truth = [bool(r["toxic"]) for r in rows]
     tp = sum(p and t for p, t in zip(predicted, truth, strict=True))
     fp = sum(p and not t for p, t in zip(predicted, truth, strict=True))
     fn = sum(t and not p for p, t in zip(predicted, truth, strict=True))
-    precision, recall = tp / (tp + fp), tp / (tp + fn)
-    print(f"classic toxicity tier: precision {precision:.3f}, recall {recall:.3f} on {len(rows)} texts")
-    # Measured 0.907 / 0.408 (README). Floors a little under, so a regression fails.
+    by_kind = Counter(r["kind"] for r, p in zip(rows, predicted, strict=True) if p == r["toxic"])
+    print(
+        f"{guard.name}: precision {tp / (tp + fp):.3f}, recall {tp / (tp + fn):.3f}; right by kind {by_kind}"
+    )
+    return tp / (tp + fp), tp / (tp + fn), by_kind
+
+
+async def test_classic_tier_quality_on_the_labelled_set(classic: ToxicityGuard) -> None:
+    precision, recall, by_kind = await _quality(classic, _labelled())
+    # Measured 0.907 / 0.408 (README, "before"). Floors a little under, so a regression fails.
     assert precision >= 0.85
     assert recall >= 0.38
-    by_kind = Counter(r["kind"] for r, p in zip(rows, predicted, strict=True) if p == r["toxic"])
     assert by_kind["profanity"] == 20  # what it is good at
     assert by_kind["benign"] == 30
+
+
+async def test_default_bilstm_quality_on_the_labelled_set(
+    default_toxicity: ToxicityGuard, classic: ToxicityGuard
+) -> None:
+    rows = _labelled()
+    precision, recall, by_kind = await _quality(default_toxicity, rows)
+    # Measured 0.900 / 0.450 (README, "after"), at the untuned default threshold 0.5. Floors a little under.
+    assert precision >= 0.85
+    assert recall >= 0.43
+    assert by_kind["profanity"] == 20
+    assert by_kind["benign"] >= 29
+    assert by_kind["identity_attack"] >= 10  # the classic tier gets 9
+    _, classic_recall, _ = await _quality(classic, rows)
+    assert recall > classic_recall  # the default is better than what it replaced, on the same run
+
+
+async def test_default_runs_the_bilstm_through_the_runner_with_six_categories(
+    default_toxicity: ToxicityGuard, resources: GuardResources
+) -> None:
+    before = _runner_items(resources, "bilstm-toxicity")
+    texts = ["What a lovely morning for a walk.", "I will burn your house down with you inside it."]
+    verdicts = await default_toxicity.judge(texts, default_toxicity.default_thresholds)
+    assert _runner_items(resources, "bilstm-toxicity") - before == 2
+    assert [v.evidence[0].detail for v in verdicts] == ["bilstm", "bilstm"]
+    assert set(default_toxicity.categories) == set(verdicts[0].scores) == {
+        "toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack",
+    }  # fmt: skip
+    assert verdicts[0].allowed
+    assert not verdicts[1].allowed
+    assert "toxicity" in verdicts[1].categories
+
+
+async def test_classic_in_front_of_the_bilstm_is_a_cascade(resources: GuardResources) -> None:
+    config = ToxicityConfig(classic=True, cascade=CascadeConfig(clear_below=0.2, flag_above=0.95))
+    guard = ToxicityGuard("classic-bilstm", config, resources)
+    await guard.start()
+    texts = ["What a lovely morning for a walk.", "you fucking piece of shit", "that movie sucked"]
+    before = _runner_items(resources, "bilstm-toxicity")
+    verdicts = await guard.judge(texts, guard.default_thresholds)
+    assert [v.evidence[0].detail for v in verdicts] == ["classic", "classic", "bilstm"]
+    assert _runner_items(resources, "bilstm-toxicity") - before == 1  # the unsure text alone
 
 
 async def test_detoxify_original_checkpoint_loads_offline_and_scores(
