@@ -182,17 +182,18 @@ async def _replayed(
 
 def overlaid(upstream: dict[str, Any], guarded: dict[str, Any]) -> dict[str, Any]:
     """The upstream's Response envelope, with the guarded output, status and report. A Response still
-    queued or running (``background``) keeps its status, and its (empty) output."""
+    queued, running (``background``) or cancelled keeps its status, and an empty output stays empty."""
     if not upstream:
         return guarded
     merged = {key: value for key, value in upstream.items() if key not in _REPLACED}
     merged["id"] = guarded["id"]
     filtered = (guarded.get("incomplete_details") or {}).get("reason") == "content_filter"
     pending = upstream.get("status") in ("queued", "in_progress", "cancelled") and not filtered
-    if pending and not upstream.get("output"):
-        merged.update(status=upstream["status"], incomplete_details=None, output=[])
-    else:
-        merged.update((key, guarded.get(key)) for key in ("status", "incomplete_details", "output"))
+    merged.update((key, guarded.get(key)) for key in ("status", "incomplete_details", "output"))
+    if pending:
+        merged.update(status=upstream["status"], incomplete_details=None)
+        if not upstream.get("output"):
+            merged["output"] = []
     merged["usage"] = guarded.get("usage") or upstream.get("usage")
     if "guardrails" in guarded:
         merged["guardrails"] = guarded["guardrails"]
