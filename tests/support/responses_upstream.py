@@ -174,7 +174,7 @@ def native_transport(script: ResponsesScript, chat: FakeUpstream | None = None) 
         path = request.url.path
         if "/responses" not in path:
             if request.method == "GET" and path.endswith("/models"):
-                models = [{"id": m} for m in NATIVE_MODELS + ["echo"]]
+                models = [{"id": m} for m in [*NATIVE_MODELS, "echo"]]
                 return httpx.Response(200, json={"object": "list", "data": models})
             return await fallback.handle(request)
         if not path.endswith("/responses"):

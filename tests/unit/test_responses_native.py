@@ -1,5 +1,6 @@
-"""``/v1/responses`` relayed natively to an upstream marked ``supports_responses`` (``gateway.responses.native``),
-over the scripted Responses upstream: guarded like the translated path, under the upstream's own id."""
+"""``/v1/responses`` relayed natively to an upstream marked ``supports_responses``
+(``gateway.responses.native``), over the scripted Responses upstream: guarded like the translated path,
+under the upstream's own id."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ async def test_a_native_response_keeps_the_upstreams_id_and_stateful_fields() ->
     assert response.output_text == "Hello there."
     assert response.previous_response_id == "resp_old"
     assert answer.json()["guardrails"]["output"][0]["decision"] == "pass"
-    assert sent["input"] == "Hello there." and sent["store"] is True  # relayed as a Responses body
+    assert sent["input"] == "Hello there."
+    assert sent["store"] is True
     assert sent["previous_response_id"] == "resp_old"
 
 
@@ -58,7 +60,8 @@ async def test_a_native_stream_is_guarded_and_assembled_under_the_upstreams_id()
     assert events[0]["type"] == "response.created"
     assert events[-1]["type"] == "response.completed"
     final = Response.model_validate(events[-1]["response"])
-    assert final.id.startswith("resp_up") and events[0]["response"]["id"] == final.id
+    assert final.id.startswith("resp_up")
+    assert events[0]["response"]["id"] == final.id
     assert final.output_text == "Hello there, friend."
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     assert events[-1]["response"]["guardrails"]["output"][0]["decision"] == "pass"
@@ -74,12 +77,14 @@ async def test_a_stored_response_is_retrieved_and_cancelled_through_the_native_u
         got_toxic = await gw.client.get(f"/v1/responses/{toxic['id']}")
         missing = await gw.client.get("/v1/responses/resp_nope")
         tricky = await gw.client.get("/v1/responses/..%2F..%2Fmodels")
-    assert got.status_code == 200 and Response.model_validate(got.json()).output_text == "Keep me."
+    assert got.status_code == 200
+    assert Response.model_validate(got.json()).output_text == "Keep me."
     assert cancelled.json()["status"] == "cancelled"
     assert got_toxic.status_code == 200
     assert "BADWORD" not in got_toxic.text
     assert got_toxic.json()["incomplete_details"]["reason"] == "content_filter"
-    assert missing.status_code == 404 and missing.json()["error"]["message"]
+    assert missing.status_code == 404
+    assert missing.json()["error"]["message"]
     assert tricky.status_code == 404
 
 
@@ -96,7 +101,8 @@ async def test_an_upstream_that_answers_404_is_served_through_translation_from_t
         second = await gw.respond("native-404", input="Again.")
         native_asks = [body for body in gw.script.bodies if body["model"] == "native-404"]
         chat_asks = [body for body in gw.chat.bodies if body["model"] == "native-404"]
-    assert first.status_code == 200 and second.status_code == 200
+    assert first.status_code == 200
+    assert second.status_code == 200
     assert len(native_asks) == 1  # asked natively once, remembered as not native
     assert len(chat_asks) == 2
     assert Response.model_validate(first.json()).id.startswith("resp_")
