@@ -77,7 +77,8 @@ def chat_usage(usage: Any) -> dict[str, Any] | None:
     counts = {key: usage[key] if isinstance(usage.get(key), int) else 0 for key in keys}
     details = usage.get("output_tokens_details")
     reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
-    cached = (usage.get("input_tokens_details") or {}).get("cached_tokens")
+    cached_details = usage.get("input_tokens_details")
+    cached = cached_details.get("cached_tokens") if isinstance(cached_details, dict) else None
     return {
         "prompt_tokens": counts["input_tokens"],
         "completion_tokens": counts["output_tokens"],
@@ -160,9 +161,10 @@ class ChunkReader:
     def __init__(self) -> None:
         self.response: dict[str, Any] = {}
         self.final = False
-        self._calls: dict[Any, int] = {}  # function_call item id → chat tool-call index
-        self._streamed: set[tuple[Any, Any]] = set()  # (item id, content index) that had deltas
-        self._called_done: set[Any] = set()
+        # Keyed by the upstream's ids as strings: whatever JSON it sends there, a key can be made of it.
+        self._calls: dict[str, int] = {}  # function_call item id → chat tool-call index
+        self._streamed: set[tuple[str, str]] = set()  # (item id, content index) that had deltas
+        self._called_done: set[str] = set()
 
     def chunk(self, delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> Chunk:
         choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
@@ -191,7 +193,7 @@ class ChunkReader:
         if kind == "response.output_item.added":
             return self._added(event.get("item"))
         if kind == "response.function_call_arguments.delta":
-            return self._arguments(event.get("item_id"), event.get("delta"))
+            return self._arguments(str(event.get("item_id")), event.get("delta"))
         if kind == "response.function_call_arguments.done":
             return self._arguments_done(event)
         if isinstance(kind, str):
@@ -216,12 +218,12 @@ class ChunkReader:
                 "cannot read; the stream was ended."
             )
         assert isinstance(item, dict)
-        index = self._calls[item.get("id")] = len(self._calls)
+        index = self._calls[str(item.get("id"))] = len(self._calls)
         call = _tool_call(item)
         call["function"]["arguments"] = ""  # the arguments come as deltas (or with the done event)
         return [self.chunk({"tool_calls": [{"index": index, **call}]})]
 
-    def _arguments(self, item_id: Any, delta: Any) -> list[Chunk]:
+    def _arguments(self, item_id: str, delta: Any) -> list[Chunk]:
         index = self._calls.get(item_id)
         if index is None:
             raise UpstreamStreamBroken("The upstream streamed arguments of a function call it never began.")
@@ -231,13 +233,13 @@ class ChunkReader:
         return [self.chunk({"tool_calls": [{"index": index, "function": {"arguments": delta}}]})]
 
     def _arguments_done(self, event: dict[str, Any]) -> list[Chunk]:
-        item_id = event.get("item_id")
+        item_id = str(event.get("item_id"))
         if item_id in self._called_done:
             return []
         return self._arguments(item_id, event.get("arguments"))  # whole arguments, no deltas before
 
     def _text(self, event: dict[str, Any], field: str, step: str) -> list[Chunk]:
-        place = (event.get("item_id"), event.get("content_index", event.get("summary_index")))
+        place = (str(event.get("item_id")), str(event.get("content_index", event.get("summary_index"))))
         if step == "delta":
             text = event.get("delta")
             self._streamed.add(place)

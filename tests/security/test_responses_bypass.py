@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from gateway.errors import UpstreamBadResponse, UpstreamStreamBroken
+from gateway.responses.reverse import ChunkReader, chat_completion
 from guards.policy import Action, Policy, PolicyBook, Rule
 from tests.support.native_gateway import native_gateway
 
@@ -133,3 +135,16 @@ async def test_toxic_function_call_arguments_in_the_output_are_caught(model: str
     assert answer.status_code == 200
     assert "BADWORD" not in answer.text
     assert "content_filter" in answer.text
+
+
+def test_a_native_output_item_the_guards_cannot_read_is_never_relayed() -> None:
+    hosted = {"id": "resp_1", "status": "completed", "output": [{"type": "web_search_call", "action": "x"}]}
+    with pytest.raises(UpstreamBadResponse):
+        chat_completion(hosted)
+    reader = ChunkReader()
+    with pytest.raises(UpstreamStreamBroken):
+        reader.read({"type": "response.output_item.added", "item": {"type": "web_search_call"}})
+    with pytest.raises(UpstreamStreamBroken):
+        reader.read({"type": "response.output_text.annotation.added", "annotation": {"title": "toxic"}})
+    # Odd ids from a hostile upstream are read as strings, never a crash.
+    assert reader.read({"type": "response.output_text.delta", "item_id": ["x"], "delta": "hi"})
