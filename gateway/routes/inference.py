@@ -146,7 +146,7 @@ async def legacy_completions(
 
 @_inference_route(
     "/v1/responses",
-    "Create a model response (the Responses API), guarded: served through chat completions",
+    "Create a model response (the Responses API), guarded: relayed natively or through chat completions",
     "ResponseCreateRequest",
     "Response",
     streams=True,
@@ -161,7 +161,7 @@ async def responses(
     "/v1/responses/{response_id:str}",
     summary="Retrieve a stored response from an upstream with its own /v1/responses; its output guarded",
     tags=["inference"],
-    opt={RATE_LIMITED: True},
+    opt={RATE_LIMITED: True} | contract(responses={200: "Response"}, errors=INFERENCE_ERRORS),
 )
 async def retrieve_response(
     request: Request[Any, Any, Any], response_id: str, completions: CompletionService, tenant: Tenant
@@ -174,7 +174,7 @@ async def retrieve_response(
     status_code=200,
     summary="Cancel a background response on an upstream with its own /v1/responses; its output guarded",
     tags=["inference"],
-    opt={RATE_LIMITED: True},
+    opt={RATE_LIMITED: True} | contract(responses={200: "Response"}, errors=INFERENCE_ERRORS),
 )
 async def cancel_response(
     request: Request[Any, Any, Any], response_id: str, completions: CompletionService, tenant: Tenant
