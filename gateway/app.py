@@ -46,6 +46,8 @@ _ROUTES = (
     inference.chat_completions,
     inference.legacy_completions,
     inference.responses,
+    inference.retrieve_response,
+    inference.cancel_response,
     moderations.moderations,
     feedback_routes.feedback,
     labelstudio_webhook.labelstudio_webhook,

@@ -122,6 +122,10 @@ class UpstreamSettings(_Strict):
     # usage chunk itself: completion tokens counted from the streamed deltas, prompt tokens estimated
     # (marked `"estimated": true`).
     supports_stream_usage: bool = True
+    # The upstream serves `/v1/responses` itself (OpenAI, recent vLLM): Responses calls are relayed to it
+    # natively, still guarded, and stateful fields (`previous_response_id`, `store`...) reach it. With false
+    # (the default), they are translated into chat completions. One that answers 404 is treated as false.
+    supports_responses: bool = False
 
     def __post_init__(self) -> None:
         # user:pass@ in the URL is sent as Basic auth; with api_key too, one would silently replace the other.

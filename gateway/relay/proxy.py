@@ -125,7 +125,13 @@ class Proxy:
         finally:
             context.upstream_seconds += time.perf_counter() - started
 
-    async def stream(self, context: RequestContext, call: ForwardCall) -> UpstreamStream:
+    async def stream(
+        self,
+        context: RequestContext,
+        call: ForwardCall,
+        decode: Callable[[AsyncIterator[str]], AsyncIterator[Chunk]] = decode_chunks,
+    ) -> UpstreamStream:
+        """``decode``: each event's data → chat chunks (another API's events are read into them)."""
         upstream, bodies = await self._prepare(context, call)
         started = time.perf_counter()
         try:
@@ -136,9 +142,7 @@ class Proxy:
         on_transport_error = partial(self.pool.transport_error, upstream)
         limit = self.relay.max_event_bytes
         streams = [
-            decode_chunks(
-                sse_payloads(upstream_lines(r, on_transport_error, limit, upstream.scrub.text), limit)
-            )
+            decode(sse_payloads(upstream_lines(r, on_transport_error, limit, upstream.scrub.text), limit))
             for r in responses
         ]
         chunks = streams[0] if len(streams) == 1 else merge_streams(streams)

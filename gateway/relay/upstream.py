@@ -36,6 +36,8 @@ class Upstream:
         # Learned too: an upstream seen answering fewer choices than `n` asked is treated as not
         # supporting it from then on.
         self.supports_n = settings.supports_n
+        # Learned likewise: one that answers 404 to /responses is served through translation from then on.
+        self.supports_responses = settings.supports_responses
         timeouts = settings.timeouts
         self.timeout = httpx.Timeout(
             connect=timeouts.connect, read=timeouts.read, write=timeouts.write, pool=timeouts.pool
@@ -135,11 +137,15 @@ class UpstreamPool:
         states = await asyncio.gather(*(probe(u) for u in self.upstreams))
         return dict(zip((u.name for u in self.upstreams), states, strict=True))
 
-    async def post(self, upstream: Upstream, path: str, body: bytes, request_id: str) -> UpstreamResponse:
-        """A non-streaming call. Upstream error statuses raise ``UpstreamStatus``."""
+    async def post(
+        self, upstream: Upstream, path: str, body: bytes, request_id: str, method: str = "POST"
+    ) -> UpstreamResponse:
+        """A non-streaming call (a POST unless ``method`` says otherwise). Upstream error statuses raise
+        ``UpstreamStatus``."""
         started = time.perf_counter()
         try:
-            response = await self._client.post(
+            response = await self._client.request(
+                method,
                 upstream.base_url + path,
                 content=body,
                 headers=upstream.headers(request_id),

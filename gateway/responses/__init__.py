@@ -5,6 +5,7 @@ chat path like any chat request, and its answer is translated back: a whole chat
 ``Response`` object (``response``), a chat stream into Responses stream events (``stream``, framed by
 ``sse``). Every function here is pure or a plain async generator over dicts: nothing touches the network.
 
-Upstreams that serve ``/v1/responses`` themselves may later be relayed natively; this package is then the
-fallback for those that do not (llama.cpp, TGI, many vLLM deployments).
+Upstreams marked ``supports_responses`` are relayed natively (``native``: the same guarded path, the
+request's rewrites carried back by ``native_body``, the answer read as chat by ``reverse``); the
+translation serves the others (llama.cpp, TGI, many vLLM deployments), and a native one that answers 404.
 """

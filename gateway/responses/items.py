@@ -28,6 +28,7 @@ from gateway.responses.checks import (
     expect_name,
     expect_object,
     expect_string,
+    name_shown,
     one_of,
     shown,
     unsupported,
@@ -105,8 +106,13 @@ class Placement:
         return chat_path
 
 
-def chat_messages(instructions: Any, input_: Any, budget: Budget, placement: Placement) -> list[Message]:
-    """The chat conversation of ``instructions`` (a system message, first) and ``input``."""
+def chat_messages(
+    instructions: Any, input_: Any, budget: Budget, placement: Placement, native: bool = False
+) -> list[Message]:
+    """The chat conversation of ``instructions`` (a system message, first) and ``input``. ``native``: the
+    input is relayed as it came to an upstream with its own ``/v1/responses``, so every text in it must be
+    judged: items and parts may carry no key read nowhere here, and reasoning items' texts are judged
+    (each an assistant message's ``reasoning_content``)."""
     messages: list[Message] = []
     if instructions is not None:
         _add(messages, placement, {"role": "system", "content": expect_string(instructions, "instructions")})
@@ -118,7 +124,13 @@ def chat_messages(instructions: Any, input_: Any, budget: Budget, placement: Pla
         items = expect_list(input_, "input")
         budget.spend(len(items), "input")  # before any item is read: a huge list is refused at once
         for index, item in enumerate(items):
-            _item(messages, placement, expect_object(item, f"input[{index}]"), f"input[{index}]", budget)
+            where = f"input[{index}]"
+            if native:
+                _only_read_keys(expect_object(item, where), where)
+            if native and item.get("type") == "reasoning":
+                _judged_reasoning(messages, placement, item, where, budget)
+            else:
+                _item(messages, placement, expect_object(item, where), where, budget)
     if not messages:
         raise InvalidRequest(
             "Missing required parameter: 'input' (or 'instructions'): there is nothing to answer.",
@@ -296,3 +308,76 @@ _ITEMS: dict[str, _Translate] = {
     "function_call_output": _function_call_output,
     "reasoning": _reasoning,
 }
+
+
+# In native mode, the keys an input item or content part may carry: every one of them is read above (or
+# is an id or a status, which no model reads as text). Anything else would reach the upstream unjudged.
+_ITEM_KEYS = {
+    "message": frozenset({"type", "role", "content", "id", "status", "phase"}),
+    "function_call": frozenset({"type", "call_id", "name", "arguments", "id", "status"}),
+    "function_call_output": frozenset({"type", "call_id", "output", "id", "status"}),
+    "reasoning": frozenset({"type", "id", "summary", "content", "encrypted_content", "status"}),
+}
+_PART_KEYS = {
+    "input_text": frozenset({"type", "text"}),
+    "output_text": frozenset({"type", "text", "annotations", "logprobs"}),
+    "refusal": frozenset({"type", "refusal"}),
+    "input_image": frozenset({"type", "image_url", "detail", "file_id"}),
+    "summary_text": frozenset({"type", "text"}),
+    "reasoning_text": frozenset({"type", "text"}),
+}
+_EMPTY_ONLY = ("annotations", "logprobs")  # an earlier answer's citations and token texts: not judged
+
+
+def _only_read_keys(item: dict[str, Any], where: str) -> None:
+    """A 400 for a key of an item, or of its parts, that no guard would read.
+
+    >>> part = {"type": "input_text", "text": "hi", "x": "y"}
+    >>> _only_read_keys({"role": "user", "content": [part]}, "input[0]")
+    Traceback (most recent call last):
+    ...
+    gateway.errors.InvalidRequest: Unknown parameter: 'input[0].content[0].x'.
+    """
+    kind = item.get("type", "message" if "role" in item else None)
+    _known_keys(item, _ITEM_KEYS.get(kind) if isinstance(kind, str) else None, where)
+    for key in ("content", "output", "summary"):
+        parts = item.get(key)
+        for index, part in enumerate(parts if isinstance(parts, list) else ()):
+            here = f"{where}.{key}[{index}]"
+            part_kind = expect_object(part, here).get("type")
+            _known_keys(part, _PART_KEYS.get(part_kind) if isinstance(part_kind, str) else None, here)
+            for listed in _EMPTY_ONLY:
+                if part.get(listed):
+                    raise unsupported(f"{here}.{listed}", "only an empty list is relayed: it is not judged.")
+
+
+def _known_keys(holder: dict[str, Any], known: frozenset[str] | None, where: str) -> None:
+    if known is None:  # an unknown type: refused by the translation, with its reason
+        return
+    for key in holder:
+        if key not in known:
+            named = f"{where}.{name_shown(key)}"
+            raise InvalidRequest(f"Unknown parameter: '{named}'.", param=named, code="unknown_parameter")
+
+
+def _judged_reasoning(
+    messages: list[Message], placement: Placement, item: dict[str, Any], where: str, budget: Budget
+) -> None:
+    """A reasoning item relayed to a native upstream: each summary and content text an assistant message's
+    ``reasoning_content``, so the guards read it (``encrypted_content`` is the upstream's own, opaque)."""
+    texts = []
+    for key in ("summary", "content"):
+        parts = item.get(key)
+        if parts is None:
+            continue
+        for index, part in enumerate(expect_list(parts, f"{where}.{key}")):
+            texts.append(
+                (
+                    expect_string(part.get("text"), f"{where}.{key}[{index}].text"),
+                    f"{where}.{key}[{index}].text",
+                )
+            )
+    budget.spend(max(0, len(texts) - 1), where)
+    for text, param in texts:
+        _add(messages, placement, {"role": "assistant", "content": None, "reasoning_content": text})
+        placement.place(f"messages[{len(messages) - 1}].reasoning_content", param)

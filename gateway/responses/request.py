@@ -16,11 +16,18 @@ Every field of the SDK's ``ResponseCreateParams`` has a fate (``FIELDS``; the RE
   ``prompt_cache_retention``, ``stream_options`` (no obfuscation is added), ``reasoning.summary`` (no
   summary is made), ``store: false``, ``background: false``, ``truncation: "disabled"``;
 - **a 400 naming the field** when set: ``previous_response_id``, ``conversation``, ``store: true`` (this
-  gateway keeps no state), ``background: true``, ``prompt`` (templates live on OpenAI's servers),
+  gateway keeps no state), ``background: true`` (these four, the **stateful** fields, are let through in
+  ``native`` mode: for an upstream with its own ``/v1/responses``, see ``gateway.responses.native``),
+  ``prompt`` (templates live on OpenAI's servers),
   ``truncation: "auto"``, ``top_logprobs`` and ``include: ["message.output_text.logprobs"]`` (log
   probabilities are not translated), ``reasoning.mode`` other than ``standard``, ``context_management``,
   ``moderation``, ``access_programs``, ``image``, ``background_options``, ``prompt_cache_options``; any
   tool but a function; ``n`` (a Response has one output); any field the SDK does not know.
+
+In ``native`` mode the chat body is never sent: it is what the guards read (and what is recorded) of a
+Responses body relayed as it came. So it also carries what a native upstream reads or stores and a chat
+upstream would not: ``metadata``, ``safety_identifier``, ``prompt_cache_key``, and the texts of input
+reasoning items; and input items and parts may carry no key the translation does not read.
 
 The gateway's own fields (``guardrails``, ``sources``) go into the chat body as they came: the chat path
 reads them there and sends them nowhere. A null value is an absent one, as OpenAI reads it.
@@ -60,6 +67,8 @@ from gateway.responses.items import Placement, chat_messages
 GATEWAY_FIELDS = frozenset({"guardrails", "sources"})
 
 NO_STATE = "this gateway keeps no conversation state; send the whole conversation in 'input'."
+# Fields that need the upstream's own stored state: relayed in native mode, refused otherwise.
+STATEFUL = ("previous_response_id", "conversation", "store", "background")
 FIELDS: dict[str, str] = {
     "model": "translated",
     "input": "translated: a string is a user message; items become messages, tool calls and tool messages",
@@ -123,6 +132,8 @@ class TranslatedRequest:
     chat: dict[str, Any]  # the chat-completions body, with the gateway's own fields
     echo: dict[str, Any]  # what the Response object repeats of the request (``gateway.responses.response``)
     placement: Placement  # chat paths → the Responses parameters they came from
+    native: bool = False  # made for a native upstream: the chat body is for the guards, never sent
+    stateful: tuple[str, ...] = ()  # the stateful fields the request set (native mode only)
 
     @property
     def model(self) -> str:
@@ -138,17 +149,19 @@ class TranslatedRequest:
         return self.placement.param_of(chat_path)
 
 
-def translate_request(raw: dict[str, Any], limits: LimitsSettings | None = None) -> TranslatedRequest:
+def translate_request(
+    raw: dict[str, Any], limits: LimitsSettings | None = None, native: bool = False
+) -> TranslatedRequest:
     """Check a Responses request and translate it; every refusal is a 400 (or a 413 over the budget)
-    naming the parameter. ``raw`` is not changed (though the chat body shares its deeper values)."""
+    naming the parameter. ``raw`` is not changed (though the chat body shares its deeper values).
+    ``native``: for an upstream with its own ``/v1/responses`` (see the module's docstring)."""
     present = {key: value for key, value in raw.items() if value is not None}
-    _refuse_fields(present)
+    stateful = _stateful(present) if native else ()
+    _refuse_fields({key: value for key, value in present.items() if key not in stateful})
     budget = Budget((limits or LimitsSettings()).max_input_texts)
     placement = Placement()
-    chat: dict[str, Any] = {
-        "model": expect_name(present.get("model"), "model"),
-        "messages": chat_messages(present.get("instructions"), present.get("input"), budget, placement),
-    }
+    messages = chat_messages(present.get("instructions"), present.get("input"), budget, placement, native)
+    chat: dict[str, Any] = {"model": expect_name(present.get("model"), "model"), "messages": messages}
     echo: dict[str, Any] = {"instructions": present.get("instructions")}
     if optional_bool(present.get("stream"), "stream"):
         chat["stream"] = True
@@ -158,9 +171,25 @@ def translate_request(raw: dict[str, Any], limits: LimitsSettings | None = None)
     _text(present, chat, echo, placement)
     _reasoning(present, chat, echo)
     _kept(present, echo)
+    if native:  # read by a native upstream, or stored by it: judged like any text of the request
+        chat.update((key, echo[key]) for key in _NATIVE_KEPT if echo[key])
     _ignored(present)
     chat.update((key, present[key]) for key in GATEWAY_FIELDS & present.keys())
-    return TranslatedRequest(chat=chat, echo=echo, placement=placement)
+    return TranslatedRequest(chat, echo, placement, native=native, stateful=stateful)
+
+
+_NATIVE_KEPT = ("metadata", "safety_identifier", "prompt_cache_key")
+
+
+def _stateful(present: dict[str, Any]) -> tuple[str, ...]:
+    """The stateful fields a request set, type-checked (a native upstream reads them)."""
+    optional_string(present.get("previous_response_id"), "previous_response_id")
+    conversation = present.get("conversation")
+    if conversation is not None and not isinstance(conversation, str):
+        expect_name(expect_object(conversation, "conversation").get("id"), "conversation.id")
+    for key in ("store", "background"):
+        optional_bool(present.get(key), key)
+    return tuple(key for key in STATEFUL if present.get(key) not in (None, False))
 
 
 def _refuse_fields(present: dict[str, Any]) -> None:

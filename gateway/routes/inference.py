@@ -7,13 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, post
+from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.types import AnyCallable
 
 from gateway.auth import Tenant
 from gateway.context import context_of
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 from gateway.guarded.completion_service import CompletionService
 from gateway.guarded.endpoints import CHAT, EMBEDDINGS, RESPONSES, TEXT, Endpoint
 from gateway.guarded.request import prepare_request
@@ -21,6 +21,15 @@ from gateway.limits import LimitsSettings
 from gateway.openapi.contract import INFERENCE_ERRORS, contract
 from gateway.protocol import read_json_object
 from gateway.rate_limit.middleware import RATE_LIMITED
+from gateway.responses.native import (
+    STATEFUL_RESPONSES,
+    NativePresenter,
+    NativeRelay,
+    NotNative,
+    served_natively,
+    stored_response,
+)
+from gateway.responses.native_body import NativeBody
 from gateway.responses.presenter import ResponsesPresenter, client_error
 from gateway.responses.request import translate_request
 from gateway.server.disconnect import cancel_on_disconnect
@@ -43,17 +52,53 @@ async def _serve(
 async def _serve_responses(
     request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant, limits: LimitsSettings
 ) -> Response[Any]:
-    """A Responses request, translated into chat completions and served on the guarded chat path; its
-    answer reshaped, and its errors naming the Responses parameters (``gateway.responses``)."""
+    """A Responses request on the guarded chat path, relayed natively to an upstream that serves
+    ``/v1/responses`` (``gateway.responses.native``), else translated into chat completions; its answer
+    reshaped, and its errors naming the Responses parameters (``gateway.responses``)."""
     raw = await read_json_object(await request.body(), limits.max_json_depth)
-    translated = translate_request(raw, limits)
+    if await _native_upstream(completions, raw.get("model")):
+        try:
+            return await _serve_translated(request, raw, completions, tenant, limits, native=True)
+        except NotNative:  # it answered 404, before anything reached the client: translate
+            pass
+    return await _serve_translated(request, raw, completions, tenant, limits, native=False)
+
+
+async def _native_upstream(completions: CompletionService, model: Any) -> bool:
+    if not isinstance(model, str):
+        return False  # the translation says what is wrong with it
+    try:
+        upstream = await completions.proxy.pool.route(model)
+    except ModelNotFound:
+        return False  # the guarded path answers the 404
+    return upstream.supports_responses
+
+
+async def _serve_translated(
+    request: Request[Any, Any, Any],
+    raw: dict[str, Any],
+    completions: CompletionService,
+    tenant: Tenant,
+    limits: LimitsSettings,
+    native: bool,
+) -> Response[Any]:
+    translated = translate_request(raw, limits, native=native)
     chat = translated.chat
-    try:  # the chat body's own bytes go upstream: the client's are a Responses body
+    try:  # the chat body's own bytes go upstream (or, native, are mapped back): the client's are Responses
         prepared = prepare_request(
             RESPONSES, chat, msgspec.json.encode(chat), tenant.name, completions.guardrails, limits
         )
-        prepared = msgspec.structs.replace(prepared, presenter=ResponsesPresenter(translated))
-        served = completions.serve(context_of(request.scope), prepared)
+        if native and prepared.policy.policy.best_of_n is not None:  # best-of-n samples chat completions
+            return await _serve_translated(request, raw, completions, tenant, limits, native=False)
+        service: CompletionService = completions
+        presenter: ResponsesPresenter = ResponsesPresenter(translated)
+        if native:
+            relay = NativeRelay(completions.proxy, NativeBody(raw, translated), translated)
+            service, presenter = served_natively(completions, relay), NativePresenter(translated, relay)
+            if translated.stateful:
+                prepared = msgspec.structs.replace(prepared, endpoint=STATEFUL_RESPONSES)
+        prepared = msgspec.structs.replace(prepared, presenter=presenter)
+        served = service.serve(context_of(request.scope), prepared)
         return await cancel_on_disconnect(request.receive, served)
     except GatewayError as exc:
         raise client_error(exc, translated) from None
@@ -101,7 +146,7 @@ async def legacy_completions(
 
 @_inference_route(
     "/v1/responses",
-    "Create a model response (the Responses API), guarded: served through chat completions",
+    "Create a model response (the Responses API), guarded: relayed natively or through chat completions",
     "ResponseCreateRequest",
     "Response",
     streams=True,
@@ -110,6 +155,49 @@ async def responses(
     request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant, limits: LimitsSettings
 ) -> Response[Any]:
     return await _serve_responses(request, completions, tenant, limits)
+
+
+@get(
+    "/v1/responses/{response_id:str}",
+    summary="Retrieve a stored response from an upstream with its own /v1/responses; its output guarded",
+    tags=["inference"],
+    opt={RATE_LIMITED: True} | contract(responses={200: "Response"}, errors=INFERENCE_ERRORS),
+)
+async def retrieve_response(
+    request: Request[Any, Any, Any], response_id: str, completions: CompletionService, tenant: Tenant
+) -> Response[Any]:
+    return await _stored(request, response_id, completions, tenant, cancel=False)
+
+
+@post(
+    "/v1/responses/{response_id:str}/cancel",
+    status_code=200,
+    summary="Cancel a background response on an upstream with its own /v1/responses; its output guarded",
+    tags=["inference"],
+    opt={RATE_LIMITED: True} | contract(responses={200: "Response"}, errors=INFERENCE_ERRORS),
+)
+async def cancel_response(
+    request: Request[Any, Any, Any], response_id: str, completions: CompletionService, tenant: Tenant
+) -> Response[Any]:
+    return await _stored(request, response_id, completions, tenant, cancel=True)
+
+
+async def _stored(
+    request: Request[Any, Any, Any],
+    response_id: str,
+    completions: CompletionService,
+    tenant: Tenant,
+    cancel: bool,
+) -> Response[Any]:
+    """The upstream is the one serving the ``model`` query parameter, or the only native one."""
+    if request.query_params.get("stream") not in (None, "false"):
+        raise InvalidRequest(
+            "Streaming a stored response again is not relayed; leave out 'stream'.", param="stream"
+        )
+    model = request.query_params.get("model")
+    context = context_of(request.scope)
+    found = await stored_response(completions, context, tenant.name, response_id, model, cancel)
+    return Response(msgspec.json.encode(found), media_type="application/json", status_code=200)
 
 
 @_inference_route(

@@ -29,6 +29,26 @@ COMPLETION = json.dumps(
         "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
     }
 ).encode()
+# What an upstream with its own /v1/responses answers (model "stub-native", non-stream only).
+RESPONSE = json.dumps(
+    {
+        "id": "resp_stub",
+        "object": "response",
+        "created_at": 1,
+        "status": "completed",
+        "model": "stub-native",
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_stub",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": "A short answer.", "annotations": []}],
+            }
+        ],
+        "usage": {"input_tokens": 9, "output_tokens": 4, "total_tokens": 13},
+    }
+).encode()
 MODELS = json.dumps(
     {
         "object": "list",
@@ -89,7 +109,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
-        if b"stub-long" in body:
+        if self.path.endswith("/responses"):
+            self._send(RESPONSE, "application/json")
+        elif b"stub-long" in body:
             self._stream_long()
         elif b'"stream": true' in body or b'"stream":true' in body:
             self._send(STREAM, "text/event-stream")
