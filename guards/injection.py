@@ -12,8 +12,9 @@ Where it looks, by the kind of each text (the gateway gives each input text's ki
 - ``system``, ``assistant``, ``other`` (tool definitions, names, metadata): off by default.
 
 Every checked text is judged whole (the model's windows over it, the highest score), and the texts of one
-kind are also judged joined, in order, so an injection split across message parts or messages is read in
-one piece; what the join finds is reported on the last text of the kind.
+kind in a request are also judged joined, in order, so an injection split across message parts or messages
+is read in one piece; what the join finds is reported on the last text of the kind. Texts of unknown kind
+(``/v1/moderations`` inputs) are separate inputs: never joined.
 """
 
 from __future__ import annotations
@@ -154,9 +155,9 @@ class InjectionGuard(GuardBase):
             warmup=["warm-up text"],
         )
 
-    def pieces(self, texts: Sequence[str], kinds: Sequence[str]) -> list[_Piece]:
-        """What to score: each checked text whole, the joins of each checked kind, and the document
-        blocks of texts whose kind is not checked."""
+    def pieces(self, texts: Sequence[str], kinds: Sequence[str], join: bool = True) -> list[_Piece]:
+        """What to score: each checked text whole, the joins of each checked kind (``join``: the texts are
+        one request's), and the document blocks of texts whose kind is not checked."""
         checks = self.checks
         pieces: list[_Piece] = []
         by_kind: dict[str, list[int]] = {}
@@ -168,7 +169,8 @@ class InjectionGuard(GuardBase):
                 for number, (_, body) in enumerate(document_blocks(text), 1):
                     pieces.append(_Piece(index, body, f"document {number}"))
         for kind, members in by_kind.items():
-            if len(members) > 1 and kind != "source":  # sources are separate retrievals, never one text
+            # Sources are separate retrievals, never one text.
+            if join and len(members) > 1 and kind != "source":
                 joined = "\n".join(texts[index] for index in members)
                 pieces.append(_Piece(members[-1], joined, f"joined {kind} texts"))
         return pieces
@@ -180,7 +182,8 @@ class InjectionGuard(GuardBase):
             raise RuntimeError(f"guard {self._name} is not started")
         started = time.perf_counter()
         kinds = context.kinds if context is not None and len(context.kinds) == len(texts) else []
-        pieces = self.pieces(texts, kinds or ["user"] * len(texts))
+        # Without kinds the texts are separate inputs (``/v1/moderations``): each is judged on its own.
+        pieces = self.pieces(texts, kinds or ["user"] * len(texts), join=bool(kinds))
         scored = await self._runner.run([piece.text for piece in pieces])
         latency = (time.perf_counter() - started) * 1000
         per_text: list[dict[str, float]] = [{} for _ in texts]

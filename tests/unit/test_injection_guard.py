@@ -202,8 +202,8 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     settings = Settings(
         feedback=FeedbackSettings(record=False),
         upstreams=[UpstreamSettings(name="fake", url="http://fake.test/v1")],
-        guards={"injection": GuardSpec(type="prompt_injection", config={"device": "cpu"})},
-        policies=PolicyBook(default=Policy(input=[Rule(guard="injection", timeout_ms=30_000)])),
+        guards={"prompt_injection": GuardSpec(type="prompt_injection", config={"device": "cpu"})},
+        policies=PolicyBook(default=Policy(input=[Rule(guard="prompt_injection", timeout_ms=30_000)])),
     )
     app = create_app(settings, upstream_transport=upstream.transport())
     async with AsyncTestClient(app) as client:
@@ -296,13 +296,35 @@ async def test_attack_obfuscated_injection_is_read_deobfuscated(gateway: Gateway
     _blocked(await gateway.chat([{"role": "user", "content": hidden}]), "messages[0].content")
 
 
+async def test_moderations_report_prompt_injection_categories(gateway: Gateway) -> None:
+    body = {"model": "fake-model", "input": [DIRECT, BENIGN_TECHNICAL[0]]}
+    response = await gateway.client.post("/v1/moderations", json=body)
+    assert response.status_code == 200, response.text
+    attack, benign = response.json()["results"]
+    assert attack["flagged"] is True
+    assert attack["categories"]["prompt_injection/injection"] is True
+    assert attack["category_scores"]["prompt_injection/injection"] > 0.99
+    assert benign["flagged"] is False
+    assert benign["categories"]["prompt_injection/injection"] is False
+
+
 def test_the_guard_is_input_only() -> None:
     from guards.verdict import Stage
 
     assert InjectionGuard.stages == frozenset({Stage.INPUT})
 
 
-def test_unknown_kinds_count_as_user_text() -> None:
+async def test_unknown_kinds_are_separate_user_texts_never_joined() -> None:
+    """Moderation inputs come without kinds: each is judged as user text, on its own."""
+    seen: list[list[str]] = []
+
+    class Runner:
+        async def run(self, texts: list[str]) -> list[dict[str, float]]:
+            seen.append(list(texts))
+            return [{"injection": 0.0} for _ in texts]
+
     guard = _guard()
-    context = JudgeContext()
-    assert [p.what for p in guard.pieces(["a"], context.kinds or ["user"])] == ["text"]
+    guard._runner = Runner()  # type: ignore[assignment]
+    await guard.judge(["a", "b"], {"injection": 0.5}, JudgeContext())
+    await guard.judge(["a", "b"], {"injection": 0.5}, JudgeContext(kinds=["user", "user"]))
+    assert seen == [["a", "b"], ["a", "b", "a\nb"]]
