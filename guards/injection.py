@@ -35,7 +35,6 @@ from guards.runner import BatchingRunner
 from guards.verdict import Evidence, JudgeContext, Stage, Verdict
 
 Check = Literal["user", "tool", "sources", "documents", "system", "assistant", "other"]
-TEXT_KINDS: frozenset[str] = frozenset({"user", "tool", "source", "system", "assistant", "other"})
 _CHECK_OF_KIND = {"source": "sources"}
 
 
@@ -95,7 +94,6 @@ class InjectionGuard(GuardBase):
         self.config = config
         self._resources = resources
         self._runner: BatchingRunner[str, dict[str, float]] | None = None
-        self._categories: list[str] = ["injection"]
 
     @property
     def categories(self) -> Sequence[str]:

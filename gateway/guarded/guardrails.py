@@ -4,6 +4,7 @@ Nothing else reaches the guard engine or builds a report: streams and moderation
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -196,26 +197,25 @@ class Guardrails:
         by the rules whose guard ``reads_sources`` (prompt injection), reported as ``sources[i].text``."""
         texts, wheres = [slot.text for slot in slots], [slot.where for slot in slots]
         context = JudgeContext(kinds=list(kinds)) if kinds else None
-        judged = await self._judge(Stage.INPUT, resolved.policy.input, texts, wheres, context)
-        for slot, text in zip(slots, judged.outcome.texts, strict=True):
-            if text.decision == "block":
-                self._refuse_input(resolved, slot.where, text, judged.report)
+        judging = self._judge(Stage.INPUT, resolved.policy.input, texts, wheres, context)
         source_rules = [rule for rule in resolved.policy.input if self._reads_sources(rule.guard)]
-        if sources and source_rules:
+        if sources and source_rules:  # judged beside the messages, refused by where they are
             source_wheres = [f"{SOURCES_FIELD}[{index}].text" for index in range(len(sources))]
-            read = await self._judge(
-                Stage.INPUT,
-                source_rules,
-                [source.text for source in sources],
-                source_wheres,
-                JudgeContext(kinds=["source"] * len(sources)),
+            source_texts = [source.text for source in sources]
+            source_context = JudgeContext(kinds=["source"] * len(sources))
+            judged, read = await asyncio.gather(
+                judging, self._judge(Stage.INPUT, source_rules, source_texts, source_wheres, source_context)
             )
             decision = most_severe([judged.report.decision, read.report.decision])
-            report = StageReport(decision, judged.report.guards + read.report.guards)
-            for where, text in zip(source_wheres, read.outcome.texts, strict=True):
-                if text.decision == "block":
-                    self._refuse_input(resolved, where, text, report)
-            judged = Judged(judged.outcome, report)
+            outcomes = judged.outcome.texts + read.outcome.texts
+            refusable = list(zip(wheres + source_wheres, outcomes, strict=True))
+            judged = Judged(judged.outcome, StageReport(decision, judged.report.guards + read.report.guards))
+        else:
+            judged = await judging
+            refusable = list(zip(wheres, judged.outcome.texts, strict=True))
+        for where, text in refusable:
+            if text.decision == "block":
+                self._refuse_input(resolved, where, text, judged.report)
         if not answered:
             return CheckedInput(judged.report, [text.text for text in judged.outcome.texts], Pseudonyms())
         redacted, pseudonyms = pseudonymise(texts, judged.outcome, resolved.policy.input)
