@@ -21,6 +21,7 @@ GUARD_TYPES: dict[str, str] = {
     "grounding": "guards.grounding.guard:GroundingGuard",
     "ip": "guards.ip.guard:IpGuard",
     "reward": "guards.reward:RewardGuard",
+    "prompt_injection": "guards.injection:InjectionGuard",
 }
 
 

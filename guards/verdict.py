@@ -56,6 +56,10 @@ class JudgeContext(msgspec.Struct):
     # answer against what was asked (a reward model), and the model that answered (for their metrics).
     prompt: str = ""
     model: str = ""
+    # At the input stage, per text judged, the kind of text it is (``gateway.guarded.text_slots.slot_kinds``:
+    # user, system, assistant, tool, source, other), for guards that treat them apart (prompt injection);
+    # empty when unknown.
+    kinds: list[str] = []
 
 
 class Verdict(msgspec.Struct):

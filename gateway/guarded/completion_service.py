@@ -25,6 +25,7 @@ from gateway.guarded.sampling import CandidateSampler
 from gateway.guarded.stream_guard import NOT_REVISED, StreamGuard
 from gateway.guarded.stream_restore import restore_stream
 from gateway.guarded.stream_revision import StreamReviser
+from gateway.guarded.text_slots import slot_kinds
 from gateway.guarded.whole_stream import stream_of, whole_answer_chunks
 from gateway.relay.proxy import Proxy, UpstreamAnswer, UpstreamStream, json_response
 from gateway.relay.streaming import close_responses
@@ -86,7 +87,10 @@ class CompletionService:
         """The input guards' report, and the request the upstream may see (redacted: a new request)."""
         slots = request.endpoint.request_slots(request.body)
         answered = request.endpoint.answer is not None  # embeddings: no answer to restore values in
-        checked = await self.guardrails.check_input(request.policy, slots, answered)
+        kinds = slot_kinds(request.body, slots)
+        checked = await self.guardrails.check_input(
+            request.policy, slots, answered, kinds, request.sources[: request.supplied_sources]
+        )
         if any(text != slot.text for slot, text in zip(slots, checked.texts, strict=True)):
             request = request.redacted(checked.texts, checked.pseudonyms)
         return request, checked.report

@@ -4,6 +4,7 @@ Nothing else reaches the guard engine or builds a report: streams and moderation
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from feedback.events import (
 )
 from gateway.errors import ContentFiltered, GuardUnavailable, InvalidRequest
 from gateway.guarded.pseudonyms import Pseudonyms, pseudonymise
+from gateway.guarded.sources import REQUEST_FIELD as SOURCES_FIELD
 from gateway.guarded.text_slots import Slot, drop_logprobs
 from guards.pipeline import (
     UNAVAILABLE,
@@ -43,7 +45,7 @@ from guards.policy import (
     parse_request_guardrails,
     tighten,
 )
-from guards.verdict import JudgeContext, Stage
+from guards.verdict import JudgeContext, Source, Stage
 
 REQUEST_FIELD = "guardrails"
 
@@ -178,17 +180,42 @@ class Guardrails:
         return ResolvedPolicy(f"{name}+request", policy, tightened=True)
 
     async def check_input(
-        self, resolved: ResolvedPolicy, slots: list[Slot], answered: bool = True
+        self,
+        resolved: ResolvedPolicy,
+        slots: list[Slot],
+        answered: bool = True,
+        kinds: Sequence[str] = (),
+        sources: Sequence[Source] = (),
     ) -> CheckedInput:
         """Judge every input text: the report, each text as the upstream may read it (redacted, with
         numbered placeholders where the rule restores and an answer will come to restore them in), and
         the placeholders' values. A block raises. Nothing is written back: the caller makes the redacted
-        request."""
+        request.
+
+        ``kinds``: each slot's kind of text (``text_slots.slot_kinds``), for guards that tell them apart.
+        ``sources``: the items of the request's ``sources`` field, judged (read only: never sent upstream)
+        by the rules whose guard ``reads_sources`` (prompt injection), reported as ``sources[i].text``."""
         texts, wheres = [slot.text for slot in slots], [slot.where for slot in slots]
-        judged = await self._judge(Stage.INPUT, resolved.policy.input, texts, wheres)
-        for slot, text in zip(slots, judged.outcome.texts, strict=True):
+        context = JudgeContext(kinds=list(kinds)) if kinds else None
+        judging = self._judge(Stage.INPUT, resolved.policy.input, texts, wheres, context)
+        source_rules = [rule for rule in resolved.policy.input if self._reads_sources(rule.guard)]
+        if sources and source_rules:  # judged beside the messages, refused by where they are
+            source_wheres = [f"{SOURCES_FIELD}[{index}].text" for index in range(len(sources))]
+            source_texts = [source.text for source in sources]
+            source_context = JudgeContext(kinds=["source"] * len(sources))
+            judged, read = await asyncio.gather(
+                judging, self._judge(Stage.INPUT, source_rules, source_texts, source_wheres, source_context)
+            )
+            decision = most_severe([judged.report.decision, read.report.decision])
+            outcomes = judged.outcome.texts + read.outcome.texts
+            refusable = list(zip(wheres + source_wheres, outcomes, strict=True))
+            judged = Judged(judged.outcome, StageReport(decision, judged.report.guards + read.report.guards))
+        else:
+            judged = await judging
+            refusable = list(zip(wheres, judged.outcome.texts, strict=True))
+        for where, text in refusable:
             if text.decision == "block":
-                self._refuse_input(resolved, slot, text, judged.report)
+                self._refuse_input(resolved, where, text, judged.report)
         if not answered:
             return CheckedInput(judged.report, [text.text for text in judged.outcome.texts], Pseudonyms())
         redacted, pseudonyms = pseudonymise(texts, judged.outcome, resolved.policy.input)
@@ -273,8 +300,11 @@ class Guardrails:
         outcome = await self._engine.run(stage, rules, texts, context)
         return Judged(outcome, _stage_report(outcome, wheres))
 
+    def _reads_sources(self, guard: str) -> bool:
+        return bool(getattr(self._engine.guards.get(guard), "reads_sources", False))
+
     @staticmethod
-    def _refuse_input(resolved: ResolvedPolicy, slot: Slot, text: TextOutcome, report: StageReport) -> None:
+    def _refuse_input(resolved: ResolvedPolicy, where: str, text: TextOutcome, report: StageReport) -> None:
         if text.block_categories == [UNAVAILABLE]:
             raise GuardUnavailable(
                 f"The {text.blocked_by} guard could not check the request, and policy '{resolved.name}' "
@@ -282,8 +312,8 @@ class Guardrails:
             )
         raise ContentFiltered(
             f"The request was blocked by the {text.blocked_by} guard "
-            f"({', '.join(text.block_categories)}) in {slot.where}.",
-            param=slot.where,
+            f"({', '.join(text.block_categories)}) in {where}.",
+            param=where,
             guardrails=GuardrailsReport(policy=resolved.name, input=report),
         )
 

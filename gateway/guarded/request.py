@@ -30,6 +30,7 @@ class GuardedRequest(msgspec.Struct, frozen=True, kw_only=True):
     model: str
     policy: ResolvedPolicy
     sources: tuple[Source, ...] = ()
+    supplied_sources: int = 0  # how many of ``sources`` (the first) came in the ``sources`` field
     body: dict[str, Any]  # as the upstream must see it; never changed in place (see ``redacted``)
     stream: bool = False
     n: int = 1
@@ -113,6 +114,7 @@ def prepare_request(
         model=shape.model,
         policy=policy,
         sources=found,
+        supplied_sources=len(request_source_texts(raw)) if endpoint.takes_sources else 0,
         body={key: value for key, value in raw.items() if key not in own} if own else raw,
         stream=shape.stream,
         n=shape.n or 1,

@@ -253,3 +253,35 @@ def drop_logprobs(choice: dict[str, Any]) -> None:
     them for a redacted text would mean inventing tokens and probabilities the model never gave.)"""
     if choice.get("logprobs") is not None:
         choice["logprobs"] = None
+
+
+_MESSAGE_CONTENT = re.compile(r"messages\[(\d+)\]\.content\b")
+_PROMPT = re.compile(r"(prompt|input)(\[\d+\])?")
+_ROLE_KINDS = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant",
+               "tool": "tool", "function": "tool"}  # fmt: skip
+
+
+def slot_kinds(raw: dict[str, Any], slots: list[Slot]) -> list[str]:
+    """Per slot, the kind of text it holds, for guards that treat them apart (``JudgeContext.kinds``): a
+    message's content is its role's kind (``developer`` is ``system``, ``function`` is ``tool``); a prompt
+    or embedding input is ``user``; names, tool calls and definitions, metadata and the rest ``other``.
+
+    >>> raw = {"messages": [{"role": "developer", "content": "a"}, {"role": "tool", "content": [
+    ...     {"type": "text", "text": "b"}]}, {"role": "user", "content": "c", "name": "ann"}]}
+    >>> slot_kinds(raw, chat_request_slots(raw))
+    ['system', 'tool', 'user', 'other']
+    >>> slot_kinds({"prompt": ["x", "y"]}, prompt_slots({"prompt": ["x", "y"]}))
+    ['user', 'user']
+    """
+    listed = raw.get("messages")
+    messages: list[Any] = listed if isinstance(listed, list) else []
+    kinds = []
+    for slot in slots:
+        if _PROMPT.fullmatch(slot.where):
+            kinds.append("user")
+            continue
+        found = _MESSAGE_CONTENT.match(slot.where)
+        message = messages[int(found.group(1))] if found and int(found.group(1)) < len(messages) else None
+        role = message.get("role") if isinstance(message, dict) else None
+        kinds.append(_ROLE_KINDS.get(role, "other") if isinstance(role, str) else "other")
+    return kinds
