@@ -100,12 +100,14 @@ def closed_port() -> int:
 
 
 # "stub-best-of-n" answers from these, choice i of call c with the (c + i)-th (round and round): the polite
-# one moves from call to call, and n=4 gets each once. For best-of-n's reward model to pick.
+# one moves from call to call, and n=4 gets each once. For best-of-n's reward model to pick. The others are
+# curt, not toxic: the default toxicity guard passes all four (each scores under 0.25), so the reward model
+# alone decides.
 BEST_OF_N_ANSWERS = (
-    "Figure it out yourself, I'm not your helper.",
+    "Not my job. Ask someone else.",
     "Ugh. Read the manual, it's not my problem.",
     "Of course! I'd be glad to help you with that. Thank you for asking, here is how to start.",
-    "Whatever. Stop wasting my time.",
+    "Read the documentation first, I'm busy.",
 )
 
 
