@@ -190,7 +190,7 @@ def _make_handler(state: StubState) -> type[BaseHTTPRequestHandler]:
                 return
             try:  # stub-slow-stream: one chunk every 50 ms, for up to 20 s
                 for _ in range(400):
-                    self._event(_chunk("tick "))
+                    self._event(_chunk("wave "))  # neutral filler: the BiLSTM finds "tick" toxic (0.54)
                     state.slow_stream_chunks_sent += 1
                     time.sleep(0.05)
             except (BrokenPipeError, ConnectionResetError):
