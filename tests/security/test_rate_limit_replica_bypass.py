@@ -89,7 +89,7 @@ def test_a_stream_held_on_one_replica_takes_the_slot_on_the_other_until_its_clie
     slots = "hhh:ratelimit:{streams}:tenant:slots"
     with replicas.sdk(0, STREAM_KEY) as first, replicas.sdk(1, STREAM_KEY) as second:
         stream = first.chat.completions.create(model="stub-slow-stream", messages=MESSAGES, stream=True)
-        assert next(iter(stream)).choices[0].delta.content == "tick "
+        assert next(iter(stream)).choices[0].delta.content == "wave "
         with pytest.raises(openai.RateLimitError) as refused:
             second.chat.completions.create(model="stub-echo", messages=MESSAGES)
         assert "concurrent requests" in refused.value.message
