@@ -47,7 +47,7 @@ from gateway.errors import UpstreamBadResponse
 from gateway.guarded.endpoints import AnswerText
 from gateway.guarded.guardrails import ChoiceJudgement, Guardrails
 from gateway.guarded.request import GuardedRequest
-from gateway.guarded.revision import Reviser
+from gateway.guarded.revision import NOT_REVISED, Reviser
 from gateway.guarded.reward_scorers import RewardScorer
 from gateway.relay.proxy import Proxy
 from guards.pipeline import most_severe
@@ -57,7 +57,6 @@ log = logging.getLogger("hhh.best_of_n")
 
 _CONTENT = frozenset({"message.content", "text"})  # what a reward model reads of a choice
 _NOT_DRAWN = frozenset({"stream_options", "best_of"})  # fields of the client's body not sent to draw
-NO_CRITIC = "no critic is configured here: the rule's fallback applied"
 NOT_CHOSEN = "a best-of-n candidate that was not chosen is not revised: the rule's fallback applied"
 BELOW_MIN_REWARD = "reward {reward} below the policy's min_reward {min_reward}"
 
@@ -150,7 +149,7 @@ class BestOfNSampler:
                 context, request, settled, judge_context, event_id, answer.refuse
             )
         else:
-            reports = [self._apply(request, judgement, NO_CRITIC) for judgement in settled]
+            reports = [self._apply(request, judgement, NOT_REVISED) for judgement in settled]
         for group, (part, winner, report) in enumerate(zip(parts, winners, reports, strict=True)):
             report.best_of_n = _report(settings, judgements[part], scores.rewards[part], scores, winner % k)
             self._bar(request, answer, settings, judgements[winner].choice, report, scores.rewards[winner])

@@ -20,9 +20,9 @@ from gateway.guarded.best_of_n import BestOfNSampler, candidate_events
 from gateway.guarded.guardrails import Guardrails, summary_header
 from gateway.guarded.pseudonyms import restore_choices
 from gateway.guarded.request import GuardedRequest
-from gateway.guarded.revision import Reviser
+from gateway.guarded.revision import NOT_REVISED, Reviser
 from gateway.guarded.sampling import CandidateSampler
-from gateway.guarded.stream_guard import NOT_REVISED, StreamGuard
+from gateway.guarded.stream_guard import StreamGuard
 from gateway.guarded.stream_restore import restore_stream
 from gateway.guarded.stream_revision import StreamReviser
 from gateway.guarded.text_slots import slot_kinds

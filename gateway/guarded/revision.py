@@ -54,6 +54,7 @@ _CONTENT = frozenset({"message.content", "text"})  # the one slot a revision rep
 _REPORTABLE = frozenset({"pass", "flag", "annotate", "redact"})  # a critique judged so goes in the report
 
 Refuse = Callable[[dict[str, Any], str], None]
+NOT_REVISED = "no critic is configured here: the rule's fallback applied"
 
 
 def load_constitutions(book: PolicyBook) -> dict[str | None, Constitution]:

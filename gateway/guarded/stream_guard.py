@@ -32,7 +32,7 @@ import msgspec
 from feedback.events import ChoiceReport, GuardrailsReport, RevisionReport, StageReport
 from gateway.errors import GatewayError
 from gateway.guarded.guardrails import Guardrails, Judged, ResolvedPolicy, fallback_actions
-from gateway.guarded.revision import Revised
+from gateway.guarded.revision import NOT_REVISED, Revised
 from gateway.guarded.stream_channels import Channel
 from gateway.guarded.stream_chunks import ChunkWriter
 from gateway.guarded.stream_revision import StreamReviser, continuation
@@ -46,7 +46,6 @@ from guards.windows import Window
 
 # Delta fields held whole until the choice finishes (checked then), rather than cut into windows.
 _HELD = frozenset({"tool_calls", "function_call"})
-NOT_REVISED = "no critic is configured here: the rule's fallback applied"
 
 
 class _Choice:

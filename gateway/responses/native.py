@@ -36,7 +36,7 @@ from gateway.context import RequestContext
 from gateway.errors import GatewayError, InvalidRequest, UpstreamStatus
 from gateway.guarded.completion_service import CompletionService
 from gateway.guarded.endpoints import CHAT, RESPONSES
-from gateway.guarded.stream_guard import NOT_REVISED
+from gateway.guarded.revision import NOT_REVISED
 from gateway.relay.proxy import ForwardCall, Proxy, UpstreamAnswer, UpstreamStream
 from gateway.relay.streaming import Chunk, decode_chunks
 from gateway.relay.upstream import Upstream
