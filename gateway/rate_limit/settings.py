@@ -27,6 +27,7 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class RateLimit(_Strict):
     """One subject's limits (a tenant, or one API key); ``None`` is unlimited."""
 
+    # Requests admitted per minute.
     requests_per_minute: int | None = None
     # Usage tokens (prompt + completion) as the upstream reports them, or as the gateway estimates them
     # for streams without usage. A request is admitted while any tokens are left in the window, and is
@@ -53,6 +54,7 @@ class RateLimit(_Strict):
 class RateLimitSettings(_Strict):
     # Applies to every tenant without an entry of its own, each tenant counted on its own.
     default: RateLimit = msgspec.field(default_factory=RateLimit)
+    # Per tenant: limits that replace the default as a whole (a field left out is unlimited).
     tenants: dict[str, RateLimit] = {}
     # Redis unreachable or slow: "open" admits the request unlimited (logged, counted in
     # hhh_rate_limit_unavailable); "closed" refuses it with 503 rate_limiter_unavailable.

@@ -49,24 +49,34 @@ CATEGORIES = ("unsupported", "contradicted", "citation")
 
 
 class GroundingConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # embedding (the embedded default) or nli (needs nli_model).
     scorer: Literal["embedding", "nli"] = "embedding"
     embedding_model: str | None = None  # a sentence-transformers directory; default: all-MiniLM-L6-v2
     nli_model: str | None = None  # a model id or path, for scorer "nli"
     citation_db: str | None = None  # a directory built by `hhh grounding index`
+    # auto (CUDA in fp16 when there is a GPU, else the CPU), cpu or cuda.
     device: DevicePreference = "auto"
+    # auto, fp32, fp16 (CUDA only) or bf16.
     precision: Precision = "auto"
+    # A claim is a sentence of at least this many words that is not a question.
     min_claim_words: int = 4
     # Embedding scorer: below min_similarity nothing in the sources is about the claim.
     min_similarity: float = 0.45
+    # Embedding scorer: a claim whose share of words found in the source reaches this is supported.
     min_coverage: float = 0.6
+    # Embedding scorer: a claim this similar to a source sentence is supported.
     support_similarity: float = 0.8
     # NLI scorer: the entailment a claim needs; contradiction above this marks it contradicted.
     min_entailment: float = 0.5
+    # NLI scorer: the nearest source sentences each claim is checked against.
     nli_candidates: int = 3
     # What `action: redact` does to an unsupported sentence: mark it, or remove it.
     unsupported_style: Literal["mark", "remove"] = "mark"
+    # What `mark` appends to an unsupported sentence.
     marker: str = " [unsupported]"
+    # Texts one model call takes at most (the shared batching runner's micro-batch).
     max_batch: int = 64
+    # How long the runner waits for more texts before it runs a partial batch.
     max_wait_ms: float = 2.0
 
     def __post_init__(self) -> None:

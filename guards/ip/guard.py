@@ -40,11 +40,15 @@ class IpConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # default: the sample corpus shipped with the gateway
     # (guards/ip/sample: three licence texts and a GPL-licensed code file), indexed at start.
     index: str | None = None
+    # The shortest copy reported, in normalised characters.
     min_match_chars: int = 60
     deny_licences: list[str] = []  # e.g. [GPL, AGPL-3.0]: families match by prefix
     allow_licences: list[str] = []  # when set, any other licence found is flagged
+    # Titles whose text a request may not ask for (with a reproduction cue): flagged on input.
     protected_titles: list[str] = []
+    # Words that, beside a protected title, ask for its text.
     reproduction_cues: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_CUES))
+    # What `annotate` appends; {sources} names each source, owner, licence and URL.
     attribution: str = "\n\nSource: this answer reproduces parts of {sources}."
 
 

@@ -64,9 +64,13 @@ class BiLstmConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """``model_dir``: a directory holding ``model.weights.h5`` and ``tokenizer.pickle`` (default: the
     installed package's). The model is small: the CPU is the default device."""
 
+    # A directory holding model.weights.h5 and tokenizer.pickle; default: the installed package's.
     model_dir: str | None = None
+    # cpu (the default: the model is small), auto or cuda.
     device: DevicePreference = "cpu"
+    # Texts one model call takes at most (the shared batching runner's micro-batch).
     max_batch: int = 64
+    # How long the runner waits for more texts before it runs a partial batch.
     max_wait_ms: float = 1.0
     # Windows of 100 known words per text, at most: a hostile client cannot make one text cost more.
     # 64 cover 6,400 known words without gaps (about 0.5 ms a window in batches on one CPU thread).

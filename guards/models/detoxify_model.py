@@ -28,13 +28,21 @@ _STANDARD_NAMES = {"toxic": "toxicity", "identity_hate": "identity_attack", "sev
 
 
 class DetoxifyConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # original, unbiased or multilingual: downloaded by name unless checkpoint is set.
     model: DetoxifyName = "original"
+    # A local checkpoint in detoxify's format (offline).
     checkpoint: str | None = None
+    # The model's config and tokenizer directory, for checkpoint.
     config_dir: str | None = None
+    # auto (CUDA in fp16 when there is a GPU, else the CPU), cpu or cuda.
     device: DevicePreference = "auto"
+    # auto, fp32, fp16 (CUDA only) or bf16.
     precision: Precision = "auto"
+    # Texts one model call takes at most (the shared batching runner's micro-batch).
     max_batch: int = 32
+    # How long the runner waits for more texts before it runs a partial batch.
     max_wait_ms: float = 2.0
+    # Tokens of a text the model reads.
     max_length: int = 512
 
 

@@ -36,11 +36,15 @@ TRAINING_RECORD = "reward_training.json"  # what train-reward saves beside the m
 
 class RewardModelConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     model: str  # a directory saved by ``hhh feedback train-reward``, or a Hugging Face id or path
+    # auto (CUDA in fp16 when there is a GPU, else the CPU), cpu or cuda.
     device: DevicePreference = "auto"
+    # auto, fp32, fp16 (CUDA only) or bf16.
     precision: Precision = "auto"
     # Tokens of prompt + answer; longer texts are cut from the left: the prompt's beginning goes first.
     max_length: int = 512
+    # Texts one model call takes at most (the shared batching runner's micro-batch).
     max_batch: int = 16
+    # How long the runner waits for more texts before it runs a partial batch.
     max_wait_ms: float = 2.0
 
     def __post_init__(self) -> None:
