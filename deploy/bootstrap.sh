@@ -35,7 +35,7 @@ fi
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${pip[@]}" install -q --upgrade pip
 
-# torch first, pinned: a looser requirement pulls a several-GB CUDA build (see README).
+# torch first, pinned: a looser requirement pulls a several-GB CUDA build (see docs/getting-started.md).
 echo "bootstrap: installing torch 2.13.0"
 "${pip[@]}" install -q torch==2.13.0
 

@@ -94,9 +94,9 @@ class InjectionGuard(GuardBase):
     # The gateway judges the items of the request's ``sources`` field with the rules of guards that say so.
     reads_sources: ClassVar[bool] = True
     config_type: ClassVar[type[msgspec.Struct]] = InjectionConfig
-    # Measured for the shipped model on the labelled set (README): at 0.99 it catches as much as the
-    # shipped 512-token padding does at 0.9, with fewer false positives. A Hugging Face model's rule sets
-    # its own (Prompt Guard's scores are calibrated around 0.5).
+    # Measured for the shipped model on the labelled set (docs/guards/injection.md): at 0.99 it catches
+    # as much as the shipped 512-token padding does at 0.9, with fewer false positives. A Hugging Face
+    # model's rule sets its own (Prompt Guard's scores are calibrated around 0.5).
     default_thresholds: ClassVar[Mapping[str, float]] = {"injection": 0.99, "jailbreak": 0.99}
 
     def __init__(self, name: str, config: InjectionConfig, resources: GuardResources) -> None:

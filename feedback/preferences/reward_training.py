@@ -23,7 +23,7 @@ import msgspec
 from feedback.preferences.formats import dataset_prompt
 
 # The one exception to "feedback imports nothing of guards": the input format, a module that imports
-# nothing, so training and scoring cannot drift apart (README, "How it is built").
+# nothing, so training and scoring cannot drift apart (docs/development.md, "How it is built").
 from guards.models.reward_format import (
     REWARD_FORMAT,
     end_token,

@@ -126,8 +126,8 @@ def _requests(schemas: dict[str, Any]) -> None:
     schemas["ResponseCreateRequest"] = {
         "type": "object",
         "required": ["model", "input"],
-        "description": "OpenAI's Responses API request, served through chat completions: see the README "
-        "for which fields translate and which get a 400.",
+        "description": "OpenAI's Responses API request, served through chat completions: see docs/api.md "
+        "(The Responses API) for which fields translate and which get a 400.",
         "properties": {
             "model": _STRING,
             "instructions": _nullable(_STRING),

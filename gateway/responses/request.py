@@ -1,6 +1,6 @@
 """A Responses request (the decoded JSON of ``POST /v1/responses``) → a chat-completions body.
 
-Every field of the SDK's ``ResponseCreateParams`` has a fate (``FIELDS``; the README's table says the same):
+Every field of the SDK's ``ResponseCreateParams`` has a fate (``FIELDS``; docs/api.md's table says the same):
 
 - **translated** into the chat body: ``model``; ``instructions`` (a ``system`` message, first); ``input`` (a
   string is one user message; items: see ``gateway.responses.items``); function ``tools`` (flat in the

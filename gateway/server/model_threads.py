@@ -2,7 +2,7 @@
 
 torch takes every core by default. A gateway is not a training job: its event loop, its other guards and
 the model runners' own threads need cores too, and on a small machine two threads per call fighting for
-them made a reward model's forward pass twice as slow (README, "Performance"). The default leaves half the
+them made a reward model's forward pass twice as slow (docs/performance.md). The default leaves half the
 cores to the rest. The environment's own ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` win when set.
 """
 

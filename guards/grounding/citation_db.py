@@ -3,7 +3,7 @@ claim. It lives in a directory (``passages.jsonl`` + ``vectors.npy``) built by `
 clients cannot add to it or replace it.
 
 Search is one matrix product over unit vectors: exact (no approximate index to tune), about 30 ms for
-20 claims against 100,000 passages of 384 dimensions on 2 CPU cores (see the README).
+20 claims against 100,000 passages of 384 dimensions on 2 CPU cores (see docs/performance.md).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ pooling is masked). Two ways to run it, ``padding``:
   tokens (about 20x faster here). Scores differ from the shipped ones because the pads no longer speak.
 - ``shipped``: 512 tokens, pads attended, exactly the package's own ``NanoGuard.scan`` scores.
 
-Which one the gateway defaults to was decided on the labelled set (README, "Prompt injection").
+Which one the gateway defaults to was decided on the labelled set (docs/guards/injection.md).
 
 A text longer than the model reads is judged whole: cut into overlapping windows of ``window_tokens``,
 each read on its own, the text's score the highest window's (an injection at the end is not cut off).

@@ -142,14 +142,14 @@ async def test_quality_on_the_labelled_set(grounding: GroundingGuard) -> None:
     old, new = await _figures(grounding, original), await _figures(grounding, paraphrased)
     _report("original set", original, old)
     _report("paraphrased contradictions", paraphrased, new)
-    # Measured 0.741 / 0.830 (README); floors a little under.
+    # Measured 0.741 / 0.830 (docs/guards/grounding.md); floors a little under.
     assert old.precision >= 0.70
     assert old.recall >= 0.80
     assert old.confusion[("dangling_citation", "dangling_citation")] == 13
-    # Measured 1.000 / 0.226 (README): negations 6 / 6 flagged, antonyms 1 / 16, reversed relations
-    # 0 / 9, true paraphrases 0 / 10. The embedded scorer sees a negation only one side states, and
-    # little else here. Floors a little under. Flagging everything (precision 0.756), nothing, or
-    # dropping the negation check (recall 0.065) fails them.
+    # Measured 1.000 / 0.226 (docs/guards/grounding.md): negations 6 / 6 flagged, antonyms 1 / 16,
+    # reversed relations 0 / 9, true paraphrases 0 / 10. The embedded scorer sees a negation only one
+    # side states, and little else here. Floors a little under. Flagging everything (precision 0.756),
+    # nothing, or dropping the negation check (recall 0.065) fails them.
     assert new.precision >= 0.85
     assert new.recall >= 0.19
 

@@ -92,7 +92,8 @@ async def _quality(guard: ToxicityGuard, rows: list[dict[str, Any]]) -> tuple[fl
 
 async def test_classic_tier_quality_on_the_labelled_set(classic: ToxicityGuard) -> None:
     precision, recall, by_kind = await _quality(classic, _labelled())
-    # Measured 0.907 / 0.408 (README, "before"). Floors a little under, so a regression fails.
+    # Measured 0.907 / 0.408 (docs/guards/toxicity.md, "before"). Floors a little under, so a regression
+    # fails.
     assert precision >= 0.85
     assert recall >= 0.38
     assert by_kind["profanity"] == 20  # what it is good at
@@ -104,7 +105,8 @@ async def test_default_bilstm_quality_on_the_labelled_set(
 ) -> None:
     rows = _labelled()
     precision, recall, by_kind = await _quality(default_toxicity, rows)
-    # Measured 0.900 / 0.450 (README, "after"), at the untuned default threshold 0.5. Floors a little under.
+    # Measured 0.900 / 0.450 (docs/guards/toxicity.md, "after"), at the untuned default threshold 0.5.
+    # Floors a little under.
     assert precision >= 0.85
     assert recall >= 0.43
     assert by_kind["profanity"] == 20
@@ -241,7 +243,7 @@ async def test_pii_thresholds_and_clean_text(pii: PiiGuard) -> None:
     assert "PHONE_NUMBER" not in strict.categories
 
 
-# Measured with the default configuration (README). Floors sit a little under each figure.
+# Measured with the default configuration (docs/guards/*.md). Floors sit a little under each figure.
 PII_FLOORS = {
     "PERSON": (0.65, 0.57),
     "EMAIL_ADDRESS": (0.95, 0.95),

@@ -1,6 +1,6 @@
 """The prompt-injection guard's quality on the labelled set (tests/data/injection_labelled.jsonl), with the
 shipped NanoGuard model as the guard runs it by default (dynamic padding, 64-token windows, threshold
-0.99): floors just under what was measured (README, "Prompt injection"), so a change that loses detection
+0.99): floors just under what was measured (docs/guards/injection.md), so a change that loses detection
 or adds false positives fails. No timing here (tests/benchmarks/injection_latency.py)."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The dependency rules of README's "How it is built", read from every import in the source: at module
-level, inside functions and under ``if TYPE_CHECKING:``. Each rule is shown to fail on code that breaks it."""
+"""The dependency rules of docs/development.md's "How it is built", read from every import in the source:
+at module level, inside functions and under ``if TYPE_CHECKING:``. Each rule is shown to fail on code
+that breaks it."""
 
 from __future__ import annotations
 

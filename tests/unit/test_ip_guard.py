@@ -123,7 +123,7 @@ def test_stream_overlap_must_cover_the_minimum_match() -> None:
 # just over min_match_chars.
 
 # kind → (least share of its copies caught, most share of its non-copies flagged), a little under and
-# over what was measured (README, "Guard quality, measured").
+# over what was measured (docs/guards/ip.md, "Measured quality").
 FLOORS = {
     "altered copy": (0.95, 0.05),
     "unindexed licence": (0.95, 0.05),

@@ -19,7 +19,7 @@ from gateway.limits import LimitsSettings, check_input_budget
 from gateway.protocol import check_chat
 from gateway.responses.request import FIELDS, GATEWAY_FIELDS, TranslatedRequest, translate_request
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+API_PAGE = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
 
 def translate(**fields: Any) -> TranslatedRequest:
@@ -384,16 +384,16 @@ def test_the_chat_body_passes_the_chat_paths_own_check() -> None:
     assert checked.stream_options.include_usage
 
 
-# --- every field has a fate, and the README says it -----------------------------------------------
+# --- every field has a fate, and the API page says it -----------------------------------------------
 
 
 def test_every_parameter_the_sdk_knows_has_a_fate() -> None:
     assert set(FIELDS) == set(ResponseCreateParamsStreaming.__annotations__)
 
 
-def test_the_readme_table_lists_every_parameter() -> None:
-    text = README.read_text()
-    section = text[text.index("### The Responses API") : text.index("### Errors")]
+def test_the_api_page_table_lists_every_parameter() -> None:
+    text = API_PAGE.read_text()
+    section = text[text.index("## The Responses API") : text.index("## Errors")]
     first_cells = re.findall(r"^\| ([^|]+)\|", section, re.M)
     named = {name for cell in first_cells for name in re.findall(r"`([a-z_]+)`", cell)}
     assert set(FIELDS) <= named
