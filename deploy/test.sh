@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, types, unit and integration tests (real llama.cpp, real sockets).
+# The whole test suite: lint, types, the docs site, unit and integration tests (real llama.cpp, real sockets).
 # Benchmarks are separate: see tests/benchmarks/README.md.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,5 +14,10 @@ echo "== ruff"
 "$bin/ruff" format --check .
 echo "== mypy"
 "$bin/mypy"
+echo "== docs"
+# The documentation site, built strictly: a broken link or anchor, or a page missing from the nav, fails.
+site="$(mktemp -d)"
+"$bin/mkdocs" build --strict --quiet --site-dir "$site"
+rm -rf "$site"
 echo "== pytest"
 exec "$bin/pytest" "$@"
