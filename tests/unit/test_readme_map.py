@@ -9,7 +9,7 @@ import re
 
 import yaml
 
-from tests.support.readme_map import ALSO, DOCS, MOVED, ROOT, headings, missing_lines
+from tests.support.readme_map import ADJUSTED, ALSO, DOCS, MOVED, ROOT, headings, missing_lines
 
 
 def _nav_pages(nav: object) -> set[str]:
@@ -49,3 +49,8 @@ def test_the_readme_links_only_to_files_that_exist() -> None:
     broken = [t for t in targets if not t.startswith(("http://", "https://")) and not (ROOT / t).exists()]
     assert targets
     assert not broken, broken
+
+
+def test_every_adjusted_line_says_what_replaced_it_and_the_pages_hold_that() -> None:
+    pages = "\n".join(path.read_text() for path in DOCS.rglob("*.md"))
+    assert all(replacement in pages for replacement in ADJUSTED.values())
