@@ -50,3 +50,15 @@ def test_a_key_missing_from_the_page_is_caught() -> None:
     assert ("`server`", "port") in keys
     without = text.replace("| `port` |", "| port |", 1)
     assert ("`server`", "port") not in documented_keys(without)
+
+
+def test_the_command_writes_the_page_and_its_check_catches_a_stale_one(tmp_path: Path) -> None:
+    from gateway.cli.main import main
+
+    out = tmp_path / "configuration.md"
+    assert main(["config", "reference", "--out", str(out), "--check"]) == 1  # no page yet
+    assert main(["config", "reference", "--out", str(out)]) == 0
+    assert out.read_text() == configuration_reference()
+    assert main(["config", "reference", "--out", str(out), "--check"]) == 0
+    out.write_text(out.read_text().replace("| `port` |", "| `prot` |"))
+    assert main(["config", "reference", "--out", str(out), "--check"]) == 1
