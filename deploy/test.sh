@@ -17,7 +17,7 @@ echo "== mypy"
 echo "== docs"
 # The documentation site, built strictly: a broken link or anchor, or a page missing from the nav, fails.
 site="$(mktemp -d)"
-"$bin/mkdocs" build --strict --quiet --site-dir "$site"
+"$bin/mkdocs" build --strict --site-dir "$site"  # not --quiet: it hides the warnings that strict fails on
 rm -rf "$site"
 echo "== pytest"
 exec "$bin/pytest" "$@"
