@@ -17,7 +17,9 @@ echo "== mypy"
 echo "== docs"
 # The documentation site, built strictly: a broken link or anchor, or a page missing from the nav, fails.
 site="$(mktemp -d)"
+trap 'rm -rf "$site"' EXIT
 "$bin/mkdocs" build --strict --site-dir "$site"  # not --quiet: it hides the warnings that strict fails on
 rm -rf "$site"
+trap - EXIT
 echo "== pytest"
 exec "$bin/pytest" "$@"
