@@ -64,7 +64,8 @@ class CascadeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class ToxicityConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    # None: on in front of detoxify (a cheap cascade tier), off in front of the BiLSTM (see the module).
+    # The classic alt-profanity-check tier. None: on in front of detoxify (a cheap cascade tier), off in
+    # front of the BiLSTM, where it only costs precision (see the module).
     classic: bool | None = None
     # The embedded BiLSTM (the default model tier); null: none.
     bilstm: BiLstmConfig | None = msgspec.field(default_factory=BiLstmConfig)
@@ -72,9 +73,9 @@ class ToxicityConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     detoxify: DetoxifyConfig | None = None
     # Which classic scores skip the model tier.
     cascade: CascadeConfig = msgspec.field(default_factory=CascadeConfig)
-    # Texts one model call takes at most (the shared batching runner's micro-batch). (the classic tier)
+    # The classic tier's runner: texts one call takes at most (the shared batching runner's micro-batch).
     max_batch: int = 64
-    # How long the runner waits for more texts before it runs a partial batch.
+    # The classic tier's runner: how long it waits for more texts before it runs a partial batch.
     max_wait_ms: float = 1.0
 
     def __post_init__(self) -> None:
