@@ -34,12 +34,11 @@ from tests.support.responses_upstream import NATIVE_MODELS, ResponsesScript, nat
 
 KEYS = {"owner": "key-of-the-owner", "other": "key-of-another-tenant"}
 TTL_S = 7 * 24 * 3600.0
-Client = AsyncTestClient  # type: ignore[type-arg]
 
 
 class Tenants:
     def __init__(
-        self, client: Client, script: ResponsesScript, redis_url: str, stop_redis: ExitStack
+        self, client: AsyncTestClient[Any], script: ResponsesScript, redis_url: str, stop_redis: ExitStack
     ) -> None:
         self.client = client
         self.script = script
