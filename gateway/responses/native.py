@@ -14,6 +14,10 @@ swapped: the relay. ``NativeRelay`` is a ``Proxy`` whose chat calls are served b
   envelope (``store``, ``previous_response_id``, ``conversation``...), the output items being the guarded
   ones (the gateway's item ids; ``call_id``s kept).
 
+The upstream's response id is bound to the caller's tenant as soon as the upstream names it, before the
+client sees it (``gateway.responses.owners``): ``GET``, ``cancel`` and ``previous_response_id`` then reach
+it for that tenant only.
+
 An upstream that answers 404 to ``/responses`` has none: ``NotNative`` is raised before anything is sent
 to the client, the upstream is remembered as not native, and the caller serves the request translated.
 A request with stateful fields never falls back (its earlier turns live upstream): the 404 is relayed.
