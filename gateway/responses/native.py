@@ -77,19 +77,20 @@ class NativeRelay(Proxy):
         self.response: dict[str, Any] = {}  # the upstream's Response, as its answer (or last event) had it
         self._reader: ChunkReader | None = None
         self._model = ""
-        self._bound = False
+        self._bound: set[str] = set()
 
     @property
     def upstream_response(self) -> dict[str, Any]:
         return self._reader.response if self._reader is not None else self.response
 
     async def bind(self) -> None:
-        """Bind the upstream's response id to the caller's tenant, once, before the client sees it."""
-        if self._bound:
+        """Bind the upstream's response id to the caller's tenant, before the client sees it."""
+        response_id = self.upstream_response.get("id")
+        if not isinstance(response_id, str) or not response_id or response_id in self._bound:
             return
-        self._bound = True
+        self._bound.add(response_id)
         upstream = await self.pool.route(self._model)
-        await self.owner.bind(self.upstream_response.get("id"), upstream.name)
+        await self.owner.bind(response_id, upstream.name)
 
     def _native(self, call: ForwardCall) -> ForwardCall:
         self._model = call.model

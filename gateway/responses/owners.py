@@ -18,13 +18,15 @@ Fail mode when Redis fails: a read (is this id the caller's?) **fails closed** w
 ``response_store_unavailable``, whatever the id, so neither another tenant's id nor its existence leaks; a
 write (binding a new id) is logged and counted in ``hhh_response_owner_errors``, and the answer is served:
 the upstream has already made the response, and the client keeps its answer, but the id stays unbound, so
-the gateway refuses it later like an unknown one.
+the gateway refuses it later like an unknown one. After a failure Redis is not asked again for a second
+(reads refused, writes skipped, both counted), so a Redis that hangs costs one timeout, not one per call.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 import msgspec
@@ -40,6 +42,13 @@ PREFIX = "hhh:responses"
 # What an id may look like (it goes into a Redis key and the upstream's URL path): anything else is unknown.
 _ID = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _FAILURES = (redis.exceptions.RedisError, OSError, TimeoutError)
+# After a Redis failure the bindings do not ask Redis again for this long (reads are refused, writes
+# skipped, both counted): a Redis that hangs would otherwise cost every Responses call the whole timeout.
+_BACKOFF_S = 1.0
+
+
+class _RedisAway(Exception):
+    """Inside the backoff after a failure: Redis is not asked."""
 
 
 class Binding(msgspec.Struct, frozen=True, kw_only=True):
@@ -72,6 +81,14 @@ class ResponseOwners:
         self.client = client
         self.ttl_ms = max(1, int(ttl_s * 1000))
         self.metrics = metrics
+        self._skip_redis_until = 0.0
+
+    def _check_backoff(self) -> None:
+        if time.monotonic() < self._skip_redis_until:
+            raise _RedisAway("Redis failed less than a second ago")
+
+    def _failed(self) -> None:
+        self._skip_redis_until = time.monotonic() + _BACKOFF_S
 
     async def bind(self, response_id: str, binding: Binding) -> bool:
         """Bind a new id to its tenant; False (logged, counted) when Redis failed: the id stays unbound."""
@@ -79,10 +96,13 @@ class ResponseOwners:
             log.warning("not binding a malformed response id from the upstream (%d chars)", len(response_id))
             return False
         try:
+            self._check_backoff()
             written = await self.client.set(
                 _owner_key(response_id), msgspec.json.encode(binding), px=self.ttl_ms, nx=True
             )
-        except _FAILURES as exc:
+        except (*_FAILURES, _RedisAway) as exc:
+            if not isinstance(exc, _RedisAway):
+                self._failed()
             self.metrics.errors.labels("bind").inc()
             log.error(
                 "could not bind response %s to tenant %r (Redis: %s); it is served, but this gateway "
@@ -102,8 +122,9 @@ class ResponseOwners:
         if not well_formed(response_id):
             raise ResponseNotFound(param)
         try:
+            self._check_backoff()
             raw = await self.client.get(_owner_key(response_id))
-        except _FAILURES as exc:
+        except (*_FAILURES, _RedisAway) as exc:
             raise self._unavailable(exc) from None
         binding = _decoded(raw)
         if binding is None or binding.tenant != tenant:
@@ -118,16 +139,19 @@ class ResponseOwners:
         key = f"{PREFIX}:conversation:{conversation_id}"
         value = msgspec.json.encode(Binding(tenant=tenant))
         try:
+            self._check_backoff()
             if not await self.client.set(key, value, px=self.ttl_ms, nx=True):
                 # An existing claim's tenant never changes (only NX writes it): reading it after is safe.
                 claim = _decoded(await self.client.get(key))
                 if claim is None or claim.tenant != tenant:
                     raise ResponseNotFound(param)
                 await self.client.pexpire(key, self.ttl_ms)
-        except _FAILURES as exc:
+        except (*_FAILURES, _RedisAway) as exc:
             raise self._unavailable(exc) from None
 
     def _unavailable(self, exc: Exception) -> GatewayError:
+        if not isinstance(exc, _RedisAway):
+            self._failed()
         self.metrics.errors.labels("read").inc()
         log.error("response-id bindings unreadable (Redis: %s): refusing, fail closed", exc)
         return ResponseStoreUnavailable()
