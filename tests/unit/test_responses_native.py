@@ -124,3 +124,13 @@ async def test_a_native_answer_is_recorded_under_the_id_the_client_saw() -> None
     final = events_of(streamed.text)[-1]["response"]
     recorded = [event.completion_id for event in gw.recorder.events]
     assert recorded == [whole["id"], final["id"]]
+
+
+async def test_streaming_a_stored_response_again_is_a_400_naming_stream() -> None:
+    async with native_gateway(book()) as gw:
+        made = (await gw.respond("native", input="Keep me.")).json()["id"]
+        again = await gw.client.get(f"/v1/responses/{made}", params={"stream": "true"})
+        others = await gw.client.get("/v1/responses/resp_nope", params={"stream": "true"})
+    assert again.status_code == 400
+    assert again.json()["error"]["param"] == "stream"
+    assert again.json() == others.json()  # the same for any id: nothing to probe
