@@ -20,6 +20,7 @@ from gateway.guarded.reward_scorers import RewardScorer, check_best_of_n
 from gateway.metrics import GatewayMetrics
 from gateway.openapi.route import openapi_route
 from gateway.rate_limit.middleware import RateLimits, rate_limit_middleware
+from gateway.responses.owners import OwnerMetrics, ResponseOwners
 from gateway.routes import feedback as feedback_routes
 from gateway.routes import inference, labelstudio_webhook, models, moderations, operations
 from gateway.server.dependencies import dependencies
@@ -80,6 +81,7 @@ def create_app(
     upstream_transport: httpx.AsyncBaseTransport | None = None,
     guards: Mapping[str, Guard] | None = None,
     reward_scorers: Mapping[str, RewardScorer] | None = None,
+    response_owners: ResponseOwners | None = None,
 ) -> Litestar:
     """Build the gateway. ``upstream_transport``, ``guards`` and ``reward_scorers`` (best-of-n's, by the
     name policies give them) are seams for unit tests (fake upstreams, guards and reward models);
@@ -109,6 +111,8 @@ def create_app(
         drain=drain,
         constitutions=load_constitutions(settings.policies),
         reward_scorers=None if reward_scorers is None else dict(reward_scorers),
+        owner_metrics=OwnerMetrics(metrics.registry),
+        response_owners=response_owners,
     )
     app = Litestar(
         route_handlers=list(_ROUTES),

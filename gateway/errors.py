@@ -12,11 +12,13 @@ Every failure a client can see is one of these, rendered as
      ├── AuthenticationFailed         401 invalid_api_key
      ├── GuardUnavailable             503 guard_unavailable: a guard failed and its policy fails closed
      ├── ModelNotFound                404 model_not_found
+     ├── ResponseNotFound             404 not_found: a response id unknown here or another tenant's
      ├── RouteNotFound                404 / 405, for paths the gateway does not serve
      ├── ClientDisconnected           499: the client left before its answer began (nobody reads it)
      ├── RateLimited                  429 rate_limit_exceeded (in ``gateway.rate_limit.middleware``: it
      │                                carries the limiter's decision for the x-ratelimit headers)
      ├── RateLimiterUnavailable       503: Redis unreachable and ``rate_limits.on_redis_error: closed``
+     ├── ResponseStoreUnavailable     503: Redis cannot say whose a response id is (fail closed)
      ├── ServerBusy                   503: past ``server.limits.max_concurrency``
      ├── ShuttingDown                 503: a stream cut at the end of ``server.shutdown_grace_s``
      └── UpstreamError
@@ -127,6 +129,18 @@ class ModelNotFound(GatewayError):
         )
 
 
+class ResponseNotFound(GatewayError):
+    """The one answer for a response (or conversation) id the caller may not use: one that does not
+    exist, one this gateway never made, and another tenant's all read the same, so ids cannot be probed."""
+
+    status_code = 404
+    error_type = "invalid_request_error"
+    default_code = "not_found"
+
+    def __init__(self, param: str = "response_id", why: str | None = None) -> None:
+        super().__init__(why or f"No response found with the id given in '{param}'.", param=param)
+
+
 class RouteNotFound(GatewayError):
     error_type = "invalid_request_error"
 
@@ -138,6 +152,17 @@ class RouteNotFound(GatewayError):
 class RateLimiterUnavailable(GatewayError):
     status_code = 503
     default_code = "rate_limiter_unavailable"
+
+
+class ResponseStoreUnavailable(GatewayError):
+    status_code = 503
+    default_code = "response_store_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This gateway cannot check who owns response ids right now (its Redis is unavailable); "
+            "please try again shortly."
+        )
 
 
 class ServerBusy(GatewayError):

@@ -37,6 +37,7 @@ from gateway.rate_limit.middleware import RateLimits, open_rate_limits
 from gateway.relay.embedded_llm import EmbeddedLLM
 from gateway.relay.proxy import Proxy
 from gateway.relay.upstream import UpstreamPool, build_client
+from gateway.responses.owners import OwnerMetrics, ResponseOwners
 from gateway.routes.labelstudio_webhook import LabelStudioWebhook
 from gateway.server.shutdown import Drain
 from gateway.settings import FeedbackSettings, Settings
@@ -62,6 +63,10 @@ class Groundwork(msgspec.Struct, frozen=True, kw_only=True):
     constitutions: dict[str | None, Constitution] = msgspec.field(default_factory=dict)
     # The best-of-n policies' reward models by name; None: loaded at start-up (a seam for unit tests).
     reward_scorers: dict[str, RewardScorer] | None = None
+    # Counted on the gateway's registry (``create_app``); unregistered by default.
+    owner_metrics: OwnerMetrics = msgspec.field(default_factory=lambda: OwnerMetrics(None))
+    # The response-id bindings; None: opened on the gateway's Redis at start-up (a seam for unit tests).
+    response_owners: ResponseOwners | None = None
 
 
 class Services(msgspec.Struct, frozen=True, kw_only=True):
@@ -72,6 +77,8 @@ class Services(msgspec.Struct, frozen=True, kw_only=True):
     completions: CompletionService
     recorder: EventRecorder | None
     labelstudio_webhook: LabelStudioWebhook | None
+    # Which tenant made which response id; None when no upstream keeps responses (supports_responses).
+    response_owners: ResponseOwners | None = None
 
 
 @asynccontextmanager
@@ -101,6 +108,11 @@ async def open_services(ground: Groundwork) -> AsyncIterator[Services]:
             scorers = await load_reward_scorers(settings.policies, ground.runners)
         recorder = await stack.enter_async_context(open_recorder(settings, data_dir, metrics))
         await stack.enter_async_context(open_rate_limits(ground.rate_limits, settings, recorder, data_dir))
+        owners = ground.response_owners
+        if owners is None:
+            owners = await stack.enter_async_context(
+                open_response_owners(settings, recorder, data_dir, ground.owner_metrics)
+            )
         # Streams end before the event writer and the limiter's Redis close (LIFO).
         stack.push_async_callback(ground.drain.settle)
         await discover_models(pool, metrics)
@@ -120,6 +132,7 @@ async def open_services(ground: Groundwork) -> AsyncIterator[Services]:
             completions=completions,
             recorder=recorder,
             labelstudio_webhook=webhook,
+            response_owners=owners,
         )
 
 
@@ -189,6 +202,29 @@ async def open_recorder(
         stack.push_async_callback(recorder.close)  # runs before the client closes: queued events are kept
         log.info("recording completions to %s stream %s", mask_credentials(url), settings.redis.stream)
         yield recorder
+
+
+@asynccontextmanager
+async def open_response_owners(
+    settings: Settings, recorder: EventRecorder | None, data_dir: Path, metrics: OwnerMetrics
+) -> AsyncIterator[ResponseOwners | None]:
+    """The response-id bindings, when an upstream keeps responses (``supports_responses``): on the Redis
+    events go to (the recorder's client), else on ``redis.url``, else on an embedded server of their own
+    (its own directory: two servers must not share one append-only file)."""
+    if not any(upstream.supports_responses for upstream in settings.upstreams):
+        yield None
+        return
+    async with AsyncExitStack() as stack:
+        if recorder is not None:
+            client = recorder.client
+        else:
+            url = settings.redis.url
+            if url is None:
+                url = (await stack.enter_async_context(EmbeddedRedis(data_dir / "redis-responses"))).url
+            client = redis_client(url)
+            stack.push_async_callback(client.aclose)
+        log.info("response ids are bound to tenants in Redis for %.0f s", settings.responses.owner_ttl_s)
+        yield ResponseOwners(client, settings.responses.owner_ttl_s, metrics)
 
 
 @asynccontextmanager

@@ -189,6 +189,19 @@ class RedisSettings(_Strict):
     replay_dedupe_s: float = 3600.0
 
 
+class ResponsesSettings(_Strict):
+    """The Responses API's ids: each response made through the gateway is bound to its tenant in Redis
+    (``gateway.responses.owners``), for this long. 30 days by default: how long OpenAI keeps a stored
+    response unless it is deleted; an upstream that keeps them longer needs a longer binding, or its older
+    responses are refused like unknown ones."""
+
+    owner_ttl_s: float = 30 * 24 * 3600.0
+
+    def __post_init__(self) -> None:
+        if self.owner_ttl_s < 1:
+            raise ValueError("owner_ttl_s: must be at least 1 (second)")
+
+
 class SamplingSettings(_Strict):
     """Extra candidates for ranking: for a fraction of traffic, after the client has its answer, the
     gateway asks the upstream again (at other temperatures, or other models) and records the answers."""
@@ -247,6 +260,8 @@ class Settings(_Strict):
     guards: dict[str, GuardSpec] = msgspec.field(default_factory=default_guards)
     policies: PolicyBook = msgspec.field(default_factory=PolicyBook)
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
+    # Response ids bound to tenants (only with an upstream marked supports_responses).
+    responses: ResponsesSettings = msgspec.field(default_factory=ResponsesSettings)
     feedback: FeedbackSettings = msgspec.field(default_factory=FeedbackSettings)
     # Requests, tokens and concurrency per tenant and key, shared by replicas through Redis.
     rate_limits: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)

@@ -8,4 +8,6 @@ chat path like any chat request, and its answer is translated back: a whole chat
 Upstreams marked ``supports_responses`` are relayed natively (``native``: the same guarded path, the
 request's rewrites carried back by ``native_body``, the answer read as chat by ``reverse``); the
 translation serves the others (llama.cpp, TGI, many vLLM deployments), and a native one that answers 404.
+Response ids are bound to the tenant that made them (``owners``), so no other tenant can read, cancel or
+continue them.
 """

@@ -59,6 +59,21 @@ def unsupported(param: str, why: str, code: str = "unsupported_parameter") -> In
     return InvalidRequest(f"'{param}' is not supported by this gateway: {why}", param=param, code=code)
 
 
+def only_known_keys(holder: dict[str, Any], known: frozenset[str], where: str) -> None:
+    """A 400 ``unknown_parameter`` naming the first key of ``holder`` that is not in ``known``, as OpenAI
+    answers one: nothing the gateway does not read reaches an upstream unjudged.
+
+    >>> only_known_keys({"format": {}, "tone": "warm"}, frozenset({"format"}), "text")
+    Traceback (most recent call last):
+    ...
+    gateway.errors.InvalidRequest: Unknown parameter: 'text.tone'.
+    """
+    for key in holder:
+        if key not in known:
+            named = f"{where}.{name_shown(key)}"
+            raise InvalidRequest(f"Unknown parameter: '{named}'.", param=named, code="unknown_parameter")
+
+
 def expect_object(value: Any, param: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise wrong_type(param, "an object", value)

@@ -28,8 +28,8 @@ from gateway.responses.checks import (
     expect_name,
     expect_object,
     expect_string,
-    name_shown,
     one_of,
+    only_known_keys,
     shown,
     unsupported,
 )
@@ -354,10 +354,7 @@ def _only_read_keys(item: dict[str, Any], where: str) -> None:
 def _known_keys(holder: dict[str, Any], known: frozenset[str] | None, where: str) -> None:
     if known is None:  # an unknown type: refused by the translation, with its reason
         return
-    for key in holder:
-        if key not in known:
-            named = f"{where}.{name_shown(key)}"
-            raise InvalidRequest(f"Unknown parameter: '{named}'.", param=named, code="unknown_parameter")
+    only_known_keys(holder, known, where)
 
 
 def _judged_reasoning(

@@ -14,6 +14,10 @@ swapped: the relay. ``NativeRelay`` is a ``Proxy`` whose chat calls are served b
   envelope (``store``, ``previous_response_id``, ``conversation``...), the output items being the guarded
   ones (the gateway's item ids; ``call_id``s kept).
 
+The upstream's response id is bound to the caller's tenant as soon as the upstream names it, before the
+client sees it (``gateway.responses.owners``): ``GET``, ``cancel`` and ``previous_response_id`` then reach
+it for that tenant only.
+
 An upstream that answers 404 to ``/responses`` has none: ``NotNative`` is raised before anything is sent
 to the client, the upstream is remembered as not native, and the caller serves the request translated.
 A request with stateful fields never falls back (its earlier turns live upstream): the 404 is relayed.
@@ -23,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from functools import partial
@@ -33,7 +36,7 @@ import msgspec
 
 from feedback.events import GuardrailsReport
 from gateway.context import RequestContext
-from gateway.errors import GatewayError, InvalidRequest, UpstreamStatus
+from gateway.errors import GatewayError, InvalidRequest, ResponseNotFound, UpstreamStatus
 from gateway.guarded.completion_service import CompletionService
 from gateway.guarded.endpoints import CHAT, RESPONSES
 from gateway.guarded.revision import NOT_REVISED
@@ -43,6 +46,7 @@ from gateway.relay.upstream import Upstream
 from gateway.relay.upstream_shapes import decode_answer
 from gateway.responses.items import Placement
 from gateway.responses.native_body import NativeBody
+from gateway.responses.owners import TenantResponses
 from gateway.responses.presenter import ResponsesPresenter
 from gateway.responses.request import TranslatedRequest
 from gateway.responses.response import response_from_chat
@@ -56,7 +60,6 @@ log = logging.getLogger("hhh.responses")
 STATEFUL_RESPONSES = msgspec.structs.replace(RESPONSES, ranked=False)
 # What of the upstream's envelope the gateway never relays as it came: the output is the guarded one.
 _REPLACED = ("output", "output_text", "guardrails", "status", "incomplete_details", "usage")
-_RESPONSE_ID = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 class NotNative(Exception):
@@ -64,18 +67,33 @@ class NotNative(Exception):
 
 
 class NativeRelay(Proxy):
-    def __init__(self, proxy: Proxy, body: NativeBody, translated: TranslatedRequest) -> None:
+    def __init__(
+        self, proxy: Proxy, body: NativeBody, translated: TranslatedRequest, owner: TenantResponses
+    ) -> None:
         super().__init__(proxy.pool, proxy.metrics, proxy.relay, proxy.drain)
         self.body = body
         self.translated = translated
+        self.owner = owner
         self.response: dict[str, Any] = {}  # the upstream's Response, as its answer (or last event) had it
         self._reader: ChunkReader | None = None
+        self._model = ""
+        self._bound: set[str] = set()
 
     @property
     def upstream_response(self) -> dict[str, Any]:
         return self._reader.response if self._reader is not None else self.response
 
+    async def bind(self) -> None:
+        """Bind the upstream's response id to the caller's tenant, before the client sees it."""
+        response_id = self.upstream_response.get("id")
+        if not isinstance(response_id, str) or not response_id or response_id in self._bound:
+            return
+        self._bound.add(response_id)
+        upstream = await self.pool.route(self._model)
+        await self.owner.bind(response_id, upstream.name)
+
     def _native(self, call: ForwardCall) -> ForwardCall:
+        self._model = call.model
         return ForwardCall(
             path="/responses",
             model=call.model,
@@ -91,6 +109,7 @@ class NativeRelay(Proxy):
             await self._maybe_not_native(exc, call.model)
             raise
         self.response = msgspec.json.decode(answer.content)  # a JSON object: checked by the relay
+        await self.bind()  # even a failed one: it exists upstream, and is this tenant's
         if self.response.get("status") == "failed":
             raise UpstreamStatus(502, msgspec.json.encode({"error": self.response.get("error") or {}}))
         return UpstreamAnswer(msgspec.json.encode(chat_completion(self.response)), "application/json")
@@ -160,6 +179,7 @@ class NativePresenter(ResponsesPresenter):
         except GatewayError as exc:  # told the Responses way, after response.created
             failure = exc
         self._adopt(self.relay.upstream_response)
+        await self.relay.bind()
         replayed = _replayed(first, failure, relabelled)
         events = response_events(replayed, self.translated, response_id=self._id, created_at=self._created_at)
         async for event in events:
@@ -211,30 +231,36 @@ def served_natively(service: CompletionService, relay: NativeRelay) -> Completio
 # --- GET /v1/responses/{id} and POST /v1/responses/{id}/cancel ---------------------------------------
 
 
-def _not_found(response_id: str) -> GatewayError:
-    error = GatewayError(
-        f"No response with id '{response_id[:80]}' can be reached here: this gateway stores no responses, "
-        "and only an upstream with its own /v1/responses (supports_responses) keeps them.",
-        param="response_id",
-        code="not_found",
+def _none_kept() -> GatewayError:
+    return ResponseNotFound(
+        why="No response can be reached here: this gateway stores no responses, and no upstream with its "
+        "own /v1/responses (supports_responses) serves this model."
     )
-    error.status_code = 404
-    return error
 
 
-async def stored_upstream(service: CompletionService, response_id: str, model: str | None) -> Upstream:
-    """The native upstream that keeps ``response_id``: the one serving ``model`` (the ``model`` query
-    parameter), else the only native upstream. None native: 404, as for an unknown id."""
-    if _RESPONSE_ID.fullmatch(response_id) is None:  # it goes into the upstream's URL: no path tricks
-        raise _not_found(response_id)
+async def stored_upstream(
+    service: CompletionService, owner: TenantResponses, response_id: str, model: str | None
+) -> Upstream:
+    """The native upstream that keeps ``response_id``, which must be the caller's (``owners``: any other id
+    is a 404, the same as an unknown one): the one it was made on, else the one serving ``model`` (the
+    ``model`` query parameter), else the only native upstream."""
+    native = [upstream for upstream in service.proxy.pool.upstreams if upstream.supports_responses]
+    if not native:
+        raise _none_kept()
+    binding = await owner.owned(response_id)
+    if not binding.upstream:
+        raise ResponseNotFound(
+            why="This response was served through chat completions (its upstream has no /v1/responses): "
+            "nothing of it is stored, here or upstream."
+        )
+    made_on = [upstream for upstream in native if upstream.name == binding.upstream]
+    if made_on:
+        return made_on[0]
     if model is not None:
         upstream = await service.proxy.pool.route(model)
         if not upstream.supports_responses:
-            raise _not_found(response_id)
+            raise _none_kept()
         return upstream
-    native = [upstream for upstream in service.proxy.pool.upstreams if upstream.supports_responses]
-    if not native:
-        raise _not_found(response_id)
     if len(native) > 1:
         raise InvalidRequest(
             "More than one upstream keeps responses; name the model that made this one in the 'model' "
@@ -247,13 +273,14 @@ async def stored_upstream(service: CompletionService, response_id: str, model: s
 async def stored_response(
     service: CompletionService,
     context: RequestContext,
-    tenant: str,
+    owner: TenantResponses,
     response_id: str,
     model: str | None,
     cancel: bool = False,
 ) -> dict[str, Any]:
-    """A stored Response fetched (or cancelled) upstream, its output guarded like a whole answer."""
-    upstream = await stored_upstream(service, response_id, model)
+    """A stored Response of the caller's fetched (or cancelled) upstream, its output guarded like a whole
+    answer."""
+    upstream = await stored_upstream(service, owner, response_id, model)
     path = f"/responses/{response_id}" + ("/cancel" if cancel else "")
     started = time.perf_counter()
     try:
@@ -265,7 +292,7 @@ async def stored_response(
     response = decode_answer(answer.content, completion=False)
     answered_model = response.get("model")
     named = model or (answered_model if isinstance(answered_model, str) else "")
-    resolved = service.guardrails.resolve(tenant, named)
+    resolved = service.guardrails.resolve(owner.tenant, named)
     completion = chat_completion(response)
     if resolved.policy.output:
         assert CHAT.answer is not None

@@ -53,6 +53,7 @@ from gateway.responses.checks import (
     expect_string,
     name_shown,
     one_of,
+    only_known_keys,
     optional_bool,
     optional_count,
     optional_number,
@@ -123,6 +124,14 @@ _NOT_RESPONSES = {
 _REASONING_EFFORT = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 _SUMMARY = ("auto", "concise", "detailed")
 _VERBOSITY = ("low", "medium", "high")
+# The SDK's ResponseTextConfigParam and its three formats: any other key is refused, never dropped (and,
+# to a native upstream, never relayed unjudged).
+_TEXT_KEYS = frozenset({"format", "verbosity"})
+_FORMAT_KEYS = {
+    "text": frozenset({"type"}),
+    "json_object": frozenset({"type"}),
+    "json_schema": frozenset({"type", "name", "schema", "description", "strict"}),
+}
 _FUNCTION_TOOL_KEYS = frozenset({"type", "name", "description", "parameters", "strict"})
 _METADATA_PAIRS, _METADATA_KEY_CHARS, _METADATA_VALUE_CHARS = 16, 64, 512  # OpenAI's own limits
 
@@ -327,8 +336,10 @@ def _named(choice: dict[str, Any], where: str, names: set[str]) -> str:
 
 def _text(present: dict[str, Any], chat: dict[str, Any], echo: dict[str, Any], placement: Placement) -> None:
     text = expect_object(present.get("text", {}), "text")
+    only_known_keys(text, _TEXT_KEYS, "text")
     fmt = expect_object(text.get("format") or {"type": "text"}, "text.format")
     kind = one_of(fmt.get("type"), "text.format.type", ("text", "json_object", "json_schema"))
+    only_known_keys(fmt, _FORMAT_KEYS[kind], "text.format")
     echoed: dict[str, Any] = {"format": {"type": kind}}
     if kind == "json_object":
         chat["response_format"] = {"type": "json_object"}

@@ -30,6 +30,7 @@ from gateway.responses.native import (
     stored_response,
 )
 from gateway.responses.native_body import NativeBody
+from gateway.responses.owners import ResponseOwners, TenantResponses
 from gateway.responses.presenter import ResponsesPresenter, client_error
 from gateway.responses.request import translate_request
 from gateway.server.disconnect import cancel_on_disconnect
@@ -50,7 +51,10 @@ async def _serve(
 
 
 async def _serve_responses(
-    request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant, limits: LimitsSettings
+    request: Request[Any, Any, Any],
+    completions: CompletionService,
+    owner: TenantResponses,
+    limits: LimitsSettings,
 ) -> Response[Any]:
     """A Responses request on the guarded chat path, relayed natively to an upstream that serves
     ``/v1/responses`` (``gateway.responses.native``), else translated into chat completions; its answer
@@ -58,10 +62,10 @@ async def _serve_responses(
     raw = await read_json_object(await request.body(), limits.max_json_depth)
     if await _native_upstream(completions, raw.get("model")):
         try:
-            return await _serve_translated(request, raw, completions, tenant, limits, native=True)
+            return await _serve_translated(request, raw, completions, owner, limits, native=True)
         except NotNative:  # it answered 404, before anything reached the client: translate
             pass
-    return await _serve_translated(request, raw, completions, tenant, limits, native=False)
+    return await _serve_translated(request, raw, completions, owner, limits, native=False)
 
 
 async def _native_upstream(completions: CompletionService, model: Any) -> bool:
@@ -78,30 +82,35 @@ async def _serve_translated(
     request: Request[Any, Any, Any],
     raw: dict[str, Any],
     completions: CompletionService,
-    tenant: Tenant,
+    owner: TenantResponses,
     limits: LimitsSettings,
     native: bool,
 ) -> Response[Any]:
     translated = translate_request(raw, limits, native=native)
+    if native:  # before any guard runs or anything is sent: earlier turns must be the caller's own
+        await owner.check_stateful(raw)
     chat = translated.chat
     try:  # the chat body's own bytes go upstream (or, native, are mapped back): the client's are Responses
         prepared = prepare_request(
-            RESPONSES, chat, msgspec.json.encode(chat), tenant.name, completions.guardrails, limits
+            RESPONSES, chat, msgspec.json.encode(chat), owner.tenant, completions.guardrails, limits
         )
         if native and prepared.policy.policy.best_of_n is not None:  # best-of-n samples chat completions
-            return await _serve_translated(request, raw, completions, tenant, limits, native=False)
+            return await _serve_translated(request, raw, completions, owner, limits, native=False)
         service: CompletionService = completions
         presenter: ResponsesPresenter = ResponsesPresenter(translated)
-        if native:
-            relay = NativeRelay(completions.proxy, NativeBody(raw, translated), translated)
+        if native:  # the relay binds the upstream's id to the tenant when it names it
+            relay = NativeRelay(completions.proxy, NativeBody(raw, translated), translated, owner)
             service, presenter = served_natively(completions, relay), NativePresenter(translated, relay)
             if translated.stateful:
                 prepared = msgspec.structs.replace(prepared, endpoint=STATEFUL_RESPONSES)
         prepared = msgspec.structs.replace(prepared, presenter=presenter)
         served = service.serve(context_of(request.scope), prepared)
-        return await cancel_on_disconnect(request.receive, served)
+        answer = await cancel_on_disconnect(request.receive, served)
     except GatewayError as exc:
         raise client_error(exc, translated) from None
+    if not native:  # so that GET on it says why nothing is kept, to its tenant only
+        await owner.bind(presenter.completion_id)
+    return answer
 
 
 def _inference_route(
@@ -152,9 +161,14 @@ async def legacy_completions(
     streams=True,
 )
 async def responses(
-    request: Request[Any, Any, Any], completions: CompletionService, tenant: Tenant, limits: LimitsSettings
+    request: Request[Any, Any, Any],
+    completions: CompletionService,
+    tenant: Tenant,
+    limits: LimitsSettings,
+    response_owners: ResponseOwners | None,
 ) -> Response[Any]:
-    return await _serve_responses(request, completions, tenant, limits)
+    owner = TenantResponses(response_owners, tenant.name)
+    return await _serve_responses(request, completions, owner, limits)
 
 
 @get(
@@ -164,9 +178,14 @@ async def responses(
     opt={RATE_LIMITED: True} | contract(responses={200: "Response"}, errors=INFERENCE_ERRORS),
 )
 async def retrieve_response(
-    request: Request[Any, Any, Any], response_id: str, completions: CompletionService, tenant: Tenant
+    request: Request[Any, Any, Any],
+    response_id: str,
+    completions: CompletionService,
+    tenant: Tenant,
+    response_owners: ResponseOwners | None,
 ) -> Response[Any]:
-    return await _stored(request, response_id, completions, tenant, cancel=False)
+    owner = TenantResponses(response_owners, tenant.name)
+    return await _stored(request, response_id, completions, owner, cancel=False)
 
 
 @post(
@@ -177,26 +196,32 @@ async def retrieve_response(
     opt={RATE_LIMITED: True} | contract(responses={200: "Response"}, errors=INFERENCE_ERRORS),
 )
 async def cancel_response(
-    request: Request[Any, Any, Any], response_id: str, completions: CompletionService, tenant: Tenant
+    request: Request[Any, Any, Any],
+    response_id: str,
+    completions: CompletionService,
+    tenant: Tenant,
+    response_owners: ResponseOwners | None,
 ) -> Response[Any]:
-    return await _stored(request, response_id, completions, tenant, cancel=True)
+    owner = TenantResponses(response_owners, tenant.name)
+    return await _stored(request, response_id, completions, owner, cancel=True)
 
 
 async def _stored(
     request: Request[Any, Any, Any],
     response_id: str,
     completions: CompletionService,
-    tenant: Tenant,
+    owner: TenantResponses,
     cancel: bool,
 ) -> Response[Any]:
-    """The upstream is the one serving the ``model`` query parameter, or the only native one."""
+    """Only the tenant that made a response reaches it (``gateway.responses.owners``); the upstream is
+    the one it was made on."""
     if request.query_params.get("stream") not in (None, "false"):
         raise InvalidRequest(
             "Streaming a stored response again is not relayed; leave out 'stream'.", param="stream"
         )
     model = request.query_params.get("model")
     context = context_of(request.scope)
-    found = await stored_response(completions, context, tenant.name, response_id, model, cancel)
+    found = await stored_response(completions, context, owner, response_id, model, cancel)
     return Response(msgspec.json.encode(found), media_type="application/json", status_code=200)
 
 

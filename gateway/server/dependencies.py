@@ -15,6 +15,7 @@ from gateway.guarded.completion_service import CompletionService
 from gateway.guarded.guardrails import Guardrails
 from gateway.metrics import GatewayMetrics
 from gateway.relay.proxy import Proxy
+from gateway.responses.owners import ResponseOwners
 from gateway.routes.labelstudio_webhook import LabelStudioWebhook
 from gateway.server.metrics_access import MetricsAccess
 from gateway.server.readiness import Readiness
@@ -38,6 +39,10 @@ def provide_recorder(state: State) -> EventRecorder | None:
     return services_of(state).recorder
 
 
+def provide_response_owners(state: State) -> ResponseOwners | None:
+    return services_of(state).response_owners
+
+
 def provide_labelstudio_webhook(state: State) -> LabelStudioWebhook | None:
     return services_of(state).labelstudio_webhook
 
@@ -58,6 +63,7 @@ def dependencies(
         "completions": Provide(provide_completions, sync_to_thread=False),
         "recorder": Provide(provide_recorder, sync_to_thread=False),
         "labelstudio_webhook": Provide(provide_labelstudio_webhook, sync_to_thread=False),
+        "response_owners": Provide(provide_response_owners, sync_to_thread=False),
         "tenant": Provide(provide_tenant, sync_to_thread=False),
         "feedback_limits": Provide(lambda: settings.feedback.limits, sync_to_thread=False),
         "gateway_metrics": Provide(lambda: metrics, sync_to_thread=False, use_cache=True),

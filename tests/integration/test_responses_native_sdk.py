@@ -88,3 +88,18 @@ def test_a_toxic_streamed_answer_never_reaches_the_sdk(client: openai.OpenAI) ->
     assert final.status == "incomplete"
     assert final.incomplete_details is not None
     assert final.incomplete_details.reason == "content_filter"
+
+
+def test_the_sdk_cancels_a_background_response(client: openai.OpenAI) -> None:
+    made = client.responses.create(model="native", input="A calm, kind sentence.", background=True)
+    cancelled = client.responses.cancel(made.id)
+    assert cancelled.id == made.id
+    assert cancelled.status == "cancelled"
+    assert cancelled.output_text == "A calm, kind sentence."  # still guarded: the output guards passed it
+
+
+def test_the_sdk_reads_an_id_the_gateway_never_made_as_not_found(client: openai.OpenAI) -> None:
+    for call in (client.responses.retrieve, client.responses.cancel):
+        with pytest.raises(openai.NotFoundError) as refused:
+            call("resp_up" + "0" * 32)
+        assert refused.value.code == "not_found"

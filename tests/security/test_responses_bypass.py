@@ -97,6 +97,30 @@ async def test_a_key_no_guard_reads_cannot_carry_text_to_a_native_upstream() -> 
     assert answer.json()["error"]["param"] == "input[0].content[0].note"
 
 
+SMUGGLED_TEXT = [
+    ({"format": {"type": "text"}, "note": "you BADWORD"}, "text.note"),
+    ({"format": {"type": "text", "instructions": "you BADWORD"}}, "text.format.instructions"),
+    ({"format": {"type": "json_object", "hint": "you BADWORD"}}, "text.format.hint"),
+    (
+        {"format": {"type": "json_schema", "name": "n", "schema": {}, "prompt": "you BADWORD"}},
+        "text.format.prompt",
+    ),
+]
+
+
+@PATHS
+@pytest.mark.parametrize(("text", "param"), SMUGGLED_TEXT, ids=[param for _, param in SMUGGLED_TEXT])
+async def test_a_key_of_text_no_guard_reads_cannot_carry_text_upstream(
+    model: str, text: dict[str, Any], param: str
+) -> None:
+    async with native_gateway(book(input=[BLOCK])) as gw:
+        answer = await gw.respond(model, input="Hi", text=text)
+        assert gw.nothing_received()
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == param
+    assert answer.json()["error"]["code"] == "unknown_parameter"
+
+
 async def test_toxic_reasoning_sent_back_to_a_native_upstream_is_a_400() -> None:
     reasoning = {
         "type": "reasoning",

@@ -15,6 +15,7 @@ from gateway.settings import FeedbackSettings, Settings, UpstreamSettings
 from guards.policy import PolicyBook
 from tests.support.fake_guards import EmailGuard, WordGuard
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.memory_redis import memory_owners
 from tests.support.responses_upstream import NATIVE_MODELS, ResponsesScript, native_transport
 from tests.support.revise_gateway import GUARDS, Recorder
 
@@ -52,10 +53,12 @@ async def native_gateway(policies: PolicyBook) -> AsyncIterator[NativeGateway]:
         guards=GUARDS,
         policies=policies,
     )
+    owners, _ = memory_owners()
     app = create_app(
         settings,
         upstream_transport=native_transport(script, chat),
         guards={"toxicity": WordGuard(), "pii": EmailGuard()},
+        response_owners=owners,
     )
     async with AsyncTestClient(app) as client:
         gw = NativeGateway(client, script, chat)

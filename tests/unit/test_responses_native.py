@@ -33,17 +33,18 @@ def events_of(text: str) -> list[dict[str, Any]]:
 
 async def test_a_native_response_keeps_the_upstreams_id_and_stateful_fields() -> None:
     async with native_gateway(book([BLOCK])) as gw:
-        answer = await gw.respond("native", input="Hello there.", store=True, previous_response_id="resp_old")
+        earlier = (await gw.respond("native", input="Hi.")).json()["id"]
+        answer = await gw.respond("native", input="Hello there.", store=True, previous_response_id=earlier)
         sent = gw.received("native")
     assert answer.status_code == 200, answer.text
     response = Response.model_validate(answer.json())
     assert response.id.startswith("resp_up")  # the upstream's, so GET /v1/responses/{id} finds it
     assert response.output_text == "Hello there."
-    assert response.previous_response_id == "resp_old"
+    assert response.previous_response_id == earlier
     assert answer.json()["guardrails"]["output"][0]["decision"] == "pass"
     assert sent["input"] == "Hello there."
     assert sent["store"] is True
-    assert sent["previous_response_id"] == "resp_old"
+    assert sent["previous_response_id"] == earlier
 
 
 async def test_stateful_fields_are_still_refused_for_a_translated_upstream() -> None:
@@ -110,8 +111,10 @@ async def test_an_upstream_that_answers_404_is_served_through_translation_from_t
 
 async def test_a_stateful_request_never_falls_back_on_a_404() -> None:
     async with native_gateway(book()) as gw:
-        answer = await gw.respond("native-404", input="Hi", previous_response_id="resp_old")
+        earlier = (await gw.respond("native", input="Hi.")).json()["id"]  # the caller's own
+        answer = await gw.respond("native-404", input="Hi", previous_response_id=earlier)
     assert answer.status_code == 404  # the upstream's answer: its earlier turns cannot be translated
+    assert answer.json()["error"]["code"] != "not_found"  # not the gateway's refusal of the id
 
 
 async def test_a_native_answer_is_recorded_under_the_id_the_client_saw() -> None:
@@ -121,3 +124,13 @@ async def test_a_native_answer_is_recorded_under_the_id_the_client_saw() -> None
     final = events_of(streamed.text)[-1]["response"]
     recorded = [event.completion_id for event in gw.recorder.events]
     assert recorded == [whole["id"], final["id"]]
+
+
+async def test_streaming_a_stored_response_again_is_a_400_naming_stream() -> None:
+    async with native_gateway(book()) as gw:
+        made = (await gw.respond("native", input="Keep me.")).json()["id"]
+        again = await gw.client.get(f"/v1/responses/{made}", params={"stream": "true"})
+        others = await gw.client.get("/v1/responses/resp_nope", params={"stream": "true"})
+    assert again.status_code == 400
+    assert again.json()["error"]["param"] == "stream"
+    assert again.json() == others.json()  # the same for any id: nothing to probe

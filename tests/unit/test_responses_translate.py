@@ -446,6 +446,8 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ),
     ({"model": "m", "input": "Hi", "text": {"verbosity": "loud"}}, "text.verbosity"),
     ({"model": "m", "input": "Hi", "text": "json"}, "text"),
+    ({"model": "m", "input": "Hi", "text": {"tone": "warm"}}, "text.tone"),
+    ({"model": "m", "input": "Hi", "text": {"format": {"type": "text", "x": 1}}}, "text.format.x"),
     ({"model": "m", "input": "Hi", "reasoning": {"effort": "ultra"}}, "reasoning.effort"),
     ({"model": "m", "input": "Hi", "reasoning": {"mode": "pro"}}, "reasoning.mode"),
     ({"model": "m", "input": "Hi", "reasoning": {"summary": "long"}}, "reasoning.summary"),

@@ -15,6 +15,10 @@ def test_defaults_need_no_file() -> None:
     assert settings.server.port == 8080
 
 
+def test_response_ids_are_bound_for_thirty_days_by_default() -> None:
+    assert load_settings(None, environ={}).responses.owner_ttl_s == 30 * 24 * 3600
+
+
 def test_env_configures_a_single_upstream() -> None:
     env = {"HHH_UPSTREAM_URL": "http://llm:8000/v1/", "HHH_UPSTREAM_API_KEY": "sk-x"}
     (upstream,) = load_settings(None, environ=env).upstreams
@@ -50,6 +54,7 @@ def test_yaml_with_env_references(tmp_path: Path) -> None:
         ({"upstreams": [{"name": "a", "url": "http://x"}, {"name": "a", "url": "http://y"}]}, "upstreams"),
         ({"auth": {"keys": [{"tenant": "t", "sha256": "short"}]}}, "auth.keys[0].sha256"),
         ({"upstreams": [{"name": "a", "url": "http://x", "api_key": "${NOPE}"}]}, "upstreams[0].api_key"),
+        ({"responses": {"owner_ttl_s": 0}}, "responses.owner_ttl_s"),
     ],
 )
 def test_errors_name_the_key(raw: dict[str, object], key: str) -> None:
