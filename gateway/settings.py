@@ -195,6 +195,8 @@ class ResponsesSettings(_Strict):
     response unless it is deleted; an upstream that keeps them longer needs a longer binding, or its older
     responses are refused like unknown ones."""
 
+    # Seconds a response id stays bound to the tenant that made it (at least 1); after it, the id is
+    # refused like an unknown one.
     owner_ttl_s: float = 30 * 24 * 3600.0
 
     def __post_init__(self) -> None:
