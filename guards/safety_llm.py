@@ -179,8 +179,8 @@ class SafetyLlmConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError("window_overlap: must be at least 0 and below half of max_chars")
         if not 1 <= self.max_windows <= 64:
             raise ValueError("max_windows: must be between 1 and 64")
-        if not 0 <= self.max_prompt_chars <= self.max_chars:
-            raise ValueError("max_prompt_chars: must be between 0 and max_chars")
+        if not 0 <= self.max_prompt_chars <= 1_000_000:
+            raise ValueError("max_prompt_chars: must be between 0 and 1000000")
         if not 1 <= self.max_calls <= 1024:
             raise ValueError("max_calls: must be between 1 and 1024")
 
