@@ -4,7 +4,8 @@ as Llama Guard would (or Yes/No, for ShieldGemma-style prompts), by markers in t
 
 - ``UNSAFE-HATE`` -> ``unsafe\\nS10``; ``UNSAFE-MULTI`` -> ``unsafe\\nS1,S10``; ``UNSAFE-ODD`` ->
   ``unsafe\\nS99`` (a code no template knows);
-- ``ANSWER-VIOLENT`` in an assistant message (output stage only) -> ``unsafe\\nS1``;
+- ``ANSWER-VIOLENT`` in an assistant message (output stage only) -> ``unsafe\\nS1``; ``ANSWER-MUDDLED``
+  there -> the chatty answer below;
 - ``GARBLED`` -> a chatty answer that is neither safe nor unsafe; ``SERVER-ERROR`` -> HTTP 500;
 - ``SLOW-REPLY`` -> answers after ``slow_seconds``;
 - anything else -> ``safe``.
@@ -50,6 +51,8 @@ class ScriptedSafetyModel:
                 return said
         if answer is not None and "ANSWER-VIOLENT" in answer:
             return "unsafe\nS1"
+        if answer is not None and "ANSWER-MUDDLED" in answer:
+            return GARBLED_ANSWER
         return "safe"
 
     def reply(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
