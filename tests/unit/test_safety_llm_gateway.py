@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
+import httpx
 import openai
 import pytest
 from litestar.testing import AsyncTestClient
@@ -42,7 +43,9 @@ async def sdk(
     app = create_app(settings, upstream_transport=FakeUpstream().transport())
     async with AsyncTestClient(app) as client:
         base = str(client.base_url).rstrip("/") + "/v1"
-        yield openai.AsyncOpenAI(base_url=base, api_key="unused", http_client=client, max_retries=0)
+        yield openai.AsyncOpenAI(
+            base_url=base, api_key="unused", http_client=cast(httpx.AsyncClient, client), max_retries=0
+        )
 
 
 def chat(content: str) -> list[Any]:
