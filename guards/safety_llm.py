@@ -269,11 +269,13 @@ class SafetyLlmGuard(GuardBase):
 
     # --- what to ask ----------------------------------------------------------------------------
 
-    def calls(self, texts: Sequence[str], context: JudgeContext | None) -> tuple[list[_Call], list[str]]:
-        """The calls that judge ``texts``, and per text a note of what was left unjudged ("" if none)."""
+    def calls(
+        self, texts: Sequence[str], context: JudgeContext | None
+    ) -> tuple[list[_Call], list[Evidence | None]]:
+        """The calls that judge ``texts``, and per text what was left unjudged (None: nothing)."""
         config = self.config
         stage = context.stage if context is not None else Stage.INPUT
-        notes = [""] * len(texts)
+        notes: list[Evidence | None] = [None] * len(texts)
         pieces: list[tuple[int, str]] = []
         if stage is Stage.INPUT:
             kinds = context.kinds if context is not None and len(context.kinds) == len(texts) else []
@@ -291,9 +293,16 @@ class SafetyLlmGuard(GuardBase):
         for owner, text in pieces:
             if not text.strip():
                 continue
-            windows, judged = self.windows(text)
-            if judged < len(text):
-                notes[owner] = f"judged {judged} of {len(text)} characters (max_windows x max_chars)"
+            windows, gap = self.windows(text)
+            if gap is not None:
+                # Positions only when the judged text is the owner's own (not a join of several).
+                own = text == texts[owner]
+                notes[owner] = Evidence(
+                    kind="truncated",
+                    detail=f"characters {gap[0]}-{gap[1]} of {len(text)} not judged (max_windows)",
+                    start=gap[0] if own else None,
+                    end=gap[1] if own else None,
+                )
             for number, window in enumerate(windows, 1):
                 where = f"window {number} of {len(windows)}" if len(windows) > 1 else "text"
                 safe_text = self.defused(window)
@@ -308,26 +317,24 @@ class SafetyLlmGuard(GuardBase):
             )
         return calls, notes
 
-    def windows(self, text: str) -> tuple[list[str], int]:
+    def windows(self, text: str) -> tuple[list[str], tuple[int, int] | None]:
         """``text`` in windows of ``max_chars`` with ``window_overlap``; beyond ``max_windows``, the head
-        windows and the end (``overflow: truncate``) or a failure (``overflow: error``). Also how many
-        characters the windows cover."""
+        windows and the end (``overflow: truncate``: the end is where a payload after filler would sit) or
+        a failure (``overflow: error``). Also the part left unjudged (start, end), if any."""
         size, overlap, most = self.config.max_chars, self.config.window_overlap, self.config.max_windows
         if len(text) <= size:
-            return [text], len(text)
+            return [text], None
         step = size - overlap
         starts = list(range(0, len(text) - overlap, step))
         if len(starts) <= most:
-            return [text[s : s + size] for s in starts], len(text)
+            return [text[s : s + size] for s in starts], None
         if self.config.overflow == "error":
             raise SafetyLlmError(
                 f"a text of {len(text)} characters needs {len(starts)} windows, over max_windows ({most})"
             )
         head = [text[s : s + size] for s in starts[: most - 1]]
-        end = text[-size:]
         head_end = starts[most - 2] + size if most > 1 else 0
-        covered = head_end + min(size, len(text) - head_end)
-        return [*head, end], covered
+        return [*head, text[-size:]], (head_end, len(text) - size)
 
     def defused(self, text: str) -> str:
         """``text`` with the model's prompt-format markers made inert (in ``<|eot_id|>`` the angle
@@ -411,9 +418,7 @@ class SafetyLlmGuard(GuardBase):
         readings = await _all_or_first_failure([self._ask(call) for call in calls])
         latency = (time.perf_counter() - started) * 1000
         scores: list[dict[str, float]] = [{} for _ in texts]
-        evidence: list[list[Evidence]] = [
-            [Evidence(kind="truncated", detail=note)] if note else [] for note in notes
-        ]
+        evidence: list[list[Evidence]] = [[note] if note else [] for note in notes]
         for call, reading in zip(calls, readings, strict=True):
             own = scores[call.owner]
             own[UNSAFE] = max(reading.unsafe, own.get(UNSAFE, 0.0))

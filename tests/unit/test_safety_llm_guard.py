@@ -270,7 +270,8 @@ async def test_huge_text_is_judged_in_bounded_windows_not_sent_whole(scripted: S
     assert all(len(body["messages"][0]["content"]) <= 1000 for body in sent)
     assert not verdict.allowed  # the end of the text is always judged: a payload cannot hide there
     assert verdict.evidence[0].kind == "truncated"
-    assert "of 58011 characters" in verdict.evidence[0].detail
+    assert verdict.evidence[0].detail == "characters 1900-57011 of 58011 not judged (max_windows)"
+    assert (verdict.evidence[0].start, verdict.evidence[0].end) == (1900, 57011)  # the part left out
 
 
 async def test_huge_text_fails_when_overflow_is_error(scripted: ScriptedSafetyModel) -> None:
