@@ -113,10 +113,15 @@ def _handler(model: ScriptedSafetyModel) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *_: Any) -> None:
             pass
 
+        def do_GET(self) -> None:
+            self._send(200, {"object": "list", "data": [{"id": "llama-guard", "object": "model"}]})
+
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
-            status, payload = model.reply(self.path, body, dict(self.headers))
+            self._send(*model.reply(self.path, body, dict(self.headers)))
+
+        def _send(self, status: int, payload: dict[str, Any]) -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")
@@ -145,3 +150,18 @@ def scripted_safety_model() -> Iterator[ScriptedSafetyModel]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def main() -> None:
+    """``python -m tests.support.scripted_safety_llm PORT``: serve on loopback until killed (for the
+    benchmark, which wants the server in a process of its own)."""
+    import sys
+
+    port = int(sys.argv[1])
+    model = ScriptedSafetyModel()
+    server = _Server(("127.0.0.1", port), _handler(model))
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
