@@ -137,7 +137,8 @@ class SafetyLlmConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     )
     logprobs: bool = True  # ask for first-token log probabilities where the template scores from them
     max_tokens: int | None = None  # None: the template's
-    timeout_ms: int = 5000  # per call; the rule's own timeout_ms bounds the whole judgement
+    # Per call; under the rule's own timeout_ms (2,000 by default), which bounds the whole judgement.
+    timeout_ms: int = 1500
     max_concurrency: int = 8  # calls in flight at once, across all requests
     max_chars: int = 8000  # per call, of the judged text
     window_overlap: int = 200
