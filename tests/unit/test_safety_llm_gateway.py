@@ -148,3 +148,16 @@ async def test_moderations_report_openai_and_safety_llm_categories(scripted: Scr
     assert unsafe["categories"]["self-harm"] is False
     assert unsafe["category_scores"]["safety/violence"] == pytest.approx(0.9)
     assert safe["flagged"] is False
+
+
+async def test_request_cannot_loosen_a_safety_llm_threshold(scripted: ScriptedSafetyModel) -> None:
+    """Every category has a default (0.5) to compare against, so 0.9 is a loosening, refused."""
+    async with sdk(scripted) as client:
+        with pytest.raises(openai.BadRequestError) as raised:
+            await client.chat.completions.create(
+                model="echo",
+                messages=chat("UNSAFE-HATE"),
+                extra_body={"guardrails": {"input": [{"guard": "safety", "thresholds": {"hate": 0.95}}]}},
+            )
+    assert raised.value.code != "content_filter"  # refused as a loosening, before any guard ran
+    assert "thresholds.hate': cannot raise 0.5 to 0.95" in raised.value.message

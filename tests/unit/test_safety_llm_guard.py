@@ -328,3 +328,18 @@ def test_the_example_policy_loads_and_its_rules_name_known_categories() -> None:
     built = build_guards(specs, GuardResources(RunnerPool(), None, Path(".")))
     create_app(settings, guards={"toxicity": WordGuard(), "pii": NameAndEmailGuard(), **built})
     assert "api_key" not in str(specs["llama_guard"].config).replace("api_key_env", "")
+
+
+async def test_hostile_model_server_cannot_flood_the_gateway_with_a_huge_answer() -> None:
+    import httpx
+
+    from guards.safety_llm_client import MAX_ANSWER_BYTES, SafetyCallFailed, ask
+
+    def huge(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"x" * (MAX_ANSWER_BYTES + 10))
+
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(huge), base_url="http://guard.test/v1/"
+    ) as client:
+        with pytest.raises(SafetyCallFailed, match="answer over"):
+            await ask(client, "chat", {"model": "m"})
