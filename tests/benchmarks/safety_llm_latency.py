@@ -20,6 +20,7 @@ import contextlib
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -153,7 +154,7 @@ def main() -> None:
     finally:
         stop(server)
     if args.llama_checks:
-        with llama_server(RESULTS.parent) as llama_url:
+        with tempfile.TemporaryDirectory() as logs, llama_server(Path(logs)) as llama_url:
             lines += asyncio.run(llama_rows(llama_url, args.llama_checks))
     table = [
         "# safety_llm latency per check",
