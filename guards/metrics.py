@@ -75,6 +75,21 @@ class GuardMetrics:
             ["model", "reward_model"],
             registry=registry,
         )
+        # Label values are the guard's configured name and a fixed set of outcomes (ok, malformed,
+        # timeout, connect, http_status, bad_response): nothing a client sends becomes a label.
+        self.safety_llm_calls = Counter(
+            "hhh_safety_llm_calls",
+            "Calls of safety_llm guards to their model server, by outcome.",
+            ["guard", "outcome"],
+            registry=registry,
+        )
+        self.safety_llm_seconds = Histogram(
+            "hhh_safety_llm_call_seconds",
+            "Time one safety_llm call took, answered or not.",
+            ["guard"],
+            buckets=(*_FAST, 5.0, 10.0),
+            registry=registry,
+        )
         self._reward_model_labels: set[str] = set()
 
     def observe_reward(self, model: str, reward_model: str, reward: float) -> None:

@@ -22,6 +22,7 @@ GUARD_TYPES: dict[str, str] = {
     "ip": "guards.ip.guard:IpGuard",
     "reward": "guards.reward:RewardGuard",
     "prompt_injection": "guards.injection:InjectionGuard",
+    "safety_llm": "guards.safety_llm:SafetyLlmGuard",
 }
 
 

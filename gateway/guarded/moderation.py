@@ -8,20 +8,21 @@ from typing import Any
 from gateway.errors import InvalidRequest
 from gateway.guarded.guardrails import REQUEST_FIELD, Guardrails, Judged
 
-# OpenAI's categories, each answered by the guard categories that mean the same thing.
+# OpenAI's categories, each answered by the guard categories that mean the same thing (the toxicity
+# guard's, and the safety_llm guard's: ``guards.safety_llm_templates``).
 OPENAI_CATEGORIES: dict[str, tuple[str, ...]] = {
-    "harassment": ("insult", "toxicity", "severe_toxicity"),
+    "harassment": ("insult", "toxicity", "severe_toxicity", "harassment"),
     "harassment/threatening": ("threat",),
-    "hate": ("identity_attack",),
+    "hate": ("identity_attack", "hate"),
     "hate/threatening": (),
-    "illicit": (),
-    "illicit/violent": (),
-    "self-harm": (),
+    "illicit": ("illicit", "sex_crimes"),
+    "illicit/violent": ("weapons", "dangerous"),
+    "self-harm": ("self_harm",),
     "self-harm/intent": (),
     "self-harm/instructions": (),
-    "sexual": ("sexual_explicit",),
-    "sexual/minors": (),
-    "violence": ("threat",),
+    "sexual": ("sexual_explicit", "sexual"),
+    "sexual/minors": ("sexual_minors",),
+    "violence": ("threat", "violence"),
     "violence/graphic": (),
 }
 
