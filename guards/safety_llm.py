@@ -64,14 +64,16 @@ class CustomTemplate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     expressions for the verdict (case-insensitive). ``codes`` map category codes the answer may name
     (found by ``codes_pattern``) to gateway categories."""
 
-    prompt: str
+    prompt: str  # the judge's prompt, with placeholders (see above)
     prompt_output: str | None = None  # None: ``prompt`` at both stages
-    api: Api = "chat"
+    api: Api = "chat"  # chat: one user message, templated by the server; completions: a raw prompt
+    # Case-insensitive regular expression: the answer is unsafe when it matches.
     unsafe_pattern: str = r"^\W*(unsafe|yes|fail|flagged|violation)\b"
+    # Case-insensitive regular expression: the answer is safe when it matches (neither: malformed).
     safe_pattern: str = r"^\W*(safe|no|pass|ok)\b"
-    codes_pattern: str | None = None
-    codes: dict[str, str] = {}
-    max_tokens: int = 8
+    codes_pattern: str | None = None  # finds the category codes an unsafe answer names
+    codes: dict[str, str] = {}  # a code found by codes_pattern -> a gateway category
+    max_tokens: int = 8  # the judge's answer, in tokens (1 to 512)
 
     def __post_init__(self) -> None:
         for key, prompt in (("prompt", self.prompt), ("prompt_output", self.prompt_output)):
@@ -124,6 +126,7 @@ class SafetyLlmConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     base_url: str  # the server's OpenAI-compatible root, e.g. http://vllm-guard:8000/v1
     model: str  # the model name the server serves it under
+    # llama_guard, shieldgemma, granite_guardian or custom (see docs/guards/safety-llm.md).
     template: Template = "llama_guard"
     custom: CustomTemplate | None = None  # template: custom only
     api: Api | None = None  # None: the template's (see docs/guards/safety-llm.md)
@@ -132,6 +135,7 @@ class SafetyLlmConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     policies: list[str] | None = None
     # Category codes -> gateway categories, on top of (or replacing) the template's.
     categories: dict[str, str] = {}
+    # The kinds of input text judged: user, system, assistant, tool, other.
     check: list[Check] = msgspec.field(
         default_factory=lambda: ["user", "system", "assistant", "tool", "other"]
     )
@@ -141,8 +145,10 @@ class SafetyLlmConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     timeout_ms: int = 1500
     max_concurrency: int = 8  # calls in flight at once, across all requests
     max_chars: int = 8000  # per call, of the judged text
-    window_overlap: int = 200
+    window_overlap: int = 200  # characters a text's next window repeats, so a split phrase is seen whole
     max_windows: int = 4  # per text
+    # Beyond max_windows: truncate judges the head and the end (the middle is not judged); error fails
+    # the check, so on_error applies.
     overflow: Literal["truncate", "error"] = "truncate"
     max_prompt_chars: int = 2000  # output: the end of the request's prompt, as the user's turn
     max_calls: int = 32  # per judgement (one request's texts)
