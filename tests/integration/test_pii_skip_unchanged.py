@@ -5,7 +5,7 @@ exactly what it decided when every text was analysed, and the texts it skipped n
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import msgspec
@@ -47,7 +47,7 @@ async def test_default_output_rule_decides_as_if_every_text_were_analysed(pii: P
     analysed: list[str] = []
     original_run = runner.run
 
-    async def counting_run(items: list[str]) -> list[list[tuple[str, int, int, float]]]:
+    async def counting_run(items: Sequence[str]) -> list[list[tuple[str, int, int, float]]]:
         analysed.extend(items)
         return await original_run(items)
 
