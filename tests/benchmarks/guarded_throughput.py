@@ -67,7 +67,8 @@ class Cell:
     mode: str
     concurrency: int
     answers: int
-    errors: int
+    errors: int  # HTTP errors
+    withheld: int  # answers cut, changed or refused (a guard time-out fails closed under overload)
     seconds: float
     cpu_s: float
     ttft_ms: list[float]
@@ -158,14 +159,14 @@ async def measure(gateway: Gateway, mode: str, concurrency: int, seconds: float)
     stream = mode == "stream"
     ttft: list[float] = []
     total: list[float] = []
-    errors = 0
+    errors = withheld = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=300, limits=limits) as client:
         await asyncio.gather(*(one_answer(client, gateway.url, stream) for _ in range(min(4, concurrency))))
         deadline = time.perf_counter() + seconds
 
         async def worker() -> None:
-            nonlocal errors
+            nonlocal errors, withheld
             while time.perf_counter() < deadline:
                 try:
                     first, whole, text = await one_answer(client, gateway.url, stream)
@@ -173,7 +174,7 @@ async def measure(gateway: Gateway, mode: str, concurrency: int, seconds: float)
                     errors += 1
                     continue
                 if text != LONG_ANSWER:
-                    errors += 1  # cut, changed or refused: not an answer that counts
+                    withheld += 1  # cut, changed or refused: not an answer that counts
                     continue
                 ttft.append(first * 1000)
                 total.append(whole * 1000)
@@ -181,7 +182,7 @@ async def measure(gateway: Gateway, mode: str, concurrency: int, seconds: float)
         cpu_before, started = cpu_seconds(gateway.pid), time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed, cpu = time.perf_counter() - started, cpu_seconds(gateway.pid) - cpu_before
-    return Cell(gateway.name, mode, concurrency, len(total), errors, elapsed, cpu, ttft, total)
+    return Cell(gateway.name, mode, concurrency, len(total), errors, withheld, elapsed, cpu, ttft, total)
 
 
 def p99(values: list[float]) -> float:
@@ -194,7 +195,7 @@ def row(cell: Cell) -> str:
     return (
         f"| {cell.mode} | {cell.concurrency} | {cell.target} | {cell.answers_per_s:.1f} | "
         f"{cell.cpu_ms_per_answer:.0f} | {cell.words_per_cpu_s:,.0f} | {ttft} | {median_total} | "
-        f"{cell.answers} | {cell.errors} |"
+        f"{cell.answers} | {cell.withheld} | {cell.errors} |"
     )
 
 
@@ -229,10 +230,11 @@ def main() -> None:
         "from a stub upstream, streamed a word a chunk (`stream`) or whole (`whole`); recording off; "
         f"each cell starts answers for {args.seconds:g} s. "
         "CPU is the gateway process's own (user + system, all threads). "
-        "TTFT is the time to the first text of the answer (for `whole`, the whole answer).\n\n"
+        "TTFT is the time to the first text of the answer (for `whole`, the whole answer). 'Withheld': "
+        "answers that did not arrive whole (a guard that times out fails closed); 'errors': HTTP errors.\n\n"
         "| mode | concurrency | gateway | answers/s | gateway CPU ms per answer | words per CPU-second | "
-        "median TTFT ms | p99 TTFT ms | median total ms | answers | errors |\n"
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n"
+        "median TTFT ms | p99 TTFT ms | median total ms | answers | withheld | errors |\n"
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n"
     )
     RESULTS.write_text(report)
     print("\n" + report)
