@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,7 @@ class Cell:
     mode: str
     concurrency: int
     answers: int
-    errors: int  # HTTP errors
+    errors: Counter[str]  # HTTP errors, by status (or exception)
     withheld: int  # answers cut, changed or refused (a guard time-out fails closed under overload)
     seconds: float
     cpu_s: float
@@ -159,19 +160,23 @@ async def measure(gateway: Gateway, mode: str, concurrency: int, seconds: float)
     stream = mode == "stream"
     ttft: list[float] = []
     total: list[float] = []
-    errors = withheld = 0
+    errors: Counter[str] = Counter()
+    withheld = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=300, limits=limits) as client:
         await asyncio.gather(*(one_answer(client, gateway.url, stream) for _ in range(min(4, concurrency))))
         deadline = time.perf_counter() + seconds
 
         async def worker() -> None:
-            nonlocal errors, withheld
+            nonlocal withheld
             while time.perf_counter() < deadline:
                 try:
                     first, whole, text = await one_answer(client, gateway.url, stream)
-                except httpx.HTTPError:
-                    errors += 1
+                except httpx.HTTPStatusError as error:
+                    errors[str(error.response.status_code)] += 1
+                    continue
+                except httpx.HTTPError as error:
+                    errors[type(error).__name__] += 1
                     continue
                 if text != LONG_ANSWER:
                     withheld += 1  # cut, changed or refused: not an answer that counts
@@ -195,8 +200,13 @@ def row(cell: Cell) -> str:
     return (
         f"| {cell.mode} | {cell.concurrency} | {cell.target} | {cell.answers_per_s:.1f} | "
         f"{cell.cpu_ms_per_answer:.0f} | {cell.words_per_cpu_s:,.0f} | {ttft} | {median_total} | "
-        f"{cell.answers} | {cell.withheld} | {cell.errors} |"
+        f"{cell.answers} | {cell.withheld} | {_errors(cell.errors)} |"
     )
+
+
+def _errors(errors: Counter[str]) -> str:
+    total = sum(errors.values())
+    return f"{total} ({', '.join(f'{kind}: {n}' for kind, n in errors.most_common())})" if total else "0"
 
 
 def main() -> None:
