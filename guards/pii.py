@@ -17,6 +17,7 @@ every text. Values on the ``allow_list`` (public figures, a support address) are
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,7 @@ import msgspec
 
 from guards.base import GuardBase
 from guards.language import LanguageJudge
+from guards.pii_triggers import trigger_pattern
 from guards.redaction import apply_spans
 from guards.registry import GuardResources
 from guards.runner import BatchingRunner
@@ -95,6 +97,8 @@ class PiiGuard(GuardBase):
         self._anonymizer: Any = None
         self._salt = config.hash_salt or secrets.token_hex(16)
         self._allowed = frozenset(_folded(value) for value in config.allow_list)
+        # Per set of categories a rule counts: what a text must contain to be worth analysing.
+        self._trigger_cache: dict[frozenset[str] | None, re.Pattern[str] | None] = {}
 
     @property
     def categories(self) -> Sequence[str]:
@@ -169,12 +173,36 @@ class PiiGuard(GuardBase):
     ) -> list[Verdict]:
         assert self._runner is not None, "PiiGuard.start() was not awaited"
         started = time.perf_counter()
-        found = await self._runner.run(texts)
+        found = await self._analyse(texts, context.categories if context is not None else None)
         latency = (time.perf_counter() - started) * 1000
         return [
             self._verdict(text, results, thresholds, latency)
             for text, results in zip(texts, found, strict=True)
         ]
+
+    async def _analyse(
+        self, texts: Sequence[str], categories: Sequence[str] | None
+    ) -> list[list[tuple[str, int, int, float]]]:
+        """presidio's findings per text; texts in which no entity the rule counts can be found (see
+        ``guards.pii_triggers``) are not sent to the analyzer: nothing would be found there."""
+        assert self._runner is not None
+        triggers = self._triggers(categories)
+        if triggers is None:
+            return await self._runner.run(texts)
+        analysed = [index for index, text in enumerate(texts) if triggers.search(text)]
+        found: list[list[tuple[str, int, int, float]]] = [[] for _ in texts]
+        if analysed:
+            results = await self._runner.run([texts[index] for index in analysed])
+            for index, result in zip(analysed, results, strict=True):
+                found[index] = result
+        return found
+
+    def _triggers(self, categories: Sequence[str] | None) -> re.Pattern[str] | None:
+        key = None if categories is None else frozenset(categories)
+        if key not in self._trigger_cache:
+            wanted = [entity for entity in self.config.entities if key is None or entity in key]
+            self._trigger_cache[key] = trigger_pattern(wanted)
+        return self._trigger_cache[key]
 
     def _verdict(
         self,

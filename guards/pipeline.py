@@ -186,6 +186,13 @@ def _fallen_back(rule: Rule, result: RuleResult) -> RuleResult:
     return msgspec.structs.replace(result, decisions=decisions)
 
 
+def _for_rule(context: JudgeContext, rule: Rule) -> JudgeContext:
+    """The context as one rule's guard sees it: with the categories the rule counts."""
+    if rule.categories is None:
+        return context
+    return msgspec.structs.replace(context, categories=rule.categories)
+
+
 class GuardEngine:
     def __init__(self, guards: Mapping[str, Guard], metrics: GuardMetrics | None = None) -> None:
         self.guards = dict(guards)
@@ -231,7 +238,9 @@ class GuardEngine:
         started = time.perf_counter()
         try:
             verdicts = await asyncio.wait_for(
-                guard.judge([v.text for v in seen], thresholds, focus_in_view(context, seen)),
+                guard.judge(
+                    [v.text for v in seen], thresholds, _for_rule(focus_in_view(context, seen), rule)
+                ),
                 rule.timeout_ms / 1000,
             )
         except Exception as exc:  # noqa: BLE001 - a failing guard gets the rule's fail mode, never a 500

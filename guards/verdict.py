@@ -60,6 +60,10 @@ class JudgeContext(msgspec.Struct):
     # user, system, assistant, tool, source, other), for guards that treat them apart (prompt injection);
     # empty when unknown.
     kinds: list[str] = []
+    # The categories the rule being run counts (None: all), set by the pipeline, so a guard may skip the
+    # work that could only find the others (the PII guard: recognisers that cannot match, see
+    # ``guards.pii_triggers``).
+    categories: list[str] | None = None
 
 
 class Verdict(msgspec.Struct):

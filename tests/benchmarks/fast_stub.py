@@ -79,6 +79,23 @@ LONG_ANSWER = " ".join(
     * 6
 )
 LONG_WORDS = LONG_ANSWER.split(" ")
+# The same answer whole, for a non-stream request to "stub-long".
+LONG_COMPLETION = json.dumps(
+    {
+        "id": "chatcmpl-stub-long",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "stub-model",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": LONG_ANSWER}, "finish_reason": "stop"}
+        ],
+        "usage": {
+            "prompt_tokens": 9,
+            "completion_tokens": len(LONG_WORDS),
+            "total_tokens": 9 + len(LONG_WORDS),
+        },
+    }
+).encode()
 
 STREAM = (
     _chunk({"role": "assistant"})
@@ -86,6 +103,10 @@ STREAM = (
     + _chunk({}, "stop")
     + b"data: [DONE]\n\n"
 )
+
+
+def _streams(body: bytes) -> bool:
+    return b'"stream": true' in body or b'"stream":true' in body
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -111,9 +132,11 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
         if self.path.endswith("/responses"):
             self._send(RESPONSE, "application/json")
-        elif b"stub-long" in body:
+        elif b"stub-long" in body and _streams(body):
             self._stream_long()
-        elif b'"stream": true' in body or b'"stream":true' in body:
+        elif b"stub-long" in body:
+            self._send(LONG_COMPLETION, "application/json")
+        elif _streams(body):
             self._send(STREAM, "text/event-stream")
         else:
             self._send(COMPLETION, "application/json")

@@ -1,0 +1,254 @@
+"""How many answers the default guards let through per gateway CPU-second: the gateway with the default
+guards (BiLSTM toxicity + presidio PII, ``buffer`` mode) against the gateway with no guards, in one run,
+under concurrent load.
+
+    python -m tests.benchmarks.guarded_throughput [--concurrency 16 64] [--seconds 8]
+        [--baseline REV] [--modes stream whole]
+
+Each cell runs ``--concurrency`` clients for ``--seconds`` (each client finishes the answer it is
+reading, so a cell lasts at least one answer), against a stub upstream (``fast_stub.py``, its own
+process) that answers 300 words: streamed a word a chunk, or whole for a non-stream request. Recording
+is off. The gateway's CPU is read from ``/proc`` before and after each cell, so "CPU per answer" and
+"guarded words per CPU-second" count the gateway alone, not the load generator or the stub that share
+the machine. ``--baseline REV`` adds that commit's guarded gateway (from a temporary worktree, as in
+``proxy_overhead``), so a change is measured against what it replaces in the same run; targets take
+turns in each cell. Every answer is checked: it must arrive whole and unchanged (the stub's text
+passes the guards). The table goes to ``tests/benchmarks/results/guarded_throughput.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from gateway.relay.embedded_llm import free_port
+from tests.benchmarks.fast_stub import LONG_ANSWER, LONG_WORDS
+from tests.benchmarks.proxy_overhead import (
+    ROOT,
+    Baseline,
+    _exit_on_sigterm,
+    command_line,
+    current_tree,
+    expect_package_from,
+    machine,
+    process,
+    resolve,
+    worktree,
+)
+from tests.support.servers import wait_until_up
+
+RESULTS = Path(__file__).resolve().parent / "results" / "guarded_throughput.md"
+PROMPT = [{"role": "user", "content": "Tell me about the town."}]
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Gateway:
+    name: str
+    url: str
+    pid: int
+
+
+@dataclass
+class Cell:
+    target: str
+    mode: str
+    concurrency: int
+    answers: int
+    errors: Counter[str]  # HTTP errors, by status (or exception)
+    withheld: int  # answers cut, changed or refused (a guard time-out fails closed under overload)
+    seconds: float
+    cpu_s: float
+    ttft_ms: list[float]
+    total_ms: list[float]
+
+    @property
+    def answers_per_s(self) -> float:
+        return self.answers / self.seconds
+
+    @property
+    def cpu_ms_per_answer(self) -> float:
+        return self.cpu_s * 1000 / max(1, self.answers)
+
+    @property
+    def words_per_cpu_s(self) -> float:
+        return self.answers * len(LONG_WORDS) / self.cpu_s if self.cpu_s else 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (all its threads: the guard runners' included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def start_stub(stack: ExitStack, logs: Path) -> str:
+    port = free_port()
+    command = [sys.executable, "-m", "tests.benchmarks.fast_stub", "--port", str(port)]
+    proc = stack.enter_context(process(command, logs / "stub.log"))
+    wait_until_up(f"http://127.0.0.1:{port}/v1/models", proc)
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def start_gateway(
+    stack: ExitStack, logs: Path, stub: str, guarded: bool, baseline: Baseline | None = None
+) -> Gateway:
+    port = free_port()
+    config = logs / f"gateway-{port}.yaml"
+    lines = [f"data_dir: {logs / f'data-{port}'}", f"upstreams: [{{name: stub, url: '{stub}'}}]"]
+    lines += ["feedback: {record: false}"] + ([] if guarded else ["policies: {default: {}}"])
+    config.write_text("\n".join(lines) + "\n")
+    env = dict(os.environ)
+    env.pop("HHH_UPSTREAM_URL", None)
+    command = [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port)]
+    command += ["--log-level", "warning"]
+    name = "default guards" if guarded else "no guards"
+    cwd = ROOT
+    if baseline is not None:
+        tree = stack.enter_context(worktree(baseline))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
+        expect_package_from(tree, env)
+        name, cwd = f"default guards @{baseline.short}", tree
+    log = logs / f"gateway-{port}.log"
+    proc = stack.enter_context(process(command, log, env, cwd))
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/health", proc, timeout=180)
+    except RuntimeError as error:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+        raise RuntimeError(f"{name} did not start ({error}); the end of its log:\n{tail}") from error
+    return Gateway(name, f"http://127.0.0.1:{port}/v1/chat/completions", proc.pid)
+
+
+async def one_answer(client: httpx.AsyncClient, url: str, stream: bool) -> tuple[float, float, str]:
+    """(time to first text, total time, the text) of one answer, in seconds."""
+    body = {"model": "stub-long", "messages": PROMPT, "stream": stream}
+    started = time.perf_counter()
+    if not stream:
+        response = await client.post(url, json=body)
+        response.raise_for_status()
+        text = response.json()["choices"][0]["message"]["content"] or ""
+        elapsed = time.perf_counter() - started
+        return elapsed, elapsed, text
+    first = 0.0
+    parts: list[str] = []
+    async with client.stream("POST", url, json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            for choice in msgspec.json.decode(line[6:]).get("choices") or ():
+                content = (choice.get("delta") or {}).get("content")
+                if content:
+                    first = first or time.perf_counter() - started
+                    parts.append(content)
+    return first, time.perf_counter() - started, "".join(parts)
+
+
+async def measure(gateway: Gateway, mode: str, concurrency: int, seconds: float) -> Cell:
+    stream = mode == "stream"
+    ttft: list[float] = []
+    total: list[float] = []
+    errors: Counter[str] = Counter()
+    withheld = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+        await asyncio.gather(*(one_answer(client, gateway.url, stream) for _ in range(min(4, concurrency))))
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal withheld
+            while time.perf_counter() < deadline:
+                try:
+                    first, whole, text = await one_answer(client, gateway.url, stream)
+                except httpx.HTTPStatusError as error:
+                    errors[str(error.response.status_code)] += 1
+                    continue
+                except httpx.HTTPError as error:
+                    errors[type(error).__name__] += 1
+                    continue
+                if text != LONG_ANSWER:
+                    withheld += 1  # cut, changed or refused: not an answer that counts
+                    continue
+                ttft.append(first * 1000)
+                total.append(whole * 1000)
+
+        cpu_before, started = cpu_seconds(gateway.pid), time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed, cpu = time.perf_counter() - started, cpu_seconds(gateway.pid) - cpu_before
+    return Cell(gateway.name, mode, concurrency, len(total), errors, withheld, elapsed, cpu, ttft, total)
+
+
+def p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[98] if len(values) >= 2 else (values or [0.0])[0]
+
+
+def row(cell: Cell) -> str:
+    ttft = f"{statistics.median(cell.ttft_ms):.0f} | {p99(cell.ttft_ms):.0f}" if cell.ttft_ms else "- | -"
+    median_total = f"{statistics.median(cell.total_ms):.0f}" if cell.total_ms else "-"
+    return (
+        f"| {cell.mode} | {cell.concurrency} | {cell.target} | {cell.answers_per_s:.1f} | "
+        f"{cell.cpu_ms_per_answer:.0f} | {cell.words_per_cpu_s:,.0f} | {ttft} | {median_total} | "
+        f"{cell.answers} | {cell.withheld} | {_errors(cell.errors)} |"
+    )
+
+
+def _errors(errors: Counter[str]) -> str:
+    total = sum(errors.values())
+    return f"{total} ({', '.join(f'{kind}: {n}' for kind, n in errors.most_common())})" if total else "0"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--seconds", type=float, default=8.0, help="how long each cell starts new answers")
+    parser.add_argument("--modes", nargs="+", choices=["stream", "whole"], default=["stream", "whole"])
+    parser.add_argument("--baseline", action="append", default=[], metavar="REV")
+    args = parser.parse_args()
+    baselines = list({b.sha: b for b in map(resolve, args.baseline)}.values())
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a killed run still stops its processes
+    rows: list[str] = []
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="hhh-throughput-") as scratch:
+        logs = Path(scratch)
+        stub = start_stub(stack, logs)
+        gateways = [start_gateway(stack, logs, stub, guarded=False), start_gateway(stack, logs, stub, True)]
+        gateways += [start_gateway(stack, logs, stub, True, baseline) for baseline in baselines]
+        for mode in args.modes:
+            for concurrency in args.concurrency:
+                for gateway in gateways:
+                    rows.append(row(asyncio.run(measure(gateway, mode, concurrency, args.seconds))))
+                    print(rows[-1], flush=True)
+    against = "".join(
+        f"; `@{b.short}` is the guarded gateway of {b.sha[:10]} ({b.subject})" for b in baselines
+    )
+    report = (
+        f"Measured {time.strftime('%Y-%m-%d %H:%M')} UTC on {machine()} (shared with other work), with "
+        f"`{command_line()}`; current is {current_tree()}{against}. A {len(LONG_WORDS)}-word answer "
+        "from a stub upstream, streamed a word a chunk (`stream`) or whole (`whole`); recording off; "
+        f"each cell starts answers for {args.seconds:g} s. "
+        "CPU is the gateway process's own (user + system, all threads). "
+        "TTFT is the time to the first text of the answer (for `whole`, the whole answer). 'Withheld': "
+        "answers that did not arrive whole (a guard that times out fails closed); 'errors': HTTP errors.\n\n"
+        "| mode | concurrency | gateway | answers/s | gateway CPU ms per answer | words per CPU-second | "
+        "median TTFT ms | p99 TTFT ms | median total ms | answers | withheld | errors |\n"
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n"
+    )
+    RESULTS.write_text(report)
+    print("\n" + report)
+
+
+if __name__ == "__main__":
+    main()
