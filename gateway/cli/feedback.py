@@ -66,20 +66,21 @@ async def redis_for(settings: Settings, directory: Path) -> AsyncIterator[Any]:
         yield client
 
 
-def _serve_metrics(port: int) -> Any:
-    """The standalone worker's Prometheus endpoint (the gateway serves its own at /metrics)."""
+def _serve_metrics(port: int, host: str) -> Any:
+    """The standalone worker's Prometheus endpoint (the gateway serves its own at /metrics). Loopback unless
+    told otherwise: in a container or a pod, Prometheus scrapes it from outside (``--metrics-host``)."""
     from prometheus_client import CollectorRegistry, start_http_server
 
     from feedback.labelstudio.metrics import SyncMetrics
 
     registry = CollectorRegistry()
     metrics = SyncMetrics(registry)
-    start_http_server(port, addr="127.0.0.1", registry=registry)
-    print(f"metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)
+    start_http_server(port, addr=host, registry=registry)
+    print(f"metrics on http://{host}:{port}/metrics", file=sys.stderr)
     return metrics
 
 
-async def _watch(sync: LabelStudioSync, metrics_port: int | None) -> None:
+async def _watch(sync: LabelStudioSync, metrics_port: int | None, metrics_host: str) -> None:
     """Rounds until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -88,7 +89,7 @@ async def _watch(sync: LabelStudioSync, metrics_port: int | None) -> None:
     if metrics_port is None:
         await sync.watch(stop)
     else:
-        metrics = _serve_metrics(metrics_port)
+        metrics = _serve_metrics(metrics_port, metrics_host)
         await sync.watch(stop, on_round=metrics.observe, on_failure=metrics.rounds_failed.inc)
 
 
@@ -99,6 +100,7 @@ async def _sync(
     flush: bool,
     show_progress: bool,
     metrics_port: int | None,
+    metrics_host: str = "127.0.0.1",
 ) -> int:
     from feedback.labelstudio.client import LabelStudioProject
     from feedback.labelstudio.errors import LabelStudioRefused, LabelStudioUnavailable
@@ -119,7 +121,7 @@ async def _sync(
             project = await sync.bootstrap()
             print(f"Label Studio project {project}: {ls_settings.url}/projects/{project}", file=sys.stderr)
             if watch:
-                await _watch(sync, metrics_port)
+                await _watch(sync, metrics_port, metrics_host)
                 return 0
             summary = await sync.run_once(flush=flush)
             print(summary.describe())
@@ -156,9 +158,10 @@ def _feedback_sync(args: argparse.Namespace) -> int:
     redis_dir = Path(settings.data_dir).expanduser() / "redis"
     show_progress = sys.stderr.isatty() or args.progress
     try:
-        return asyncio.run(
-            _sync(settings, redis_dir, args.watch, args.flush, show_progress, args.metrics_port)
+        sync = _sync(
+            settings, redis_dir, args.watch, args.flush, show_progress, args.metrics_port, args.metrics_host
         )
+        return asyncio.run(sync)
     except redis.exceptions.RedisError as exc:
         print(f"hhh: Redis unavailable ({exc}); nothing was pushed or stored", file=sys.stderr)
         return 1
@@ -294,7 +297,12 @@ def add_feedback_commands(commands: Any, config_help: str) -> Any:
     )
     sync.add_argument("--progress", action="store_true", help=PROGRESS_HELP)
     sync.add_argument(
-        "--metrics-port", type=int, help="--watch: serve Prometheus metrics on 127.0.0.1:PORT/metrics"
+        "--metrics-port", type=int, help="--watch: serve Prometheus metrics on HOST:PORT/metrics"
+    )
+    sync.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="--metrics-port: the address to listen on (default 127.0.0.1; 0.0.0.0 in a container)",
     )
     sync.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity")
     sync.set_defaults(handler=_feedback_sync)

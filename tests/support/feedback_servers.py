@@ -23,6 +23,9 @@ from gateway.relay.embedded_llm import free_port
 from tests.support.servers import wait_until_up
 
 SLOW_MODEL = "slow-forever"
+# Streams FINITE_TOKENS tokens, a token every 0.1 s, then ends: a stream well inside a shutdown's grace.
+FINITE_MODEL = "slow-finite"
+FINITE_TOKENS = 30
 
 
 def _answer(body: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +67,7 @@ class _SlowHandler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        body = json.dumps({"object": "list", "data": [{"id": SLOW_MODEL}]}).encode()
+        body = json.dumps({"object": "list", "data": [{"id": SLOW_MODEL}, {"id": FINITE_MODEL}]}).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
@@ -72,16 +75,23 @@ class _SlowHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length", 0)))
+        body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+        finite = body.get("model") == FINITE_MODEL
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("connection", "close")
         self.end_headers()
         try:
-            for n in range(10_000):  # a token every 0.1 s, for far longer than any grace period
+            # A token every 0.1 s: for far longer than any grace period, or FINITE_TOKENS of them.
+            for n in range(FINITE_TOKENS if finite else 10_000):
                 self.wfile.write(_chunk(f" token{n}"))
                 self.wfile.flush()
                 time.sleep(0.1)
+            stop = {"index": 0, "delta": {}, "finish_reason": "stop"}
+            last = {"id": "chatcmpl-slow", "object": "chat.completion.chunk", "created": 1,
+                    "model": FINITE_MODEL, "choices": [stop]}  # fmt: skip
+            self.wfile.write(f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode())
+            self.wfile.flush()
         except OSError:
             pass  # the gateway hung up
 
