@@ -53,6 +53,8 @@ class RankingTask(msgspec.Struct, kw_only=True):
     prompt: str  # the conversation as annotators read it (``transcript``)
     candidates: list[Candidate]
     policy: str | None = None  # the guard policy the original request was served under
+    # A gold task (a known best answer, mixed into the queue to measure annotators): that answer's id.
+    gold: str | None = None
 
 
 class AnnotationRecord(msgspec.Struct, kw_only=True):
@@ -67,6 +69,9 @@ class AnnotationRecord(msgspec.Struct, kw_only=True):
     created_at: str
     updated_at: str
     lead_time_s: float | None = None
+    # Candidate ids in the order the annotator saw them (Answer A first): what position bias is measured
+    # on. None: recorded before the order was kept.
+    shown: list[str] | None = None
 
 
 def transcript(request: dict[str, Any]) -> str:
