@@ -15,6 +15,7 @@ import msgspec
 from feedback.labelstudio.config import (
     CANDIDATES,
     DEFAULT_BUCKETS,
+    LEFT,
     PAIRWISE,
     RANKER,
     bucket_name,
@@ -155,6 +156,21 @@ def _ranking(
     return ranking, listed
 
 
+def _for_checking(annotation: dict[str, Any]) -> dict[str, Any]:
+    """The annotation as the SDK's checker expects it. The browser writes a pairwise choice with
+    ``to_name`` naming the Pairwise tag itself, which the checker does not know: it is checked against
+    the left answer, which it does. (The same check as for annotations: the server does none.)"""
+    result = annotation.get("result")
+    if not isinstance(result, list) or not any(
+        isinstance(r, dict) and r.get("type") == "pairwise" and r.get("to_name") == PAIRWISE for r in result
+    ):
+        return annotation
+    fixed = [
+        {**r, "to_name": LEFT} if isinstance(r, dict) and r.get("to_name") == PAIRWISE else r for r in result
+    ]
+    return {**annotation, "result": fixed}
+
+
 def read_annotation(
     annotation: dict[str, Any],
     task: dict[str, Any],
@@ -176,7 +192,7 @@ def read_annotation(
         raise InvalidAnnotation(f"the task has no '{TASK_KEY}': it was not made by the gateway")
     if annotation.get("was_cancelled"):
         raise SkippedTask(task_key)
-    errors = config.validate_prediction(annotation, return_errors=True)  # same check as for annotations
+    errors = config.validate_prediction(_for_checking(annotation), return_errors=True)
     if errors:
         raise InvalidAnnotation("does not match the labelling config: " + "; ".join(map(str, errors)))
     ranking, shown = _ranking(annotation, data, stored, buckets)

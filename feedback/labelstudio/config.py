@@ -49,6 +49,9 @@ _STYLE = (
 )
 
 
+_BOX = "flex: 1; border: 1px solid #9aa5b1; border-radius: 4px; padding: 8px; cursor: pointer"
+
+
 def bucket_name(title: str) -> str:
     """The key a bucket's answers are stored under.
 
@@ -94,9 +97,9 @@ def ranking_config(layout: str = "buckets", buckets: tuple[str, ...] | list[str]
             f'<Pairwise name="{PAIRWISE}" toName="{LEFT},{RIGHT}"'
             ' selectionStyle="background-color: #e3f5e1; border: 2px solid #2e9e44"/>'
             '<View style="display: flex; gap: 16px">'
-            f'<View style="flex: 1"><Text name="{LEFT}_label" value="$label_a"/>'
+            f'<View style="{_BOX}"><Header value="$label_a" size="5"/>'
             f'<Text name="{LEFT}" value="${LEFT}"/></View>'
-            f'<View style="flex: 1"><Text name="{RIGHT}_label" value="$label_b"/>'
+            f'<View style="{_BOX}"><Header value="$label_b" size="5"/>'
             f'<Text name="{RIGHT}" value="${RIGHT}"/></View>'
             "</View>"
             "</View>"

@@ -35,7 +35,7 @@ from tests.support.redis_server import redis_server
 PROJECT = "browser rankings"
 BUCKETS = ["Best", "Good", "Poor", "Worst"]
 COLUMNS = ["_", *[bucket_name(b) for b in BUCKETS]]  # left to right: the unplaced, then the buckets
-MODAL = ".ant-modal, [role=dialog]"
+INSTRUCTIONS_TITLE = "Labeling Instructions"  # Label Studio's title of the project's instructions
 IMAGES = ROOT / "docs" / "images"
 ANSWERS = {"colour": ["Blue.", "Red, <PERSON> said.", "Green."], "fruit": ["Apple.", "Pear.", "Plum."]}
 
@@ -120,18 +120,13 @@ class Annotator:
         return str(self.driver.find_element(self.by.TAG_NAME, "body").text)
 
     def close_instructions(self) -> str:
-        """The instructions Label Studio shows when a task opens; their text."""
+        """The instructions Label Studio shows when a task opens (the page's text while they are up)."""
         from selenium.webdriver.common.keys import Keys
 
-        modal = wait_for(lambda: self.driver.find_elements(self.by.CSS_SELECTOR, MODAL),
-                         what="the instructions")  # fmt: skip
-        shown = str(modal[0].text)
+        wait_for(lambda: INSTRUCTIONS_TITLE in self.text(), what="the instructions")
+        shown = self.text()
         self._keys(Keys.ESCAPE)
-
-        def closed() -> bool:
-            return not [m for m in self.driver.find_elements(self.by.CSS_SELECTOR, MODAL) if m.is_displayed()]
-
-        wait_for(closed, what="the instructions to close")
+        wait_for(lambda: INSTRUCTIONS_TITLE not in self.text(), what="the instructions to close")
         return shown
 
     def column_of(self, letter: str) -> str:

@@ -271,6 +271,7 @@ async def test_a_personal_access_token_works_as_well_as_a_legacy_one(labelstudio
         task = {
             "prompt": "p",
             "completions": [{"id": "a", "title": "t", "body": "x"}],
+            "conversation": [{"role": "user", "content": "p"}],
             "hhh_task_key": "pat-1",
         }
         [task_id] = await api.import_tasks(project, [task])

@@ -154,6 +154,11 @@ def test_the_pairwise_layout_reads_left_as_answer_a() -> None:
     right = [{"from_name": "pw", "to_name": "answer_a", "type": "pairwise", "value": {"selected": "right"}}]
     record = read_annotation(_annotation(right), {"id": 1, "data": data}, checker, 1, task)
     assert record.places == [[second], [first]]
+    # The browser names the Pairwise tag itself as ``to_name``; it is read the same.
+    browser = [{"from_name": "pw", "to_name": "pw", "type": "pairwise", "value": {"selected": "left"}}]
+    assert read_annotation(_annotation(browser), {"id": 1, "data": data}, checker, 1, task).places == [
+        [first], [second]
+    ]  # fmt: skip
     with pytest.raises(InvalidAnnotation, match="no answer was chosen"):
         read_annotation(_annotation([]), {"id": 1, "data": data}, checker, 1, task)
     with pytest.raises(ValueError, match="two answers"):
