@@ -160,12 +160,21 @@ class Annotator:
                 continue
         assert self.column_of(letter) == target
 
-    def submit(self) -> None:
-        buttons = [
-            b for b in self.driver.find_elements(self.by.TAG_NAME, "button") if b.text.strip() == "Submit"
-        ]
-        assert len(buttons) == 1, [b.text for b in self.driver.find_elements(self.by.TAG_NAME, "button")]
-        buttons[0].click()
+    def submit(self, saved: Any) -> None:
+        """Clicks Submit until ``saved()`` says Label Studio has the annotation (a click made while the
+        editor is still starting up is ignored by it)."""
+        for _ in range(3):
+            buttons = [
+                b for b in self.driver.find_elements(self.by.TAG_NAME, "button") if b.text.strip() == "Submit"
+            ]
+            if buttons:
+                buttons[0].click()
+            try:
+                wait_for(saved, timeout=20, what="the annotation to be saved")
+                return
+            except TimeoutError:
+                continue
+        raise AssertionError("Submit did not save an annotation")
 
     def _keys(self, key: str) -> None:
         from selenium.webdriver.common.action_chains import ActionChains
@@ -222,9 +231,7 @@ def test_an_annotator_places_the_answers_in_buckets_and_the_sync_makes_the_ranki
     annotator.place("B", "Best")  # a tie: equally good
     annotator.place("C", "Worst")
     annotator.driver.save_screenshot(str(IMAGES / "labelling-placed.png"))
-    annotator.submit()
-    wait_for(lambda: LabelStudio(base_url=annotator.url, api_key=TOKEN).annotations.list(id=task.id),
-             what="the annotation to be saved")  # fmt: skip
+    annotator.submit(lambda: LabelStudio(base_url=annotator.url, api_key=TOKEN).annotations.list(id=task.id))
 
     received = _hhh(config, "sync")
     assert "1 new" in received, received
@@ -237,7 +244,7 @@ def test_an_annotator_places_the_answers_in_buckets_and_the_sync_makes_the_ranki
     out = tmp_path / "dataset"
     summary = _hhh(config, "export", "--out", str(out), "--test-fraction", "0", "--format", "trl")
     assert "exported 2 pairs" in summary, summary  # A over C and B over C; the tie gives none
-    rows = [json.loads(line) for line in (out / "jsonl" / "train.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in next((out / "jsonl").glob("train-*.jsonl")).read_text().splitlines()]
     worst = ANSWERS["colour"][int(letters["C"].rsplit(":", 1)[1])]
     assert {row["rejected"] for row in rows} == {worst}
     card = (out / "README.md").read_text()
@@ -259,9 +266,8 @@ def test_a_submission_with_nothing_placed_is_rejected_at_the_sync(
     annotator.log_in()
     annotator.open(project, task.id)
     annotator.close_instructions()
-    annotator.submit()  # without placing anything
-    wait_for(lambda: LabelStudio(base_url=annotator.url, api_key=TOKEN).annotations.list(id=task.id),
-             what="the annotation to be saved")  # fmt: skip
+    # Submitted without placing anything.
+    annotator.submit(lambda: LabelStudio(base_url=annotator.url, api_key=TOKEN).annotations.list(id=task.id))
 
     received = _hhh(config, "sync")
     assert "0 new" in received, received
