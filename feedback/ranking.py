@@ -3,9 +3,9 @@ candidates being every choice of the original completion, n>1, of the extra cand
 every answer best-of-n drew for it, and both sides of a critic's revision of its answer where one was
 recorded), built from recorded events, and an ``AnnotationRecord`` per annotator's ranking of one.
 
-Best-of-n's answers are shown blind: all as ``best-of-n``, in an order that does not tell which one the
-client got, and without their rewards, so that people's rankings can measure the reward model
-(``feedback.preferences.reward_agreement``) rather than follow it.
+Best-of-n's answers are shown blind, like every answer: as "Answer A", "Answer B", ... in an order
+shuffled per task (``feedback.labelstudio.tasks``), and without their rewards, so that people's
+rankings can measure the reward model (``feedback.preferences.reward_agreement``) rather than follow it.
 
 A ``RankingTask`` keeps everything the export needs: the redacted request, each answer with its model,
 sampling and guard flags."""
