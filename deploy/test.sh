@@ -8,6 +8,8 @@ cd "$ROOT"
 bin="${HHH_VENV:-$ROOT/.venv}/bin"
 # The integration tests run a real Label Studio: it lives in a virtual environment of its own.
 PYTHON="$bin/python" "$ROOT/deploy/labelstudio-venv.sh"
+# The labelling view is tested in a real browser: Debian's Chromium and its driver (once; needs root).
+"$ROOT/deploy/chromium.sh"
 
 echo "== ruff"
 "$bin/ruff" check .

@@ -3,9 +3,9 @@ candidates being every choice of the original completion, n>1, of the extra cand
 every answer best-of-n drew for it, and both sides of a critic's revision of its answer where one was
 recorded), built from recorded events, and an ``AnnotationRecord`` per annotator's ranking of one.
 
-Best-of-n's answers are shown blind: all as ``best-of-n``, in an order that does not tell which one the
-client got, and without their rewards, so that people's rankings can measure the reward model
-(``feedback.preferences.reward_agreement``) rather than follow it.
+Best-of-n's answers are shown blind, like every answer: as "Answer A", "Answer B", ... in an order
+shuffled per task (``feedback.labelstudio.tasks``), and without their rewards, so that people's
+rankings can measure the reward model (``feedback.preferences.reward_agreement``) rather than follow it.
 
 A ``RankingTask`` keeps everything the export needs: the redacted request, each answer with its model,
 sampling and guard flags."""
@@ -53,6 +53,8 @@ class RankingTask(msgspec.Struct, kw_only=True):
     prompt: str  # the conversation as annotators read it (``transcript``)
     candidates: list[Candidate]
     policy: str | None = None  # the guard policy the original request was served under
+    # A gold task (a known best answer, mixed into the queue to measure annotators): that answer's id.
+    gold: str | None = None
 
 
 class AnnotationRecord(msgspec.Struct, kw_only=True):
@@ -67,6 +69,9 @@ class AnnotationRecord(msgspec.Struct, kw_only=True):
     created_at: str
     updated_at: str
     lead_time_s: float | None = None
+    # Candidate ids in the order the annotator saw them (Answer A first): what position bias is measured
+    # on. None: recorded before the order was kept.
+    shown: list[str] | None = None
 
 
 def transcript(request: dict[str, Any]) -> str:

@@ -248,7 +248,9 @@ def labelstudio_webhook_for(
     secret = settings.feedback.labelstudio.webhook_secret
     if recorder is None or not secret:
         return None
-    receiver = AnnotationReceiver(FeedbackStore(recorder.client))
+    receiver = AnnotationReceiver(
+        FeedbackStore(recorder.client), buckets=settings.feedback.labelstudio.buckets
+    )
     log.info("Label Studio webhook on POST /v1/feedback/labelstudio")
     return LabelStudioWebhook(receiver, secret, metrics.webhook_calls)
 

@@ -14,10 +14,18 @@ import httpx
 from label_studio_sdk import AsyncLabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
-from feedback.labelstudio.config import INSTRUCTIONS, ranking_config
+from feedback.labelstudio.config import (
+    CANDIDATES,
+    CONVERSATION,
+    INSTRUCTIONS,
+    LEFT,
+    RIGHT,
+    is_legacy,
+    ranking_config,
+)
 from feedback.labelstudio.errors import LabelStudioKeyRefused, LabelStudioRefused, LabelStudioUnavailable
 from feedback.labelstudio.settings import SECRET_HEADER, LabelStudioSettings
-from feedback.labelstudio.tasks import TASK_KEY
+from feedback.labelstudio.tasks import LAYOUT, TASK_KEY
 
 log = logging.getLogger("hhh.labelstudio")
 T = TypeVar("T")
@@ -32,6 +40,19 @@ POLL_OVERLAP = timedelta(seconds=60)
 def _instructions_html(text: str) -> str:
     items = "".join(f"<li>{line}</li>" for line in text.splitlines()[1:])
     return f"<p>{text.splitlines()[0]}</p><ol>{items}</ol>"
+
+
+# The data manager's default view: the prompt, the number of answers and the annotation count; not the
+# raw JSON of the answers, nor the ids only the gateway needs.
+HIDDEN_COLUMNS = [
+    f"tasks:data.{name}"
+    for name in (CANDIDATES, CONVERSATION, LEFT, RIGHT, "label_a", "label_b", TASK_KEY, LAYOUT, "request_id",
+                 "tenant", "model")
+] + ["tasks:annotations_results", "tasks:predictions_results", "tasks:predictions_score",
+     "tasks:predictions_model_versions", "tasks:file_upload", "tasks:storage_filename", "tasks:avg_lead_time",
+     "tasks:annotations_ids", "tasks:predictions_ids", "tasks:inner_id", "tasks:draft_exists",
+     "tasks:total_predictions", "tasks:cancelled_annotations", "tasks:updated_by",
+     "tasks:completed_at"]  # fmt: skip
 
 
 def ls_time(value: Any) -> str:
@@ -49,6 +70,9 @@ class LabelStudioProject:
             missing = "url" if not settings.url else "api_key"
             raise ValueError(f"feedback.labelstudio.{missing}: required to sync with Label Studio")
         self.settings = settings
+        # The layout of the project's tasks: the settings' layout, or "legacy" for a project whose config
+        # is the old single list (kept, so its annotators' queue does not change under them).
+        self.layout = settings.layout
         self._http = httpx.AsyncClient(timeout=settings.timeout_s, transport=transport)
         sdk: Any = AsyncLabelStudio  # the SDK's generated types are partial; we check what comes back
         self._ls: Any = sdk(base_url=settings.url, api_key=settings.api_key, httpx_client=self._http)
@@ -79,7 +103,7 @@ class LabelStudioProject:
     async def ensure_project(self) -> int:
         """The project titled ``project_title``, made if missing; its config is brought up to date."""
         title = self.settings.project_title
-        config = ranking_config()
+        config = ranking_config(self.settings.layout, self.settings.buckets)
         found = None
         pager = await self._call("list projects", self._ls.projects.list(title=title))
         async for project in pager:
@@ -98,8 +122,18 @@ class LabelStudioProject:
                 ),
             )
             log.info("created Label Studio project %r (id %s)", title, created.id)
+            await self._default_view(int(created.id or 0))
             return int(created.id or 0)
         project_id = int(found.id or 0)
+        if is_legacy(found.label_config or ""):
+            self.layout = "legacy"
+            log.warning(
+                "project %r (id %d) has the old single-list ranking config: kept, and new tasks go to it in "
+                "that layout. To move to the %s layout, give feedback.labelstudio.project_title a new title "
+                "(see docs/labelling.md, 'Migrating an old project')",
+                title, project_id, self.settings.layout,
+            )  # fmt: skip
+            return project_id
         if (found.label_config or "").strip() != config:
             await self._call(
                 "update project config",
@@ -107,6 +141,14 @@ class LabelStudioProject:
             )
             log.info("updated the labelling config of project %r (id %d)", title, project_id)
         return project_id
+
+    async def _default_view(self, project: int) -> None:
+        """The data manager's first tab, made with the project (Label Studio makes a raw one otherwise)."""
+        hidden = {"explore": HIDDEN_COLUMNS, "labeling": HIDDEN_COLUMNS}
+        await self._call(
+            "create the data manager view",
+            self._ls.views.create(project=project, data={"title": "Tasks", "hiddenColumns": hidden}),
+        )
 
     async def ensure_webhook(self, project: int, url: str, secret: str) -> None:
         """One webhook to ``url`` for the project, carrying the current secret."""

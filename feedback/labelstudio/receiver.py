@@ -13,7 +13,9 @@ from feedback.labelstudio.annotations import (
     SkippedTask,
     read_annotation,
 )
-from feedback.labelstudio.config import ranking_config
+from feedback.labelstudio.config import DEFAULT_BUCKETS, legacy_config, ranking_config
+from feedback.labelstudio.tasks import LAYOUT, TASK_KEY
+from feedback.ranking import AnnotationRecord
 from feedback.store import FeedbackStore
 
 log = logging.getLogger("hhh.labelstudio")
@@ -26,22 +28,48 @@ class MalformedWebhook(ValueError):
     """The call is not a Label Studio annotation event."""
 
 
-def ranking_checker() -> ConfigChecker:
+def ranking_checker(layout: str = "buckets", buckets: tuple[str, ...] = DEFAULT_BUCKETS) -> ConfigChecker:
+    """The SDK's check of results against the config of ``layout`` ("legacy": the old single list)."""
     from label_studio_sdk.label_interface.interface import LabelInterface
 
-    checker: ConfigChecker = LabelInterface(ranking_config())
+    config = legacy_config() if layout == "legacy" else ranking_config(layout, buckets)
+    checker: ConfigChecker = LabelInterface(config)
     return checker
 
 
 class AnnotationReceiver:
-    def __init__(self, store: FeedbackStore, checker: ConfigChecker | None = None) -> None:
+    """``buckets``: the bucket titles of the project's config, best first (the settings' ``buckets``)."""
+
+    def __init__(
+        self,
+        store: FeedbackStore,
+        checker: ConfigChecker | None = None,
+        buckets: tuple[str, ...] | list[str] = DEFAULT_BUCKETS,
+    ) -> None:
         self.store = store
-        self.checker = checker or ranking_checker()
+        self.buckets = tuple(buckets)
+        self._checkers: dict[str, ConfigChecker] = {} if checker is None else {"*": checker}
+
+    def checker(self, layout: str) -> ConfigChecker:
+        """Tasks of every layout can be in one project's history (a project moved to a new layout)."""
+        if "*" in self._checkers:
+            return self._checkers["*"]
+        if layout not in self._checkers:
+            self._checkers[layout] = ranking_checker(layout, self.buckets)
+        return self._checkers[layout]
+
+    async def _read(self, annotation: Any, task: Any, project: int | None) -> AnnotationRecord:
+        data = task.get("data") if isinstance(task, dict) else None
+        data = data if isinstance(data, dict) else {}
+        layout = str(data[LAYOUT]) if data.get(LAYOUT) in ("buckets", "pairwise") else "legacy"
+        key = data.get(TASK_KEY)
+        stored = await self.store.task(key) if isinstance(key, str) else None
+        return read_annotation(annotation, task, self.checker(layout), project, stored, self.buckets)
 
     async def take(self, annotation: Any, task: Any, project: int | None) -> str:
         """Check and store one annotation. Returns new, updated, same, skipped or rejected."""
         try:
-            record = read_annotation(annotation, task, self.checker, project)
+            record = await self._read(annotation, task, project)
         except SkippedTask:
             await self.store.count("skipped")
             return "skipped"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
+from feedback.labelstudio.config import DEFAULT_BUCKETS, LAYOUTS, check_buckets
+
 SECRET_HEADER = "X-HHH-Webhook-Secret"
 
 
@@ -19,6 +21,15 @@ class LabelStudioSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
     webhook_url: str | None = None
     # The shared secret Label Studio sends in the X-HHH-Webhook-Secret header; use ${VAR}.
     webhook_secret: str | None = None
+    # What annotators see: "buckets" (drag each answer into one of ``buckets``; answers in one bucket are
+    # tied) or "pairwise" (Label Studio's RLHF template: click the better of two; tasks with more than two
+    # answers are then set aside). A project made before layouts existed keeps its old single list.
+    layout: str = "buckets"
+    buckets: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_BUCKETS))  # best first
+    # Gold tasks: a JSON-lines file of prompts with a known best answer (``docs/labelling.md``), mixed into
+    # the queue so that this fraction of the tasks pushed is gold. 0: none.
+    gold_file: str | None = None
+    gold_rate: float = 0.0
     batch_size: int = 50  # tasks per import call
     # A prompt's task is pushed once every candidate it expects has arrived, or this long after the
     # last one did (a failed candidate never arrives).
@@ -42,6 +53,13 @@ class LabelStudioSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
             raise ValueError("run_in_gateway: needs url and api_key as well")
         if self.retention_days <= 0:
             raise ValueError("retention_days: must be more than 0")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout: one of {', '.join(LAYOUTS)}")
+        check_buckets(self.buckets)
+        if not 0.0 <= self.gold_rate < 1.0:
+            raise ValueError("gold_rate: at least 0 and below 1")
+        if self.gold_rate > 0 and not self.gold_file:
+            raise ValueError("gold_file: required when gold_rate is above 0")
         if self.batch_size < 1:
             raise ValueError("batch_size: must be at least 1")
         if self.webhook_url is not None and not self.webhook_secret:

@@ -27,6 +27,7 @@ import redis.exceptions
 
 from feedback.collector import EventCollector
 from feedback.labelstudio.errors import LabelStudioKeyRefused, LabelStudioRefused, LabelStudioUnavailable
+from feedback.labelstudio.gold import GoldItem, gold_due, gold_task, load_gold
 from feedback.labelstudio.receiver import AnnotationReceiver
 from feedback.labelstudio.settings import LabelStudioSettings
 from feedback.labelstudio.tasks import labelstudio_data
@@ -68,6 +69,8 @@ class SyncSummary:
     recovered: int = 0  # tasks an interrupted import had made, found and recorded instead of re-sent
     unrankable: int = 0  # prompts with fewer than two whole answers: no task
     refused: int = 0  # tasks Label Studio refused (400), set aside in hhh:fb:refused
+    not_pairwise: int = 0  # pairwise layout: prompts with more than two answers, not pushed
+    gold: int = 0  # gold tasks pushed (counted in ``pushed`` too)
     received: Counter[str] = field(default_factory=Counter)  # new, updated, same, skipped, rejected, ...
     waiting: int = 0  # prompts still settling after this round
 
@@ -80,6 +83,12 @@ class SyncSummary:
             f"{got['skipped']} skipped, {got['rejected']} rejected; "
             f"prompts without two answers: {self.unrankable}; prompts still settling: {self.waiting}"
             + (f"; tasks refused by Label Studio (set aside): {self.refused}" if self.refused else "")
+            + (f"; gold tasks pushed: {self.gold}" if self.gold else "")
+            + (
+                f"; prompts with more than two answers (pairwise layout, not pushed): {self.not_pairwise}"
+                if self.not_pairwise
+                else ""
+            )
         )
 
 
@@ -134,10 +143,15 @@ class LabelStudioSync:
         self.progress = progress or NoProgress()
         self.lock = lock
         self.project = 0
+        self.layout = settings.layout  # or "legacy", for a project made before layouts (``bootstrap``)
+        self._gold: list[GoldItem] = []
 
     async def bootstrap(self) -> int:
         """The project (made if missing), the webhook (if configured), the consumer group."""
+        if self.settings.gold_file and self.settings.gold_rate > 0:
+            self._gold = load_gold(self.settings.gold_file)
         self.project = await self._retrying("find or create the project", self.api.ensure_project)
+        self.layout = getattr(self.api, "layout", self.settings.layout)
         if self.settings.webhook_url and self.settings.webhook_secret:
             url, secret = self.settings.webhook_url, self.settings.webhook_secret
             await self._retrying(
@@ -200,6 +214,11 @@ class LabelStudioSync:
                 (tasks.append(task) if task is not None else empty.append(request_id))
             await self.store.unschedule(empty, "unrankable")
             summary.unrankable += len(empty)
+            if self.layout == "pairwise":  # the layout shows two answers; more would be lost silently
+                wide = [t for t in tasks if len(t.candidates) != 2]
+                await self.store.unschedule([t.request_id for t in wide], "not_pairwise")
+                summary.not_pairwise += len(wide)
+                tasks = [t for t in tasks if len(t.candidates) == 2]
             known = await self.store.pushed_task_ids(self.project, [t.task_key for t in tasks])
             # Pushed by an earlier round (a late candidate, or an event delivered again): what annotators
             # see is not replaced.
@@ -211,7 +230,27 @@ class LabelStudioSync:
             self.progress.advance(len(request_ids))
             if self.lock is not None:
                 await self.lock.refresh()  # a long backlog outlasts the lock's expiry otherwise
+        await self._push_gold(summary)
         self.progress.finish()
+
+    async def _push_gold(self, summary: SyncSummary) -> None:
+        """Gold tasks, as many as keep them at ``gold_rate`` of every task pushed, after the real ones."""
+        if not self._gold:
+            return
+        stats = await self.store.stats()
+        done = stats.get("gold_pushed", 0)
+        due = gold_due(stats.get("pushed", 0) - done, done, self.settings.gold_rate)
+        tasks = [gold_task(self._gold[(done + i) % len(self._gold)], done + i) for i in range(due)]
+        if self.layout == "pairwise":
+            tasks = [t for t in tasks if len(t.candidates) == 2]
+        known = await self.store.pushed_task_ids(self.project, [t.task_key for t in tasks])
+        fresh = [t for t in tasks if t.task_key not in known]
+        if fresh:
+            before = summary.pushed
+            await self._import_or_isolate(fresh, summary)
+            summary.gold += summary.pushed - before
+        if due:
+            await self.store.count("gold_pushed", due)
 
     async def _import_or_isolate(self, tasks: list[RankingTask], summary: SyncSummary) -> None:
         """A task Label Studio refuses (400) must not hold up the others: a refused batch is sent again
@@ -246,7 +285,9 @@ class LabelStudioSync:
                 remaining = await self._drop_existing(tasks, summary)
             first = False
             if remaining:
-                ids = await self.api.import_tasks(self.project, [labelstudio_data(t) for t in remaining])
+                ids = await self.api.import_tasks(
+                    self.project, [labelstudio_data(t, self.layout) for t in remaining]
+                )
                 await self.store.record_pushed(
                     self.project, list(zip(remaining, ids, strict=True)), self.retention_s
                 )

@@ -52,7 +52,7 @@ def build_sync(
         api,
         store,
         EventCollector(client, store, stream, settings.settle_s),
-        AnnotationReceiver(store),
+        AnnotationReceiver(store, buckets=settings.buckets),
         progress=progress,
         lock=lock,
         retention_s=settings.retention_days * SECONDS_A_DAY,

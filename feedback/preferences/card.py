@@ -7,6 +7,7 @@ from collections import Counter
 
 from feedback.preferences.ai_feedback import SOURCES, AiHumanAgreement, group_of
 from feedback.preferences.export import ExportOptions, Gathered
+from feedback.preferences.quality import BIAS_Z, MIN_RANKINGS, AnnotatorQuality
 from feedback.preferences.reward_agreement import RewardAgreement
 
 FORMAT_FIELDS = {
@@ -106,6 +107,56 @@ def _reward_agreement(found: dict[str, RewardAgreement], options: ExportOptions)
     return [*lines, ""]
 
 
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _bias(quality: AnnotatorQuality) -> str:
+    z = quality.bias_z
+    if quality.rankings < MIN_RANKINGS or z is None:
+        return f"{'n/a' if z is None else f'{z:+.1f}'} (too few rankings to tell)"
+    return f"{z:+.1f} ({'**likely position bias**' if quality.position_biased else 'no sign of bias'})"
+
+
+def _quality(gathered: Gathered, options: ExportOptions) -> list[str]:
+    """Gold accuracy and position bias per annotator (``feedback.preferences.quality``)."""
+    lines = ["## Annotator quality: gold tasks and position bias\n"]
+    if "human" not in options.selected:
+        return [*lines, "Not measured: it needs `human` selected.", ""]
+    counts = gathered.counts
+    threshold = options.min_gold_accuracy
+    lines += [
+        f"Gold tasks (a known best answer, mixed into the queue; they give no pairs): "
+        f"{counts.get('gold_tasks', 0)}, with {counts.get('gold_annotations', 0)} annotations. An answer "
+        "is correct when the known best answer is alone in the best place.",
+        "",
+        "Position bias: answers are shown in a shuffled order, seeded per task. *First shown ranked best* "
+        "is how often the answer shown first (Answer A) was ranked best (a share of 1/m when tied with "
+        "m-1 others); *chance* is what an annotator who ignores position scores; *z* is the excess in "
+        f"standard deviations, reported as likely bias at {BIAS_Z:g} or more over {MIN_RANKINGS} or more "
+        "rankings.",
+        "",
+        "- `--min-gold-accuracy`: "
+        + (
+            "not set (every annotator kept)"
+            if threshold is None
+            else f"{threshold:g}: left out {', '.join(gathered.left_out) or 'nobody'} "
+            f"({counts.get('annotations_left_out', 0)} annotations); annotators with no gold task are kept"
+        ),
+        "",
+        "| annotator | gold tasks | gold accuracy | rankings | first shown ranked best | chance | z |",
+        "|---|---|---|---|---|---|---|",
+        *[
+            f"| {q.annotator}{' (left out)' if q.annotator in gathered.left_out else ''} | {q.gold_tasks} | "
+            f"{_percent(q.gold_accuracy)} | {q.rankings} | {_percent(q.first_shown_rate)} | "
+            f"{_percent(q.chance_rate)} | {_bias(q)} |"
+            for q in gathered.quality.values()
+        ],
+        "",
+    ]
+    return lines
+
+
 def _how_it_was_made(options: ExportOptions, counts: dict[str, int], policies: Counter[str]) -> list[str]:
     margin = options.margin and options.format in ("trl", "trl-conversational")
     return [
@@ -116,8 +167,10 @@ def _how_it_was_made(options: ExportOptions, counts: dict[str, int], policies: C
             "majority": " (the side more annotators preferred; even votes give no pair)",
             "bradley-terry": " (pairs ordered by a Bradley-Terry fit of all annotators' judgements)",
         }[options.aggregation],
-        "- A ranking of K answers gives C(K,2) pairs. Ties: "
-        + ("a pair with margin 0 (its order carries no meaning)" if options.ties else "no pair"),
+        "- A ranking of K answers gives C(K,2) pairs. Answers an annotator put in the same bucket are tied. "
+        "Ties: "
+        + ("a pair with margin 0 (its order carries no meaning)" if options.ties else "no pair")
+        + ". Margin: how many occupied places apart the two answers were",
         f"- Margin column: {'yes' if margin else 'no'}",
         f"- Answers a guard blocked (their text is the gateway's refusal): {options.blocked}d",
         f"- Answers a guard redacted: {options.redacted}d; redacted text stays redacted (placeholders such "
@@ -197,6 +250,7 @@ def dataset_card(
             for a in report.annotators
         ],
         "",
+        *_quality(gathered, options),
         *_ai_agreement(gathered.ai_agreement, gathered.critics),
         *_reward_agreement(gathered.reward_agreement, options),
         "Row provenance (prompt id, task, source and its group, annotator, candidate ids, guard flags) is in "

@@ -25,9 +25,10 @@ from feedback.preferences.ai_feedback import (
 )
 from feedback.preferences.formats import FORMATS, messages_of
 from feedback.preferences.pairs import Comparison
+from feedback.preferences.quality import AnnotatorQuality, annotator_quality
 from feedback.preferences.reward_agreement import RewardAgreement, reward_agreement
 from feedback.preferences.user_feedback import feedback_comparisons
-from feedback.ranking import Candidate, RankingTask, ranking_task
+from feedback.ranking import AnnotationRecord, Candidate, RankingTask, ranking_task
 from feedback.store import FeedbackStore
 
 
@@ -43,6 +44,9 @@ class ExportOptions(msgspec.Struct, kw_only=True, frozen=True):
     sources: tuple[str, ...] = DEFAULT_SOURCES  # human, user-feedback, ai-feedback (or the old names)
     tenants: tuple[str, ...] = ()  # only these tenants' traffic; empty: everyone's
     min_annotators: int = 1  # rankings: only tasks ranked by at least this many annotators
+    # Leave out every ranking of annotators whose accuracy on gold tasks is below this (None: keep all).
+    # Annotators who ranked no gold task are kept.
+    min_gold_accuracy: float | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -53,6 +57,8 @@ class ExportOptions(msgspec.Struct, kw_only=True, frozen=True):
             raise ValueError("--blocked and --redacted: include or exclude")
         if not 0.0 <= self.test_fraction < 1.0:
             raise ValueError("--test-fraction: at least 0 and below 1")
+        if self.min_gold_accuracy is not None and not 0.0 <= self.min_gold_accuracy <= 1.0:
+            raise ValueError("--min-gold-accuracy: between 0 and 1")
         if self.min_annotators < 1:
             raise ValueError("--min-annotators: at least 1")
         if not self.selected:
@@ -85,6 +91,9 @@ class Gathered(msgspec.Struct, kw_only=True):
     critics: dict[str, int] = {}  # AI feedback: revisions per critic model
     # Best-of-n: per reward model, how people's rankings agree with its rewards (human rankings selected)
     reward_agreement: dict[str, RewardAgreement] = {}
+    # Human rankings: per annotator, gold accuracy and position bias; and who --min-gold-accuracy left out.
+    quality: dict[str, AnnotatorQuality] = {}
+    left_out: list[str] = []
 
 
 def prompt_id(request: dict[str, Any]) -> str:
@@ -105,8 +114,12 @@ async def gather(store: FeedbackStore, options: ExportOptions, advance: Any = No
     ranked: list[Ranked] = []
     projects: set[int] = set()
     selected = options.selected
+    quality: dict[str, AnnotatorQuality] = {}
+    left_out: list[str] = []
     if "human" in selected:
-        pairs += await _ranking_pairs(store, options, counts, ranked, projects, advance)
+        found = await _ranking_pairs(store, options, counts, ranked, projects, advance)
+        pairs += found.pairs
+        quality, left_out = found.quality, found.left_out
     if "user-feedback" in selected:
         for task, rated in await _rated_tasks(store, counts):
             if options.tenants and task.tenant not in options.tenants:
@@ -127,7 +140,14 @@ async def gather(store: FeedbackStore, options: ExportOptions, advance: Any = No
         pairs=kept, agreement=agreement([[(r.annotator, r.places) for r in rs] for _, _, rs in ranked]),
         counts=dict(counts), projects=sorted(projects), ai_agreement=ai_agreement, critics=dict(critics),
         reward_agreement=reward_agreement([(task, records) for _, task, records in ranked]),
+        quality=quality, left_out=left_out,
     )  # fmt: skip
+
+
+class _Human(msgspec.Struct):
+    pairs: list[PreferencePair]
+    quality: dict[str, AnnotatorQuality]
+    left_out: list[str]
 
 
 async def _ranking_pairs(
@@ -137,8 +157,10 @@ async def _ranking_pairs(
     ranked: list[Ranked],
     projects: set[int],
     advance: Any,
-) -> list[PreferencePair]:
-    pairs: list[PreferencePair] = []
+) -> _Human:
+    """Pairs from people's rankings. Gold tasks give none: they score the annotators, and annotators
+    below ``min_gold_accuracy`` are left out of every task."""
+    annotated: list[tuple[RankingTask, list[AnnotationRecord]]] = []
     async for _, task, unordered in store.annotated_tasks(await store.annotated_task_keys()):
         if advance is not None:
             advance(1)
@@ -146,7 +168,24 @@ async def _ranking_pairs(
         if task is None or not records:
             counts["tasks_missing"] += task is None
             continue
-        if options.tenants and task.tenant not in options.tenants:
+        if options.tenants and task.tenant not in options.tenants and task.gold is None:
+            continue
+        annotated.append((task, records))
+    quality = annotator_quality(annotated)
+    threshold = options.min_gold_accuracy
+    left_out = sorted(
+        name for name, q in quality.items()
+        if threshold is not None and q.gold_accuracy is not None and q.gold_accuracy < threshold
+    )  # fmt: skip
+    pairs: list[PreferencePair] = []
+    for task, all_records in annotated:
+        if task.gold is not None:
+            counts["gold_tasks"] += 1
+            counts["gold_annotations"] += len(all_records)
+            continue
+        records = [r for r in all_records if r.annotator not in left_out]
+        counts["annotations_left_out"] += len(all_records) - len(records)
+        if not records:
             continue
         if len(records) < options.min_annotators:
             counts["tasks_too_few_annotators"] += 1
@@ -158,7 +197,7 @@ async def _ranking_pairs(
         rankings = [(r.annotator, r.places) for r in records]
         for comparison in aggregate(rankings, options.aggregation, options.ties):
             pairs += _pair(task, comparison, records[0].project)
-    return pairs
+    return _Human(pairs, quality, left_out)
 
 
 async def _revision_pairs(

@@ -247,6 +247,7 @@ def _feedback_export(args: argparse.Namespace) -> int:
         blocked=args.blocked, redacted=args.redacted, test_fraction=args.test_fraction,
         split_seed=args.split_seed, sources=_sources(args.sources), tenants=tuple(args.tenant or ()),
         min_annotators=args.min_annotators,
+        min_gold_accuracy=args.min_gold_accuracy,
     )  # fmt: skip
     redis_dir = Path(settings.data_dir).expanduser() / "redis"
     show_progress = sys.stderr.isatty() or args.progress
@@ -346,6 +347,12 @@ def add_feedback_commands(commands: Any, config_help: str) -> Any:
     export.add_argument("--tenant", action="append", help="only this tenant's traffic (repeatable)")
     export.add_argument(
         "--min-annotators", type=int, default=1, help="only tasks ranked by at least N annotators (1)"
+    )
+    export.add_argument(
+        "--min-gold-accuracy",
+        type=float,
+        default=None,
+        help="leave out annotators whose accuracy on gold tasks is below this (0-1; default: keep all)",
     )
     export.add_argument("--progress", action="store_true", help=PROGRESS_HELP)
     export.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity")

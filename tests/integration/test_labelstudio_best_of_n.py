@@ -8,15 +8,13 @@ from the rankings made and the rewards recorded."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import re
 import subprocess
 import sys
 from itertools import combinations
 from pathlib import Path
-from typing import Any
 
+import msgspec
 import pytest
 import redis
 import redis.asyncio
@@ -25,12 +23,15 @@ from label_studio_sdk import LabelStudio
 from prometheus_client import CollectorRegistry
 
 from feedback.events import BestOfNRecord, CompletionEvent
+from feedback.labelstudio.tasks import shown_candidates
+from feedback.ranking import RankingTask
 from feedback.recorder import EventRecorder, RecorderMetrics
 from feedback.spool import DiskSpool
 from guards.policy import Action, Policy, PolicyBook, Rule
 from tests.support.best_of_n_gateway import REWARD_MODEL, best_of, gateway
 from tests.support.fake_reward import politeness
 from tests.support.labelstudio_server import LabelStudioServer
+from tests.support.ranking_results import bucket_ranking, letters_by_text
 from tests.support.redis_server import redis_server
 
 PROJECT = "best-of-n rankings"
@@ -48,7 +49,10 @@ REQUESTS = [
 # How the annotator ranks each request's answers, best first, by their place in REQUESTS: the first
 # exactly as the reward model does, the second exactly against it, the third in part.
 ORDERS = [[1, 3, 2, 0], [0, 1, 2, 3], [2, 1, 0]]
-SHOWN_FIELDS = {"prompt", "completions", "hhh_task_key", "request_id", "tenant", "model"}
+SHOWN_FIELDS = {
+    "prompt", "answers", "conversation", "completions", "hhh_task_key", "hhh_layout", "request_id", "tenant",
+    "model",
+}  # fmt: skip
 
 
 def _policies() -> PolicyBook:
@@ -93,17 +97,6 @@ def _hhh(*args: str) -> str:
     return done.stdout
 
 
-def _ranking(order: list[str]) -> list[dict[str, Any]]:
-    return [
-        {
-            "from_name": "rank",
-            "to_name": "completions",
-            "type": "ranker",
-            "value": {"ranker": {"rank": order}},
-        }
-    ]
-
-
 def _drawn(original: CompletionEvent, candidates: list[CompletionEvent]) -> dict[str, tuple[str, float]]:
     """Every answer drawn, by the id its task shows (``<event id>:<choice>``): (text, recorded reward)."""
     found = {}
@@ -139,7 +132,7 @@ def test_best_of_n_answers_are_ranked_blind_and_the_card_measures_agreement_with
         ls = LabelStudio(base_url=labelstudio.url, api_key=labelstudio.token)
         project = next(p for p in ls.projects.list(title=PROJECT) if p.title == PROJECT)
         tasks = {t.data["prompt"]: t for t in ls.tasks.list(project=project.id, fields="all")}
-        assert sorted(tasks) == sorted(f"user: {prompt}" for _, prompt, _ in REQUESTS)
+        assert sorted(tasks) == sorted(prompt for _, prompt, _ in REQUESTS)
         expected = {"pairs": 0, "agree": 0, "disagree": 0, "reward_ties": 0}
         for (_, prompt, answers), (original, candidates), order in zip(
             REQUESTS, recorded, ORDERS, strict=True
@@ -152,32 +145,30 @@ def test_best_of_n_answers_are_ranked_blind_and_the_card_measures_agreement_with
             served = f"{original.id}:0"
             assert drawn[served][1] == max(reward for _, reward in drawn.values())
 
-            task = tasks[f"user: {prompt}"]
+            task = tasks[prompt]
             # Only what annotators should read; no reward, no reward model, nothing marking the winner.
             assert set(task.data) == SHOWN_FIELDS
             shown = task.data["completions"]
             assert all(set(item) == {"id", "title", "body"} for item in shown)
             assert "reward" not in json.dumps(task.data).lower()
             assert REWARD_MODEL not in json.dumps(task.data)
-            # All n answers, the served one among them, every id alike (a random event id and choice 0)...
-            assert sorted((item["id"], item["body"]) for item in shown) == sorted(
-                (key, text) for key, (text, _) in drawn.items()
-            )
-            assert all(re.fullmatch(r"[0-9a-f]{32}:0", item["id"]) for item in shown)
-            # ... under one title...
+            # All n answers, the served one among them, under letters only...
+            assert sorted(item["body"] for item in shown) == sorted(text for text, _ in drawn.values())
             n = len(answers)
-            assert {item["title"] for item in shown} == {
-                f"best-of-n (best_of_n={n}, temperature=0.8) - all guards passed"
-            }
-            # ... in an order fixed by the task and the ids alone, whichever answer won.
-            key = task.data["hhh_task_key"]
-            assert [item["id"] for item in shown] == sorted(
-                drawn, key=lambda i: hashlib.sha256(f"{key}:{i}".encode()).hexdigest()
+            assert [item["id"] for item in shown] == [chr(65 + i) for i in range(n)]
+            # ... under titles that say nothing but the letter (no guard fired)...
+            assert [item["title"] for item in shown] == [f"Answer {chr(65 + i)}" for i in range(n)]
+            # ... in the task's own shuffled order, whichever answer won.
+            stored = msgspec.json.decode(
+                redis.Redis.from_url(redis_url).get(f"hhh:fb:task:{task.data['hhh_task_key']}"),  # type: ignore[arg-type]
+                type=RankingTask,
             )
+            assert [c.text for c in shown_candidates(stored)] == [item["body"] for item in shown]
 
             by_text = {text: key for key, (text, _) in drawn.items()}
+            letters = letters_by_text(task.data)
             ranked = [by_text[answers[i]] for i in order]
-            ls.annotations.create(id=task.id, result=_ranking(ranked))
+            ls.annotations.create(id=task.id, result=bucket_ranking([letters[answers[i]] for i in order]))
             for better, worse in combinations(ranked, 2):  # better above worse in the ranking
                 expected["pairs"] += 1
                 reward_better, reward_worse = drawn[better][1], drawn[worse][1]

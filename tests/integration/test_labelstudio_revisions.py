@@ -12,8 +12,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
+import msgspec
 import pytest
 import redis
 import redis.asyncio
@@ -22,9 +22,12 @@ from label_studio_sdk import LabelStudio
 from prometheus_client import CollectorRegistry
 
 from feedback.events import CompletionEvent, RevisionEvent
+from feedback.labelstudio.tasks import letters_to_ids
+from feedback.ranking import RankingTask
 from feedback.recorder import EventRecorder, RecorderMetrics
 from feedback.spool import DiskSpool
 from tests.support.labelstudio_server import LabelStudioServer
+from tests.support.ranking_results import bucket_ranking, letters_by_text
 from tests.support.redis_server import redis_server
 from tests.support.revise_gateway import book, gateway, revise
 
@@ -80,17 +83,6 @@ def _hhh(*args: str) -> str:
     return done.stdout
 
 
-def _ranking(order: list[str]) -> list[dict[str, Any]]:
-    return [
-        {
-            "from_name": "rank",
-            "to_name": "completions",
-            "type": "ranker",
-            "value": {"ranker": {"rank": order}},
-        }
-    ]
-
-
 def test_a_served_revision_is_ranked_by_people_and_the_card_measures_their_agreement_with_the_ai(
     labelstudio: LabelStudioServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -113,7 +105,7 @@ def test_a_served_revision_is_ranked_by_people_and_the_card_measures_their_agree
         ls = LabelStudio(base_url=labelstudio.url, api_key=labelstudio.token)
         project = next(p for p in ls.projects.list(title=PROJECT) if p.title == PROJECT)
         tasks = {t.data["prompt"]: t for t in ls.tasks.list(project=project.id, fields="all")}
-        assert sorted(tasks) == sorted(f"user: {kind}||{toxic}" for kind, toxic, _ in PROMPTS)
+        assert sorted(tasks) == sorted(f"{kind}||{toxic}" for kind, toxic, _ in PROMPTS)
         agree = disagree = 0
         for (kind, toxic, revised), (completion, revision), order in zip(
             PROMPTS, recorded, ORDERS, strict=True
@@ -127,14 +119,21 @@ def test_a_served_revision_is_ranked_by_people_and_the_card_measures_their_agree
                 "revision": f"{completion.id}:1",  # what the client got: the critic's revision
                 "original": f"{revision.id}:original",  # the answer it replaced, never served
             }
-            task = tasks[f"user: {kind}||{toxic}"]
-            shown = [(c["id"], c["title"], c["body"]) for c in task.data["completions"]]
-            assert shown == [
-                (ids["answer"], "answer - all guards passed", kind),
-                (ids["revision"], "revision (critic=critic) - all guards passed", revised),
-                (ids["original"], "original - toxicity: revise", toxic),
-            ]
-            ls.annotations.create(id=task.id, result=_ranking([ids[name] for name in order]))
+            task = tasks[f"{kind}||{toxic}"]
+            # Shuffled and lettered; only the answer the guard flagged carries a badge.
+            letters = letters_by_text(task.data)
+            titles = {c["body"]: c["title"] for c in task.data["completions"]}
+            assert titles == {
+                kind: f"Answer {letters[kind]}", revised: f"Answer {letters[revised]}",
+                toxic: f"Answer {letters[toxic]} ⚠ toxicity: revise",
+            }  # fmt: skip
+            assert sorted(letters.values()) == ["A", "B", "C"]
+            text = {"answer": kind, "revision": revised, "original": toxic}
+            with redis.Redis.from_url(redis_url) as client:  # the gateway maps the letters back
+                raw = client.get(f"hhh:fb:task:{task.data['hhh_task_key']}")
+            mapping = letters_to_ids(msgspec.json.decode(raw, type=RankingTask))  # type: ignore[arg-type]
+            assert {name: mapping[letters[text[name]]] for name in ids} == ids
+            ls.annotations.create(id=task.id, result=bucket_ranking([letters[text[name]] for name in order]))
             ai_agrees = order.index("revision") < order.index("original")
             agree += ai_agrees
             disagree += not ai_agrees

@@ -21,9 +21,11 @@ import yaml
 from label_studio_sdk import LabelStudio
 
 from feedback.labelstudio.settings import SECRET_HEADER
-from feedback.ranking import AnnotationRecord
+from feedback.labelstudio.tasks import letters_to_ids
+from feedback.ranking import AnnotationRecord, RankingTask
 from gateway.relay.embedded_llm import free_port
 from tests.support.labelstudio_server import LabelStudioServer
+from tests.support.ranking_results import bucket_ranking
 from tests.support.redis_server import redis_server
 from tests.support.servers import LLAMA_ALIAS, gateway_process
 
@@ -32,10 +34,15 @@ PROJECT = "e2e rankings"
 QUESTIONS = ["Name a colour.", "Name a fruit.", "Name an animal."]
 
 
-def _ranking(order: list[str], key: str = "rank") -> list[dict[str, Any]]:
-    return [
-        {"from_name": "rank", "to_name": "completions", "type": "ranker", "value": {"ranker": {key: order}}}
-    ]
+_ranking = bucket_ranking
+
+
+def _candidate_ids(client: redis.Redis, task_key: str) -> dict[str, str]:
+    """What the gateway maps each letter shown to annotators back to."""
+    import msgspec
+
+    stored = msgspec.json.decode(client.get(f"hhh:fb:task:{task_key}"), type=RankingTask)  # type: ignore[arg-type]
+    return letters_to_ids(stored)
 
 
 def _sync(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -115,18 +122,21 @@ def test_traffic_becomes_tasks_and_annotations_come_back_both_ways(
         tasks = list(ls.tasks.list(project=project.id, fields="all"))
         assert len(tasks) == 3
         prompts = sorted(t.data["prompt"] for t in tasks)
-        assert prompts == sorted(f"user: {q}" for q in QUESTIONS)
+        assert prompts == sorted(QUESTIONS)
         for task in tasks:
-            assert len(task.data["completions"]) == 2
-            assert all(c["body"] and " - " in c["title"] for c in task.data["completions"])
+            assert [c["id"] for c in task.data["completions"]] == ["A", "B"]
+            assert all(c["body"] and c["title"].startswith("Answer ") for c in task.data["completions"])
+            assert task.data["conversation"][-1]["role"] == "user"
+            assert task.data["hhh_layout"] == "buckets"
         hooks = ls.webhooks.list(project=str(project.id))
         assert [h.url for h in hooks] == [f"http://127.0.0.1:{port}/v1/feedback/labelstudio"]
 
         # An annotator ranks the first task: Label Studio calls the webhook, which stores the ranking.
         by_webhook = tasks[0]
-        ids = [c["id"] for c in by_webhook.data["completions"]]
-        made = ls.annotations.create(id=by_webhook.id, result=_ranking([ids[1], ids[0]]))
+        letters = [c["id"] for c in by_webhook.data["completions"]]
         key = by_webhook.data["hhh_task_key"]
+        ids = [_candidate_ids(store, key)[letter] for letter in letters]  # the gateway's own ids
+        made = ls.annotations.create(id=by_webhook.id, result=_ranking([letters[1], letters[0]]))
         stored = _wait_for(lambda: _stored(store, key))
         assert [(r.annotation_id, r.places) for r in stored] == [(made.id, [[ids[1]], [ids[0]]])]
         assert stored[0].annotator == "annotator@example.com" or stored[0].annotator.isdigit()
@@ -135,10 +145,10 @@ def test_traffic_becomes_tasks_and_annotations_come_back_both_ways(
         # is taken again.
         ls.annotations.delete(id=made.id)
         assert _wait_for(lambda: not _stored(store, key))
-        made = ls.annotations.create(id=by_webhook.id, result=_ranking([ids[1], ids[0]]))
+        made = ls.annotations.create(id=by_webhook.id, result=_ranking([letters[1], letters[0]]))
         assert _wait_for(lambda: [r.annotation_id for r in _stored(store, key)] == [made.id])
         # An annotator changes their mind (ANNOTATION_UPDATED): the newer ranking replaces the older.
-        ls.annotations.update(id=made.id, result=_ranking([ids[0], ids[1]]))
+        ls.annotations.update(id=made.id, result=_ranking([letters[0], letters[1]]))
         assert _wait_for(lambda: [r.places for r in _stored(store, key)] == [[[ids[0]], [ids[1]]]])
 
         # Calls without the secret, or with garbage, are refused (401 / 400) and logged.
@@ -159,8 +169,9 @@ def test_traffic_becomes_tasks_and_annotations_come_back_both_ways(
 
     # The gateway is gone, so the webhook is down: two more annotations, one of them invalid.
     by_poll, invalid = tasks[1], tasks[2]
-    poll_ids = [c["id"] for c in by_poll.data["completions"]]
-    ls.annotations.create(id=by_poll.id, result=_ranking(poll_ids, key="_"))  # the browser's shape
+    poll_letters = [c["id"] for c in by_poll.data["completions"]]
+    poll_ids = [_candidate_ids(store, by_poll.data["hhh_task_key"])[letter] for letter in poll_letters]
+    ls.annotations.create(id=by_poll.id, result=_ranking(poll_letters))
     ls.annotations.create(id=invalid.id, result=_ranking(["made-up", "ids"]))
     assert not _stored(store, by_poll.data["hhh_task_key"])
 
@@ -239,9 +250,7 @@ async def test_the_gateway_can_run_the_sync_itself(labelstudio: LabelStudioServe
                 await asyncio.sleep(0.3)
             [task] = tasks()
             titles = sorted(c["title"] for c in task.data["completions"])
-            assert [t.split(" - ")[0] for t in titles] == [
-                "answer", "candidate (temperature=0.3)", "candidate (temperature=1.1)"
-            ]  # fmt: skip
+            assert titles == ["Answer A", "Answer B", "Answer C"]  # no origin, no badge: no guard fired
             metrics = (await client.get("/metrics")).text
     assert "hhh_labelstudio_tasks_pushed_total 1.0" in metrics
 
@@ -262,6 +271,7 @@ async def test_a_personal_access_token_works_as_well_as_a_legacy_one(labelstudio
         task = {
             "prompt": "p",
             "completions": [{"id": "a", "title": "t", "body": "x"}],
+            "conversation": [{"role": "user", "content": "p"}],
             "hhh_task_key": "pat-1",
         }
         [task_id] = await api.import_tasks(project, [task])

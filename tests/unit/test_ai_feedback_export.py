@@ -143,13 +143,16 @@ async def test_a_served_revision_is_ranked_next_to_the_answer_it_replaced(store:
     found = await store.candidate_set(completion.id)
     task = ranking_task(found.original, found.candidates, found.revisions)
     assert task is not None
-    shown = [(c["id"], c["title"], c["body"]) for c in labelstudio_data(task)["completions"]]
-    assert shown == [
-        (f"{completion.id}:0", "answer - all guards passed", "A fine essay."),
-        # What the client got is the critic's revision, and the guards passed it.
-        (f"{completion.id}:1", "revision (critic=critic) - all guards passed", "Your essay needs work."),
-        (f"{revision.id}:original", "original - toxicity: revise", "you BADWORD, your essay is garbage"),
-    ]
+    shown = {c["body"]: c["title"] for c in labelstudio_data(task)["completions"]}
+    # Lettered, shuffled; the badge only on the answer the guard flagged.
+    assert {body: title.split(" ", 2)[2:] for body, title in shown.items()} == {
+        "A fine essay.": [],
+        "Your essay needs work.": [],  # what the client got: the critic's revision, which the guards passed
+        "you BADWORD, your essay is garbage": ["⚠ toxicity: revise"],
+    }
+    assert [c.id for c in task.candidates] == [
+        f"{completion.id}:0", f"{completion.id}:1", f"{revision.id}:original"
+    ]  # fmt: skip
     assert task.candidates[1].model == "critic"
     ids = [c.id for c in task.candidates]
     await store.record_pushed(1, [(task, 1)])

@@ -5,6 +5,7 @@ recording and the ranking task. Attacks: ``tests/security/test_best_of_n_attacks
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -321,8 +322,9 @@ async def test_every_answer_drawn_is_recorded_with_its_reward_and_ranked_blind()
     assert [c.chosen for c in task.candidates].count(True) == 1
     # Annotators see no reward and nothing that tells the served answer from the others.
     shown = labelstudio_data(task)
-    titles = {item["title"] for item in shown["completions"] if "blocked" not in item["body"]}
-    assert titles == {"best-of-n (best_of_n=4, temperature=0.8) - all guards passed"}
+    titles = [item["title"] for item in shown["completions"] if "blocked" not in item["body"]]
+    assert all(re.fullmatch(r"Answer [A-D]", title) for title in titles), titles
+    assert "best-of-n" not in str(shown)
     assert "3.0" not in str(shown)
     assert "reward" not in str(shown)
 

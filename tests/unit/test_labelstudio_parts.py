@@ -3,6 +3,7 @@ ranking tasks built from recorded events, and ranker results parsed in both of t
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from label_studio_sdk.label_interface import LabelInterface
 
 from feedback.events import ChoiceReport, CompletionEvent, GuardrailsReport, GuardReport
 from feedback.labelstudio.annotations import InvalidAnnotation, SkippedTask, parse_ranking, read_annotation
-from feedback.labelstudio.config import INSTRUCTIONS, ranking_config
+from feedback.labelstudio.config import DRAG_LINE, legacy_config, ranking_config
 from feedback.labelstudio.tasks import labelstudio_data
 from feedback.ranking import ranking_task, task_key, transcript
 
@@ -32,13 +33,18 @@ def _ranker(
     return [{"from_name": from_name, "to_name": to_name, "type": "ranker", "value": {"ranker": value}}]
 
 
-def test_the_config_is_valid_for_label_studio_and_carries_the_instructions() -> None:
-    config = ranking_config()
-    interface = LabelInterface(config)
-    assert interface.validate_annotation({"result": _ranker({"rank": ["a", "b"]})})
-    assert not interface.validate_annotation({"result": _ranker({"rank": ["a"]}, from_name="stars")})
-    assert "Harmless" in config
-    assert INSTRUCTIONS.splitlines()[0] in config
+def test_every_layout_is_valid_for_label_studio_and_carries_the_instruction_line() -> None:
+    buckets = LabelInterface(legacy_config())
+    assert buckets.validate_annotation({"result": _ranker({"_": [], "best": ["A"], "worst": ["B"]})})
+    assert not buckets.validate_annotation({"result": _ranker({"rank": ["a"]}, from_name="stars")})
+    assert DRAG_LINE in ranking_config()
+    assert ranking_config().count("<Header") == 1  # one heading
+    pairwise = LabelInterface(ranking_config("pairwise"))
+    choice = {"from_name": "pw", "to_name": "answer_a", "type": "pairwise", "value": {"selected": "left"}}
+    assert pairwise.validate_annotation({"result": [choice]})
+    assert "Harmless" in legacy_config()
+    with pytest.raises(ValueError, match="layout"):
+        ranking_config("carousel")
 
 
 def test_a_task_gathers_every_answer_to_one_prompt() -> None:
@@ -49,10 +55,17 @@ def test_a_task_gathers_every_answer_to_one_prompt() -> None:
     task = ranking_task(original, [candidate])
     assert task is not None
     data = labelstudio_data(task)
-    assert data["prompt"] == "system: Be brief.\n\nuser: Hi <PERSON>?"
-    assert [item["id"] for item in data["completions"]] == ["req-1:0", "req-1:1", "req-1.0:0"]
-    assert data["completions"][1]["title"] == "answer - pii: redact"
-    assert data["completions"][2]["title"].startswith("candidate (temperature=1.1)")
+    assert data["conversation"] == [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi <PERSON>?"}
+    ]  # fmt: skip
+    assert data["prompt"] == "Hi <PERSON>?"  # the data manager's column: the question, short
+    assert data["answers"] == 3
+    assert [item["id"] for item in data["completions"]] == ["A", "B", "C"]
+    by_body = {item["body"]: item["title"] for item in data["completions"]}
+    assert by_body["Hi there."].endswith("pii: redact")  # the badge: a guard changed this answer
+    assert re.fullmatch(r"Answer [ABC]", by_body["Hello!"])  # no guard fired: no badge
+    assert "temperature" not in str(data)
+    assert "req-1:" not in str(data)
     assert data["hhh_task_key"] == task_key("req-1") == task.task_key
     assert [c.redacted for c in task.candidates] == [False, True, False]
     assert task.request == original.request  # the export builds conversations from it
@@ -94,17 +107,16 @@ def test_blocked_answers_are_shown_as_such() -> None:
     [
         ({"rank": ["c", "a", "b"]}, [["c"], ["a"], ["b"]]),  # written through the API
         ({"_": ["b", "c", "a"]}, [["b"], ["c"], ["a"]]),  # written by the browser
-        ({"best": ["a", "c"], "worst": ["b"]}, [["a", "c"], ["b"]]),  # buckets: a tie, then the rest
     ],
 )
-def test_both_ranker_shapes_and_buckets(value: dict[str, Any], places: list[list[str]]) -> None:
+def test_both_ranker_shapes_of_the_legacy_list(value: dict[str, Any], places: list[list[str]]) -> None:
     assert parse_ranking(_ranker(value), ["a", "b", "c"]).places == places
 
 
 @pytest.mark.parametrize(
     ("result", "message"),
     [
-        (_ranker({"rank": ["a", "b"]}), "every candidate once"),  # c missing
+        (_ranker({"rank": ["a", "b"]}), "left unplaced: c"),  # c missing
         (_ranker({"rank": ["a", "b", "c", "a"]}), "every candidate once"),  # a twice
         (_ranker({"rank": ["a", "b", "x"]}), "every candidate once"),  # x is no candidate
         (_ranker({"rank": ["a", "b", "c"]}, to_name="prompt"), "must rank 'completions'"),
@@ -126,7 +138,7 @@ def _annotation(result: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
 
 
 def test_an_annotation_becomes_a_record_for_the_export() -> None:
-    checker = LabelInterface(ranking_config())
+    checker = LabelInterface(legacy_config())
     record = read_annotation(
         _annotation(_ranker({"_": ["b", "a"]}), lead_time=4.2), _task(["a", "b"]), checker, 9
     )
@@ -146,7 +158,7 @@ def test_an_annotation_becomes_a_record_for_the_export() -> None:
          "labelling config"),
         (_annotation([{"from_name": "rank", "to_name": "completions", "type": "choices",
                        "value": {"choices": ["a"]}}]), _task(["a", "b"]), "labelling config"),
-        (_annotation(_ranker({"rank": ["a"]})), _task(["a", "b"]), "every candidate once"),
+        (_annotation(_ranker({"rank": ["a"]})), _task(["a", "b"]), "left unplaced: b"),
         (_annotation(_ranker({"rank": ["a", "b"]})), {"id": 1, "data": {}}, "not made by the gateway"),
         ({"result": _ranker({"rank": ["a", "b"]})}, _task(["a", "b"]), "valid id"),
         (_annotation("junk"), _task(["a", "b"]), "labelling config"),  # type: ignore[arg-type]
@@ -156,11 +168,11 @@ def test_annotations_that_do_not_fit_are_rejected_with_the_reason(
     annotation: dict[str, Any], task: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(InvalidAnnotation, match=message):
-        read_annotation(annotation, task, LabelInterface(ranking_config()), 1)
+        read_annotation(annotation, task, LabelInterface(legacy_config()), 1)
 
 
 def test_a_skipped_task_is_neither_stored_nor_rejected() -> None:
     with pytest.raises(SkippedTask):
         read_annotation(
-            _annotation([], was_cancelled=True), _task(["a", "b"]), LabelInterface(ranking_config()), 1
+            _annotation([], was_cancelled=True), _task(["a", "b"]), LabelInterface(legacy_config()), 1
         )

@@ -60,7 +60,7 @@ def test_both_ranker_shapes_give_the_same_pairs() -> None:
     from_api = parse_ranking(_ranker({"rank": ["b", "a", "c"]}), ids).places
     from_browser = parse_ranking(_ranker({"_": ["b", "a", "c"]}), ids).places
     assert ranking_pairs(from_api) == ranking_pairs(from_browser)
-    bucketed = parse_ranking(_ranker({"best": ["b"], "ok": ["a", "c"]}), ids).places
+    bucketed = parse_ranking(_ranker({"best": ["b"], "ok": ["a", "c"]}), ids, ["Best", "OK"]).places
     assert [(p.chosen, p.rejected) for p in ranking_pairs(bucketed)] == [("b", "a"), ("b", "c")]
 
 
