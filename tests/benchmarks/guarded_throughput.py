@@ -68,7 +68,7 @@ class Cell:
     mode: str
     concurrency: int
     answers: int
-    errors: Counter[str]  # HTTP errors, by status (or exception)
+    errors: Counter[str]  # HTTP errors, by status, error code and message (or exception)
     withheld: int  # answers cut, changed or refused (a guard time-out fails closed under overload)
     seconds: float
     cpu_s: float
@@ -131,20 +131,41 @@ def start_gateway(
     return Gateway(name, f"http://127.0.0.1:{port}/v1/chat/completions", proc.pid)
 
 
+class AnswerError(Exception):
+    """An HTTP error answer, named by status, error code and (for a guard) which guard failed."""
+
+
+def raise_for_status(response: httpx.Response) -> None:
+    if not response.is_error:
+        return
+    kind = str(response.status_code)
+    try:
+        error = response.json().get("error") or {}
+    except ValueError:
+        error = {}
+    if error.get("code"):
+        kind += f" {error['code']}"
+    if error.get("message"):
+        kind += f" ({str(error['message'])[:80]})"
+    raise AnswerError(kind)
+
+
 async def one_answer(client: httpx.AsyncClient, url: str, stream: bool) -> tuple[float, float, str]:
     """(time to first text, total time, the text) of one answer, in seconds."""
     body = {"model": "stub-long", "messages": PROMPT, "stream": stream}
     started = time.perf_counter()
     if not stream:
         response = await client.post(url, json=body)
-        response.raise_for_status()
+        raise_for_status(response)
         text = response.json()["choices"][0]["message"]["content"] or ""
         elapsed = time.perf_counter() - started
         return elapsed, elapsed, text
     first = 0.0
     parts: list[str] = []
     async with client.stream("POST", url, json=body) as response:
-        response.raise_for_status()
+        if response.is_error:
+            await response.aread()  # the error body says which guard failed
+        raise_for_status(response)
         async for line in response.aiter_lines():
             if not line.startswith("data: {"):
                 continue
@@ -172,8 +193,8 @@ async def measure(gateway: Gateway, mode: str, concurrency: int, seconds: float)
             while time.perf_counter() < deadline:
                 try:
                     first, whole, text = await one_answer(client, gateway.url, stream)
-                except httpx.HTTPStatusError as error:
-                    errors[str(error.response.status_code)] += 1
+                except AnswerError as error:
+                    errors[str(error)] += 1
                     continue
                 except httpx.HTTPError as error:
                     errors[type(error).__name__] += 1

@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 import pytest_asyncio
 
+import guards.pii
 from guards.pii import PiiConfig, PiiGuard
 from guards.pipeline import GuardEngine, only_categories
 from guards.policy import CONTEXT_FREE_PII, default_policy
@@ -71,3 +73,25 @@ async def test_default_output_rule_decides_as_if_every_text_were_analysed(pii: P
     print(f"{skipped}/{len(texts)} texts needed no analysis for the default output rule")
     assert skipped > 0
     assert all(any(c.isdigit() or c in "@:" for c in text) for text in analysed)
+
+
+async def test_analysis_without_the_parser_finds_what_the_full_pipeline_finds(
+    pii: PiiGuard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard turns spaCy's parser off (presidio never reads the parse): every finding on the
+    labelled sets, entity, span and score, is the one the whole pipeline gives."""
+    texts = _texts()
+    enabled: list[list[str]] = []
+    original = guards.pii._without_parser
+
+    def recording(nlp_engine: Any) -> None:
+        original(nlp_engine)
+        enabled.extend(list(nlp.pipe_names) for nlp in nlp_engine.nlp.values())
+
+    monkeypatch.setattr(guards.pii, "_without_parser", recording)
+    without_parser = pii._load_analyzer()
+    assert enabled
+    assert all("parser" not in names and "ner" in names for names in enabled)
+    monkeypatch.setattr(guards.pii, "_without_parser", lambda nlp_engine: None)
+    whole_pipeline = pii._load_analyzer()
+    assert without_parser(texts) == whole_pipeline(texts)
