@@ -26,9 +26,9 @@ class LabelStudioSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
     # answers are then set aside). A project made before layouts existed keeps its old single list.
     layout: str = "buckets"
     buckets: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_BUCKETS))  # best first
-    # Gold tasks: a JSON-lines file of prompts with a known best answer (``docs/labelling.md``), mixed into
-    # the queue so that this fraction of the tasks pushed is gold. 0: none.
+    # Gold tasks: a JSON-lines file of prompts with a known best answer (``docs/labelling.md``).
     gold_file: str | None = None
+    # The fraction of the tasks pushed that are gold tasks from gold_file, mixed into the queue. 0: none.
     gold_rate: float = 0.0
     batch_size: int = 50  # tasks per import call
     # A prompt's task is pushed once every candidate it expects has arrived, or this long after the
