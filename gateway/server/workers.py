@@ -75,11 +75,16 @@ def run_worker(settings: Settings, index: int) -> None:
     configure_logging(settings.server.log_level)
     # The parent set the model threads in the environment this process inherited.
     log.info("worker %d starting (pid %d)", index, os.getpid())
-    app = create_app(settings)
+    try:  # a failure here would fail the same way in every restart: report it as a failed start-up
+        app = create_app(settings)
+        sockets = [reuse_port_socket(settings.server.host, settings.server.port)]
+    except Exception:
+        log.exception("worker %d could not start", index)
+        sys.exit(STARTUP_FAILURE)
     started = serve(
         app,
         app.state.drain,
-        sockets=[reuse_port_socket(settings.server.host, settings.server.port)],
+        sockets=sockets,
         **uvicorn_options(settings.server.limits),
         log_config=None,
         access_log=settings.server.access_log,

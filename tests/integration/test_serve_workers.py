@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -131,3 +132,27 @@ def test_two_workers_share_the_port_answer_guarded_requests_and_stop_on_sigterm(
     log = log_path.read_text()
     assert f"all {WORKERS} workers stopped" in log
     assert "Traceback" not in log
+
+
+def test_workers_on_a_taken_port_stop_the_gateway_instead_of_restarting_forever(tmp_path: Path) -> None:
+    # A start-up that fails would fail the same way in every restart: the supervisor must give up.
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    port = held.getsockname()[1]
+    environment = {k: v for k, v in os.environ.items() if k != "HHH_CONFIG"}
+    environment |= {"HHH_UPSTREAM_URL": "http://127.0.0.1:9/v1", "REDIS_URL": "redis://127.0.0.1:9/0"}
+    try:
+        finished = subprocess.run(
+            [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--workers", "2"],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=180,
+            check=False,
+        )
+    finally:
+        held.close()
+    assert finished.returncode == 1
+    assert "could not start" in finished.stderr
+    assert "Address already in use" in finished.stderr
