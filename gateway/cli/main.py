@@ -36,6 +36,11 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.server.log_level)
     threads = limit_model_threads(settings.server.model_threads)  # before any model library loads
     log.info("models use %d CPU thread(s) a call", threads)
+    if args.workers > 1:
+        from gateway.server.workers import Supervisor, require_shared_resources
+
+        require_shared_resources(settings, args.workers)  # a config error naming the options, not a crash
+        return Supervisor(settings, args.workers).run()
     if not settings.upstreams:
         check_embedded_llm(settings.embedded_llm)  # fail before the server starts, without a traceback
     app = create_app(settings)
@@ -50,6 +55,16 @@ def _serve(args: argparse.Namespace) -> int:
         loop="auto",
     )
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 def _keys_new(args: argparse.Namespace) -> int:
@@ -202,6 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default: server.port, 8080)")
     serve.add_argument("--config", type=Path, default=os.environ.get("HHH_CONFIG"), help=config_help)
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity")
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=os.environ.get("HHH_WORKERS", "1"),  # argparse applies the type to it
+        help="gateway processes on the one port, each with its own models (default: HHH_WORKERS, or 1); "
+        "more than one needs an upstream and redis.url",
+    )
     serve.set_defaults(handler=_serve)
 
     keys = commands.add_parser("keys", help="manage gateway API keys").add_subparsers(

@@ -108,8 +108,9 @@ class Drain:
                 self._idle.set()
 
 
-def serve(app: Any, drain: Drain, **options: Any) -> None:
-    """``uvicorn.run``, with a server that starts ``drain`` when shutdown begins."""
+def serve(app: Any, drain: Drain, sockets: list[Any] | None = None, **options: Any) -> bool:
+    """``uvicorn.run``, with a server that starts ``drain`` when shutdown begins; on ``sockets`` when given
+    (a worker's own). Returns whether the server had started (False: its start-up failed)."""
     import uvicorn
 
     class DrainingServer(uvicorn.Server):
@@ -118,4 +119,6 @@ def serve(app: Any, drain: Drain, **options: Any) -> None:
             await super().shutdown(sockets=sockets)
 
     options["timeout_graceful_shutdown"] = drain.grace_s + SERVER_MARGIN_S
-    DrainingServer(uvicorn.Config(app, **options)).run()
+    server = DrainingServer(uvicorn.Config(app, **options))
+    server.run(sockets=sockets)
+    return bool(server.started)
