@@ -5,14 +5,16 @@ annotator who submits without placing anything is rejected at the sync, with the
 
 The answers are moved with react-beautiful-dnd's keyboard drag (focus a card, Space to lift, arrows to
 move between buckets, Space to drop): the same drag the mouse makes, without a headless browser's
-pointer timing. Screenshots of the view go to docs/images/ (the docs use them), and one is taken of any
-failure, next to the server logs."""
+pointer timing. Screenshots of the view go to docs/images/ with HHH_UPDATE_SCREENSHOTS=1 (the docs use
+them), and one is taken of any failure, next to the server logs."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +38,13 @@ PROJECT = "browser rankings"
 BUCKETS = ["Best", "Good", "Poor", "Worst"]
 COLUMNS = ["_", *[bucket_name(b) for b in BUCKETS]]  # left to right: the unplaced, then the buckets
 INSTRUCTIONS_TITLE = "Labeling Instructions"  # Label Studio's title of the project's instructions
-IMAGES = ROOT / "docs" / "images"
+# The docs' screenshots are refreshed only on request (HHH_UPDATE_SCREENSHOTS=1), so a test run leaves the
+# committed images (and the git tree) alone; otherwise they go to a scratch directory.
+IMAGES = (
+    ROOT / "docs" / "images"
+    if os.environ.get("HHH_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "hhh-labelling-screenshots"
+)
 ANSWERS = {"colour": ["Blue.", "Red, <PERSON> said.", "Green."], "fruit": ["Apple.", "Pear.", "Plum."]}
 
 
