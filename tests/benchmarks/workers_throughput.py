@@ -2,6 +2,13 @@
 the fast stub upstream (its own process) and one real Redis; and the resident memory each worker costs.
 
     python -m tests.benchmarks.workers_throughput [--concurrency 16] [--seconds 10] [--rounds 2]
+        [--containers IMAGE]
+
+With ``--containers IMAGE`` (an image built by ``deploy/image-check.sh``, say ``hhh-gateway:slim``) a third
+target joins: two gateway containers of that image (``--network host``, on 127.0.0.1, on the same stub and
+Redis, configured by the environment and a mounted YAML), the clients split between them as a load
+balancer would. Their memory is ``docker stats``'. Needs a running Docker daemon; without the option,
+Docker is never called.
 
 Both gateways are started first and measured in turn (the idle one costs next to nothing), alternating
 for ``--rounds``, so a busy neighbour on a shared machine hits both alike. Each cell sends non-streamed
@@ -19,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
 
 import httpx
@@ -30,6 +37,7 @@ from tests.support.redis_server import redis_server
 from tests.support.servers import wait_until_up
 
 RESULTS = Path(__file__).resolve().parent / "results" / "workers_throughput.md"
+CONTAINERS: list[str] = []  # the names of the containers started by --containers
 BODY = {"model": "stub-model", "messages": [{"role": "user", "content": "Name a colour."}]}
 
 
@@ -47,14 +55,20 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-async def _cell(url: str, concurrency: int, seconds: float) -> tuple[int, int]:
+async def _cell(urls: list[str], concurrency: int, seconds: float) -> tuple[int, int]:
+    """``concurrency`` clients for ``seconds``; with several URLs (two containers) client i uses URL
+    i mod n, as a round-robin load balancer in front of them would."""
     ok = failed = 0
     deadline = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=concurrency * 2)
 
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    async with AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=60, limits=limits))
+            for url in urls
+        ]
 
-        async def one_client() -> None:
+        async def one_client(client: httpx.AsyncClient) -> None:
             nonlocal ok, failed
             while time.monotonic() < deadline:
                 response = await client.post("/chat/completions", json=BODY)
@@ -63,8 +77,43 @@ async def _cell(url: str, concurrency: int, seconds: float) -> tuple[int, int]:
                 else:
                     failed += 1
 
-        await asyncio.gather(*(one_client() for _ in range(concurrency)))
+        await asyncio.gather(*(one_client(clients[i % len(clients)]) for i in range(concurrency)))
     return ok, failed
+
+
+def _start_containers(
+    image: str, stack: ExitStack, directory: Path, redis_url: str, stub_port: int
+) -> list[str]:
+    """Two gateway containers on the host's network, as deploy/replicas-check.sh runs them; removed when
+    ``stack`` closes. Returns their /v1 URLs, once both answer /health."""
+    config = directory / "container.yaml"
+    config.write_text("{}\n")  # the defaults, as the processes get: Redis and upstream come by environment
+    directory.chmod(0o755)  # the containers run as uid 10001 and must read the mounted file
+    config.chmod(0o644)
+    urls = []
+    for index in range(2):
+        port = free_port()
+        name = f"hhh-throughput-{os.getpid()}-{index}"
+        stack.callback(subprocess.run, ["docker", "rm", "-f", name], capture_output=True)
+        subprocess.run(
+            ["docker", "run", "-d", "--name", name, "--network", "host",
+             "-e", "HHH_CONFIG=/etc/hhh/gateway.yaml", "-e", f"REDIS_URL={redis_url}",
+             "-e", f"HHH_UPSTREAM_URL=http://127.0.0.1:{stub_port}/v1",
+             "-e", f"HHH_HEALTH_URL=http://127.0.0.1:{port}/health",
+             "-v", f"{config}:/etc/hhh/gateway.yaml:ro",
+             image, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        urls.append(f"http://127.0.0.1:{port}/v1")
+        CONTAINERS.append(name)
+    for url in urls:
+        wait_until_up(url.removesuffix("/v1") + "/health", None, timeout=300)
+    return urls
+
+
+def _container_memory(name: str) -> str:
+    stats = ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", name]
+    return subprocess.run(stats, capture_output=True, text=True).stdout.split("/")[0].strip()
 
 
 def main() -> None:
@@ -72,6 +121,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--containers", metavar="IMAGE", help="also measure two containers of IMAGE")
     args = parser.parse_args()
     environment = {k: v for k, v in os.environ.items() if k not in ("HHH_UPSTREAM_URL", "REDIS_URL")}
     with tempfile.TemporaryDirectory() as scratch, ExitStack() as stack:
@@ -93,7 +143,7 @@ def main() -> None:
                 }
             )
         )
-        targets: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
+        targets: dict[str, tuple[list[str], subprocess.Popen[bytes] | None]] = {}
         for name, workers in (("one process", 1), ("--workers 2", 2)):
             port = free_port()
             command = [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port)]
@@ -105,13 +155,16 @@ def main() -> None:
             stack.callback(gateway.wait)
             stack.callback(gateway.terminate)
             wait_until_up(f"http://127.0.0.1:{port}/health", gateway, timeout=300)
-            targets[name] = (f"http://127.0.0.1:{port}/v1", gateway)
-        for url, _ in targets.values():  # warm-up: the first guarded call in each worker loads lazily
-            asyncio.run(_cell(url, args.concurrency, 3))
+            targets[name] = ([f"http://127.0.0.1:{port}/v1"], gateway)
+        if args.containers:
+            urls = _start_containers(args.containers, stack, directory, redis_url, stub_port)
+            targets["two containers"] = (urls, None)
+        for urls, _ in targets.values():  # warm-up: the first guarded call in each worker loads lazily
+            asyncio.run(_cell(urls, args.concurrency, 3))
         results: dict[str, list[tuple[int, int]]] = {name: [] for name in targets}
         for _ in range(args.rounds):
-            for name, (url, _) in targets.items():
-                results[name].append(asyncio.run(_cell(url, args.concurrency, args.seconds)))
+            for name, (urls, _) in targets.items():
+                results[name].append(asyncio.run(_cell(urls, args.concurrency, args.seconds)))
         lines = [
             "# Workers throughput",
             "",
@@ -120,17 +173,20 @@ def main() -> None:
             f"Machine: {os.cpu_count()} cores, shared with other work; "
             "the load generator and the stub run on it too.",
             "",
-            "| target | answers/s (per round) | mean answers/s | failed | RSS (MiB) |",
+            "| target | answers/s (per round) | mean answers/s | failed | memory (MiB) |",
             "|---|---|---|---|---|",
         ]
-        for name, (_, gateway) in targets.items():
+        for name, (_, process) in targets.items():
             rates = [ok / args.seconds for ok, _ in results[name]]
             failed = sum(f for _, f in results[name])
-            pids = _children(gateway.pid) if name != "one process" else [gateway.pid]
-            rss = [_rss_mib(pid) for pid in pids if _rss_mib(pid) > 100]  # workers, not the small helpers
-            rss_text = " + ".join(f"{value:.0f}" for value in rss)
-            if name != "one process":
-                rss_text += f" (supervisor {_rss_mib(gateway.pid):.0f})"
+            if process is None:  # the containers: what docker stats says each uses
+                rss_text = " + ".join(_container_memory(c) for c in CONTAINERS) + " (docker stats)"
+            else:
+                pids = _children(process.pid) if name != "one process" else [process.pid]
+                rss = [_rss_mib(pid) for pid in pids if _rss_mib(pid) > 100]  # workers, not small helpers
+                rss_text = " + ".join(f"{value:.0f}" for value in rss)
+                if name != "one process":
+                    rss_text += f" (supervisor {_rss_mib(process.pid):.0f})"
             lines.append(
                 f"| {name} | {' / '.join(f'{r:.0f}' for r in rates)} | {sum(rates) / len(rates):.0f} "
                 f"| {failed} | {rss_text} |"
