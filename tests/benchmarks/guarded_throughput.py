@@ -3,7 +3,7 @@ guards (BiLSTM toxicity + presidio PII, ``buffer`` mode) against the gateway wit
 under concurrent load.
 
     python -m tests.benchmarks.guarded_throughput [--concurrency 16 64] [--seconds 8]
-        [--baseline REV] [--modes stream whole]
+        [--baseline REV] [--modes stream whole] [--token-delay-ms 0] [--out FILE]
 
 Each cell runs ``--concurrency`` clients for ``--seconds`` (each client finishes the answer it is
 reading, so a cell lasts at least one answer), against a stub upstream (``fast_stub.py``, its own
@@ -94,9 +94,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def start_stub(stack: ExitStack, logs: Path) -> str:
+def start_stub(stack: ExitStack, logs: Path, token_delay_ms: float = 0.0) -> str:
     port = free_port()
     command = [sys.executable, "-m", "tests.benchmarks.fast_stub", "--port", str(port)]
+    command += ["--token-delay-ms", str(token_delay_ms)]
     proc = stack.enter_context(process(command, logs / "stub.log"))
     wait_until_up(f"http://127.0.0.1:{port}/v1/models", proc)
     return f"http://127.0.0.1:{port}/v1"
@@ -238,13 +239,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="how long each cell starts new answers")
     parser.add_argument("--modes", nargs="+", choices=["stream", "whole"], default=["stream", "whole"])
     parser.add_argument("--baseline", action="append", default=[], metavar="REV")
+    parser.add_argument(
+        "--token-delay-ms",
+        type=float,
+        default=0.0,
+        help="the stub's pause between streamed words: 0 is an instant upstream; about 13 is an LLM's "
+        "75 words/s, where time to first token shows what the guards add to it",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the table goes")
     args = parser.parse_args()
     baselines = list({b.sha: b for b in map(resolve, args.baseline)}.values())
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a killed run still stops its processes
     rows: list[str] = []
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="hhh-throughput-") as scratch:
         logs = Path(scratch)
-        stub = start_stub(stack, logs)
+        stub = start_stub(stack, logs, args.token_delay_ms)
         gateways = [start_gateway(stack, logs, stub, guarded=False), start_gateway(stack, logs, stub, True)]
         gateways += [start_gateway(stack, logs, stub, True, baseline) for baseline in baselines]
         for mode in args.modes:
@@ -258,7 +267,9 @@ def main() -> None:
     report = (
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} UTC on {machine()} (shared with other work), with "
         f"`{command_line()}`; current is {current_tree()}{against}. A {len(LONG_WORDS)}-word answer "
-        "from a stub upstream, streamed a word a chunk (`stream`) or whole (`whole`); recording off; "
+        "from a stub upstream, streamed a word a chunk (`stream`"
+        + (f", {args.token_delay_ms:g} ms between words" if args.token_delay_ms else "")
+        + ") or whole (`whole`); recording off; "
         f"each cell starts answers for {args.seconds:g} s. "
         "CPU is the gateway process's own (user + system, all threads). "
         "TTFT is the time to the first text of the answer (for `whole`, the whole answer). 'Withheld': "
@@ -267,7 +278,7 @@ def main() -> None:
         "median TTFT ms | p99 TTFT ms | median total ms | answers | withheld | errors |\n"
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n"
     )
-    RESULTS.write_text(report)
+    args.out.write_text(report)
     print("\n" + report)
 
 

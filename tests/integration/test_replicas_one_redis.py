@@ -27,6 +27,7 @@ from label_studio_sdk import LabelStudio
 from feedback.events import decode_event
 from tests.support.feedback_servers import gateway_subprocess
 from tests.support.labelstudio_server import LabelStudioServer
+from tests.support.ranking_results import bucket_ranking
 from tests.support.redis_server import redis_server
 
 PROJECT = "replica rankings"
@@ -136,15 +137,14 @@ def test_replicas_record_into_one_stream_survive_a_lost_peer_and_sync_each_task_
     assert pushed == len(everything)
     project = next(p for p in ls.projects.list(title=PROJECT) if p.title == PROJECT)
     tasks = list(ls.tasks.list(project=project.id, fields="all"))
-    assert sorted(t.data["prompt"] for t in tasks) == sorted(f"user: {p}" for p in everything)
+    # The data manager's prompt column is the last user turn (the labelling view shows every turn).
+    assert sorted(t.data["prompt"] for t in tasks) == sorted(everything)
 
     # Every task ranked once; the export makes one pair of each ranking of two, none twice.
     for task in tasks:
         order = [c["id"] for c in task.data["completions"]]
         assert len(order) == 2
-        result = [{"from_name": "rank", "to_name": "completions", "type": "ranker",
-                   "value": {"ranker": {"rank": order}}}]  # fmt: skip
-        ls.annotations.create(id=task.id, result=result)
+        ls.annotations.create(id=task.id, result=bucket_ranking(order))
     collect = _sync(replicas.config)
     out, errors = collect.communicate(timeout=300)
     assert collect.returncode == 0, errors
