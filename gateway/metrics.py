@@ -59,6 +59,13 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+        self.gc_pauses = Histogram(
+            "hhh_gc_pause_seconds",
+            "Pauses of Python's garbage collector, by generation: every thread waits while one runs.",
+            ["generation"],
+            buckets=_OVERHEAD_BUCKETS,
+            registry=self.registry,
+        )
         self.webhook_calls = Counter(
             "hhh_labelstudio_webhook_calls",
             "Label Studio webhook calls by outcome (new, updated, same, rejected, unauthenticated, ...).",

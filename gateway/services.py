@@ -39,6 +39,7 @@ from gateway.relay.proxy import Proxy
 from gateway.relay.upstream import UpstreamPool, build_client
 from gateway.responses.owners import OwnerMetrics, ResponseOwners
 from gateway.routes.labelstudio_webhook import LabelStudioWebhook
+from gateway.server.heap import frozen_startup_heap, watched_collections
 from gateway.server.shutdown import Drain
 from gateway.settings import FeedbackSettings, Settings
 from guards.pipeline import GuardEngine
@@ -86,7 +87,8 @@ async def services_lifespan(groundwork: Groundwork, app: Litestar) -> AsyncItera
     """Litestar's lifespan: the services live on ``app.state`` while the app serves (``services_of``)."""
     async with open_services(groundwork) as services:
         app.state.services = services
-        yield
+        with frozen_startup_heap(), watched_collections(groundwork.metrics.gc_pauses):
+            yield
 
 
 def services_of(state: State) -> Services:
