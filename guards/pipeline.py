@@ -197,6 +197,7 @@ class GuardEngine:
     def __init__(self, guards: Mapping[str, Guard], metrics: GuardMetrics | None = None) -> None:
         self.guards = dict(guards)
         self._metrics = metrics
+        self.in_flight = 0  # judgements under way (``run`` calls), a measure of the guards' load
 
     async def start(self) -> None:
         for guard in self.guards.values():
@@ -215,13 +216,17 @@ class GuardEngine:
             return StageOutcome([TextOutcome(text, "pass") for text in texts], [])
         context = msgspec.structs.replace(context or JudgeContext(), stage=stage)
         wanted = [view_of(self.guards[rule.guard]) for rule in rules]
-        seen = await make_views(texts, set(wanted))
-        results = await asyncio.gather(
-            *(
-                self._run_rule(stage, rule, texts, [v[view] for v in seen], context)
-                for rule, view in zip(rules, wanted, strict=True)
+        self.in_flight += 1
+        try:
+            seen = await make_views(texts, set(wanted))
+            results = await asyncio.gather(
+                *(
+                    self._run_rule(stage, rule, texts, [v[view] for v in seen], context)
+                    for rule, view in zip(rules, wanted, strict=True)
+                )
             )
-        )
+        finally:
+            self.in_flight -= 1
         outcomes = [self.combine(index, text, rules, results) for index, text in enumerate(texts)]
         return StageOutcome(outcomes, list(results))
 

@@ -38,6 +38,11 @@ class WindowCutter:
     def append(self, delta: str) -> None:
         self._pending += delta
 
+    @property
+    def pending_chars(self) -> int:
+        """Received and not yet released."""
+        return len(self._pending)
+
     def next_window(self, *, final: bool = False) -> Window | None:
         """The next window ready to check, or None. ``final``: the stream ended, so the rest is one window
         (always checked, never dropped). Call ``commit`` before asking again."""

@@ -212,6 +212,7 @@ class CompletionService:
             reviser,
             choices=request.n,
             stop_upstream=partial(close_responses, stream.responses),
+            read_ahead=stream.read_ahead,
         )
         guard.report.input = report.input
         guarded = self._recorded_stream(

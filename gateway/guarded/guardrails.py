@@ -165,6 +165,11 @@ class Guardrails:
         self._usable = {name: frozenset(guard.stages) for name, guard in engine.guards.items()}
         self._categories = {name: frozenset(guard.categories) for name, guard in engine.guards.items()}
 
+    @property
+    def busy(self) -> bool:
+        """Whether any judgement is under way now: a new check would queue behind it."""
+        return self._engine.in_flight > 0
+
     def resolve(self, tenant: str, model: str, asked: Any = None) -> ResolvedPolicy:
         """The tenant's policy for this model, tightened by ``asked``: the request's own ``guardrails``
         field (the gateway's, never the upstream's)."""

@@ -37,6 +37,7 @@ from gateway.guarded.stream_channels import Channel
 from gateway.guarded.stream_chunks import ChunkWriter
 from gateway.guarded.stream_revision import StreamReviser, continuation
 from gateway.guarded.text_slots import call_slots
+from gateway.relay.read_ahead import ReadAhead
 from gateway.relay.streaming import Chunk
 from guards.pipeline import StageOutcome
 from guards.policy import Action, StreamMode
@@ -81,6 +82,7 @@ class StreamGuard:
         reviser: StreamReviser | None = None,
         choices: int = 1,
         stop_upstream: Callable[[], Awaitable[None]] | None = None,
+        read_ahead: bool = True,
     ) -> None:
         self.guardrails = guardrails
         self.context = context
@@ -100,8 +102,21 @@ class StreamGuard:
         self.windowed = [rule for rule in policy.output if not guardrails.grading(rule)]
         self._choices: dict[int, _Choice] = {}
         self.write = ChunkWriter(self.chat)
+        self.read_ahead = read_ahead  # False: the upstream's stages keep state beside the chunks
+        self.ahead: ReadAhead | None = None  # set by ``run`` in buffer mode
 
     async def run(self, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+        # In buffer mode the upstream is read during each check; while the guards are busy, what arrived
+        # meanwhile is judged as one larger window (up to ``max_chars``): under load, fewer, fuller checks.
+        self.ahead = ReadAhead(chunks) if self.read_ahead and self.buffer and self.windowed else None
+        try:
+            async for out in self._guarded(self.ahead or chunks):
+                yield out
+        finally:
+            if self.ahead is not None:
+                await self.ahead.aclose()
+
+    async def _guarded(self, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
         held: list[Chunk] = []  # chunks with no choices (usage): they belong after every choice
         failure: GatewayError | None = None
         try:
@@ -117,6 +132,9 @@ class StreamGuard:
                     if not state.done:
                         async for out in self._on_choice(state, choice):
                             yield out
+                if self.ahead is not None and not self.ahead.ready:  # nothing more came: judge what did
+                    async for out in self._check_deferred():
+                        yield out
                 if self.stopping and self._all_done():
                     break
         except GatewayError as exc:  # the upstream failed: what arrived is still checked, then the error
@@ -193,15 +211,42 @@ class StreamGuard:
             async for out in self._flush(state, state.current):
                 yield out
         state.current = channel
+        if not self.windowed:  # no rule judges windows: the text goes out as it comes
+            channel.shown.append(text)
+            yield self.write.text(state.index, channel.field, text, logprobs)
+            return
         channel.cutter.append(text)
         if self.buffer:
             channel.logprobs.add(len(text), logprobs)
-        while not state.done and (window := channel.cutter.next_window()) is not None:
-            async for out in self._check(state, channel, window):
+        if not self._defers(channel):
+            async for out in self._check_windows(state, channel):
                 yield out
         if not self.buffer and not state.done:  # stream_first: out as soon as no window it closed failed
             channel.shown.append(text)
             yield self.write.text(state.index, channel.field, text, logprobs)
+
+    def _defers(self, channel: Channel) -> bool:
+        """Whether to wait for more text before judging: more is here already, a window has room, and the
+        guards are busy with other checks (this one would queue). Unloaded, windows stay a sentence."""
+        ahead = self.ahead
+        return (
+            ahead is not None
+            and ahead.ready
+            and channel.cutter.pending_chars < channel.cutter.max_chars
+            and self.guardrails.busy
+        )
+
+    async def _check_windows(self, state: _Choice, channel: Channel) -> AsyncIterator[Chunk]:
+        while not state.done and (window := channel.cutter.next_window()) is not None:
+            async for out in self._check(state, channel, window):
+                yield out
+
+    async def _check_deferred(self) -> AsyncIterator[Chunk]:
+        """The windows each choice's text now in holds (text of other choices may have come in between)."""
+        for state in list(self._choices.values()):
+            if not state.done and state.current is not None:
+                async for out in self._check_windows(state, state.current):
+                    yield out
 
     async def _flush(self, state: _Choice, channel: Channel) -> AsyncIterator[Chunk]:
         while not state.done and (window := channel.cutter.next_window(final=True)) is not None:

@@ -64,6 +64,9 @@ class UpstreamStream(msgspec.Struct):
 
     chunks: AsyncIterator[Chunk]
     responses: list[httpx.Response]
+    # Whether a later stage may read the chunks ahead of the client (``gateway.relay.read_ahead``): not
+    # when a stage keeps state beside them that later stages read as they go (the native Responses relay).
+    read_ahead: bool = True
 
 
 class Proxy:

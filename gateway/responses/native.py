@@ -122,12 +122,14 @@ class NativeRelay(Proxy):
     ) -> UpstreamStream:
         self._reader = ChunkReader()
         try:
-            return await super().stream(
+            stream = await super().stream(
                 context, self._native(call), partial(chat_chunks, reader=self._reader)
             )
         except UpstreamStatus as exc:
             await self._maybe_not_native(exc, call.model)
             raise
+        stream.read_ahead = False  # the upstream's envelope (``upstream_response``) changes as it is read
+        return stream
 
     async def _maybe_not_native(self, exc: UpstreamStatus, model: str) -> None:
         if exc.status_code != 404 or self.translated.stateful or exc.code == "model_not_found":

@@ -3,7 +3,7 @@ guards (BiLSTM toxicity + presidio PII, ``buffer`` mode) against the gateway wit
 under concurrent load.
 
     python -m tests.benchmarks.guarded_throughput [--concurrency 16 64] [--seconds 8]
-        [--baseline REV] [--modes stream whole] [--token-delay-ms 0] [--out FILE]
+        [--baseline REV] [--modes stream whole] [--token-delay-ms 0] [--stagger S] [--out FILE]
 
 Each cell runs ``--concurrency`` clients for ``--seconds`` (each client finishes the answer it is
 reading, so a cell lasts at least one answer), against a stub upstream (``fast_stub.py``, its own
@@ -13,7 +13,11 @@ is off. The gateway's CPU is read from ``/proc`` before and after each cell, so 
 the machine. ``--baseline REV`` adds that commit's guarded gateway (from a temporary worktree, as in
 ``proxy_overhead``), so a change is measured against what it replaces in the same run; targets take
 turns in each cell. Every answer is checked: it must arrive whole and unchanged (the stub's text
-passes the guards). The table goes to ``tests/benchmarks/results/guarded_throughput.md``.
+passes the guards). ``--stagger S`` starts each client after a random pause of up to S seconds (the
+same pauses for every gateway), so requests arrive spread out as real users' do, instead of all at once
+and in lock step. For a guarded gateway the table also gives the mean time one guard took to judge a
+request's input and one window of its output (the slowest guard's, from the gateway's own
+``hhh_guard_latency_seconds``). The table goes to ``tests/benchmarks/results/guarded_throughput.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
+import re
 import signal
 import statistics
 import sys
@@ -74,6 +80,7 @@ class Cell:
     cpu_s: float
     ttft_ms: list[float]
     total_ms: list[float]
+    checks_ms: dict[str, float]  # stage -> the slowest guard's mean check time in the cell
 
     @property
     def answers_per_s(self) -> float:
@@ -92,6 +99,34 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process so far (all its threads: the guard runners' included)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+_LATENCY = re.compile(r'^hhh_guard_latency_seconds_(sum|count)\{guard="([^"]+)",stage="([^"]+)"\} (\S+)$')
+
+
+def guard_latency(url: str) -> dict[tuple[str, str], list[float]]:
+    """(guard, stage) -> [seconds, checks] so far, from the gateway's ``/metrics``."""
+    metrics = httpx.get(url.replace("/v1/chat/completions", "/metrics"), timeout=30).text
+    totals: dict[tuple[str, str], list[float]] = {}
+    for line in metrics.splitlines():
+        if (match := _LATENCY.match(line)) is not None:
+            kind, guard, stage, value = match.groups()
+            totals.setdefault((guard, stage), [0.0, 0.0])[kind == "count"] = float(value)
+    return totals
+
+
+Latencies = dict[tuple[str, str], list[float]]
+
+
+def mean_checks(before: Latencies, after: Latencies) -> dict[str, float]:
+    """stage -> the slowest guard's mean check time (ms) between two readings."""
+    slowest: dict[str, float] = {}
+    for (guard, stage), (seconds, count) in after.items():
+        was = before.get((guard, stage), [0.0, 0.0])
+        if count > was[1]:
+            mean = (seconds - was[0]) * 1000 / (count - was[1])
+            slowest[stage] = max(slowest.get(stage, 0.0), mean)
+    return slowest
 
 
 def start_stub(stack: ExitStack, logs: Path, token_delay_ms: float = 0.0) -> str:
@@ -178,8 +213,11 @@ async def one_answer(client: httpx.AsyncClient, url: str, stream: bool) -> tuple
     return first, time.perf_counter() - started, "".join(parts)
 
 
-async def measure(gateway: Gateway, mode: str, concurrency: int, seconds: float) -> Cell:
+async def measure(
+    gateway: Gateway, mode: str, concurrency: int, seconds: float, stagger: float = 0.0
+) -> Cell:
     stream = mode == "stream"
+    pauses = random.Random(concurrency).sample(range(1000), concurrency)  # the same for every gateway
     ttft: list[float] = []
     total: list[float] = []
     errors: Counter[str] = Counter()
@@ -189,8 +227,9 @@ async def measure(gateway: Gateway, mode: str, concurrency: int, seconds: float)
         await asyncio.gather(*(one_answer(client, gateway.url, stream) for _ in range(min(4, concurrency))))
         deadline = time.perf_counter() + seconds
 
-        async def worker() -> None:
+        async def worker(pause: float) -> None:
             nonlocal withheld
+            await asyncio.sleep(pause)
             while time.perf_counter() < deadline:
                 try:
                     first, whole, text = await one_answer(client, gateway.url, stream)
@@ -206,10 +245,14 @@ async def measure(gateway: Gateway, mode: str, concurrency: int, seconds: float)
                 ttft.append(first * 1000)
                 total.append(whole * 1000)
 
+        checks_before = guard_latency(gateway.url)
         cpu_before, started = cpu_seconds(gateway.pid), time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(stagger * p / 1000) for p in pauses))
         elapsed, cpu = time.perf_counter() - started, cpu_seconds(gateway.pid) - cpu_before
-    return Cell(gateway.name, mode, concurrency, len(total), errors, withheld, elapsed, cpu, ttft, total)
+        checks = mean_checks(checks_before, guard_latency(gateway.url))
+    return Cell(
+        gateway.name, mode, concurrency, len(total), errors, withheld, elapsed, cpu, ttft, total, checks
+    )
 
 
 def p99(values: list[float]) -> float:
@@ -219,10 +262,13 @@ def p99(values: list[float]) -> float:
 def row(cell: Cell) -> str:
     ttft = f"{statistics.median(cell.ttft_ms):.0f} | {p99(cell.ttft_ms):.0f}" if cell.ttft_ms else "- | -"
     median_total = f"{statistics.median(cell.total_ms):.0f}" if cell.total_ms else "-"
+    checks = " | ".join(
+        f"{cell.checks_ms[stage]:.1f}" if stage in cell.checks_ms else "-" for stage in ("input", "output")
+    )
     return (
         f"| {cell.mode} | {cell.concurrency} | {cell.target} | {cell.answers_per_s:.1f} | "
         f"{cell.cpu_ms_per_answer:.0f} | {cell.words_per_cpu_s:,.0f} | {ttft} | {median_total} | "
-        f"{cell.answers} | {cell.withheld} | {_errors(cell.errors)} |"
+        f"{checks} | {cell.answers} | {cell.withheld} | {_errors(cell.errors)} |"
     )
 
 
@@ -246,6 +292,12 @@ def main() -> None:
         help="the stub's pause between streamed words: 0 is an instant upstream; about 13 is an LLM's "
         "75 words/s, where time to first token shows what the guards add to it",
     )
+    parser.add_argument(
+        "--stagger",
+        type=float,
+        default=0.0,
+        help="start each client after a random pause of up to this many seconds (0: all at once)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the table goes")
     args = parser.parse_args()
     baselines = list({b.sha: b for b in map(resolve, args.baseline)}.values())
@@ -259,7 +311,8 @@ def main() -> None:
         for mode in args.modes:
             for concurrency in args.concurrency:
                 for gateway in gateways:
-                    rows.append(row(asyncio.run(measure(gateway, mode, concurrency, args.seconds))))
+                    cell = measure(gateway, mode, concurrency, args.seconds, args.stagger)
+                    rows.append(row(asyncio.run(cell)))
                     print(rows[-1], flush=True)
     against = "".join(
         f"; `@{b.short}` is the guarded gateway of {b.sha[:10]} ({b.subject})" for b in baselines
@@ -270,13 +323,16 @@ def main() -> None:
         "from a stub upstream, streamed a word a chunk (`stream`"
         + (f", {args.token_delay_ms:g} ms between words" if args.token_delay_ms else "")
         + ") or whole (`whole`); recording off; "
-        f"each cell starts answers for {args.seconds:g} s. "
+        + (f"clients start spread over {args.stagger:g} s; " if args.stagger else "")
+        + f"each cell starts answers for {args.seconds:g} s. "
         "CPU is the gateway process's own (user + system, all threads). "
         "TTFT is the time to the first text of the answer (for `whole`, the whole answer). 'Withheld': "
-        "answers that did not arrive whole (a guard that times out fails closed); 'errors': HTTP errors.\n\n"
+        "answers that did not arrive whole (a guard that times out fails closed); 'errors': HTTP errors. "
+        "Input / window check: the slowest guard's mean time to judge a request's input / one window.\n\n"
         "| mode | concurrency | gateway | answers/s | gateway CPU ms per answer | words per CPU-second | "
-        "median TTFT ms | p99 TTFT ms | median total ms | answers | withheld | errors |\n"
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n"
+        "median TTFT ms | p99 TTFT ms | median total ms | input check ms | window check ms | answers | "
+        "withheld | errors |\n"
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n"
     )
     args.out.write_text(report)
     print("\n" + report)
