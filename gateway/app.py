@@ -42,6 +42,7 @@ from guards.policy import check_references
 from guards.protocol import Guard
 from guards.registry import GuardResources, build_guards
 from guards.runner import RunnerPool
+from guards.verdict_cache import VerdictCache
 
 _ROUTES = (
     inference.chat_completions,
@@ -94,7 +95,9 @@ def create_app(
     runners = RunnerPool(GuardMetrics(metrics.registry))
     if guards is None:
         guards = build_guards(settings.guards, GuardResources(runners, runners.metrics, data_dir))
-    engine = GuardEngine(used_guards(settings, guards), runners.metrics)
+    cached = settings.verdict_cache
+    cache = VerdictCache(cached.entries, cached.max_chars, cached.max_text_chars) if cached.entries else None
+    engine = GuardEngine(used_guards(settings, guards), runners.metrics, cache)
     check_best_of_n(settings.policies, settings.limits)
     metrics_access = MetricsAccess(settings.server.operations, keyring)
     readiness = Readiness(settings.server.operations.ready_cache_s)

@@ -250,6 +250,18 @@ class FeedbackSettings(_Strict):
     labelstudio: LabelStudioSettings = msgspec.field(default_factory=LabelStudioSettings)
 
 
+class VerdictCacheSettings(_Strict):
+    """Input verdicts kept per tenant, so a conversation's earlier messages are judged once, not every
+    turn (``guards.verdict_cache``)."""
+
+    # Verdicts kept at most, across tenants, least recently used first out; 0: no cache.
+    entries: Annotated[int, msgspec.Meta(ge=0)] = 4096
+    # What the kept verdicts may hold in all, in characters (a PII verdict holds a redacted copy).
+    max_chars: Annotated[int, msgspec.Meta(ge=0)] = 4_000_000
+    # Texts longer than this are judged every time, not kept.
+    max_text_chars: Annotated[int, msgspec.Meta(ge=0)] = 32_768
+
+
 class Settings(_Strict):
     # Where the gateway keeps its own files (embedded servers' logs and data). `~` is expanded.
     data_dir: str = "~/.hhh"
@@ -269,6 +281,8 @@ class Settings(_Strict):
     rate_limits: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)
     # What one request may cost (JSON depth, n, text for the guards): see gateway/limits.py.
     limits: LimitsSettings = msgspec.field(default_factory=LimitsSettings)
+    # Input verdicts of the text-only guards (toxicity, PII), kept per tenant.
+    verdict_cache: VerdictCacheSettings = msgspec.field(default_factory=VerdictCacheSettings)
 
     def __post_init__(self) -> None:
         names = [u.name for u in self.upstreams]

@@ -42,6 +42,12 @@ class GuardMetrics:
             buckets=_FAST,
             registry=registry,
         )
+        self.verdict_cache = Counter(
+            "hhh_verdict_cache",
+            "Input verdicts found in (hit) or missing from (miss) the per-tenant cache, by guard.",
+            ["guard", "outcome"],
+            registry=registry,
+        )
         self.decisions = Counter(
             "hhh_guard_decisions",
             "What guards decided, per text: pass, flag, annotate, redact, block, error.",

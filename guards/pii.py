@@ -84,6 +84,7 @@ _DEFAULT_THRESHOLDS = {entity: 0.5 for entity in DEFAULT_ENTITIES} | {"PHONE_NUM
 
 
 class PiiGuard(GuardBase):
+    context_free: ClassVar[bool] = True  # judged on the text alone: input verdicts are cached
     kind: ClassVar[str] = "pii"
     stages: ClassVar[frozenset[Stage]] = frozenset(Stage)
     config_type: ClassVar[type[msgspec.Struct]] = PiiConfig

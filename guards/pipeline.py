@@ -26,6 +26,7 @@ from guards.policy import Action, FailMode, Rule
 from guards.protocol import Guard
 from guards.redaction import apply_spans, merge_overlapping
 from guards.verdict import JudgeContext, Span, Stage, Verdict
+from guards.verdict_cache import VerdictCache
 from guards.views import focus_in_view, make_views, verdict_to_original, view_of
 
 log = logging.getLogger("hhh.guards")
@@ -186,6 +187,13 @@ def _fallen_back(rule: Rule, result: RuleResult) -> RuleResult:
     return msgspec.structs.replace(result, decisions=decisions)
 
 
+def _all_judged(verdicts: list[Verdict | None]) -> list[Verdict]:
+    """Every text has its verdict by now (cached or judged)."""
+    judged = [verdict for verdict in verdicts if verdict is not None]
+    assert len(judged) == len(verdicts)
+    return judged
+
+
 def _for_rule(context: JudgeContext, rule: Rule) -> JudgeContext:
     """The context as one rule's guard sees it: with the categories the rule counts."""
     if rule.categories is None:
@@ -194,9 +202,15 @@ def _for_rule(context: JudgeContext, rule: Rule) -> JudgeContext:
 
 
 class GuardEngine:
-    def __init__(self, guards: Mapping[str, Guard], metrics: GuardMetrics | None = None) -> None:
+    def __init__(
+        self,
+        guards: Mapping[str, Guard],
+        metrics: GuardMetrics | None = None,
+        cache: VerdictCache | None = None,
+    ) -> None:
         self.guards = dict(guards)
         self._metrics = metrics
+        self.cache = cache  # input verdicts per tenant (None: every text judged every time)
         self.in_flight = 0  # judgements under way (``run`` calls), a measure of the guards' load
 
     async def start(self) -> None:
@@ -241,13 +255,20 @@ class GuardEngine:
         guard = self.guards[rule.guard]
         thresholds = {**guard.default_thresholds, **rule.thresholds}
         started = time.perf_counter()
+        keys, verdicts = self._cached(stage, rule, guard, thresholds, seen, context)
+        missing = [index for index, verdict in enumerate(verdicts) if verdict is None]
         try:
-            verdicts = await asyncio.wait_for(
-                guard.judge(
-                    [v.text for v in seen], thresholds, _for_rule(focus_in_view(context, seen), rule)
-                ),
-                rule.timeout_ms / 1000,
-            )
+            if missing:
+                asked = [seen[index] for index in missing]
+                asked_context = _for_rule(focus_in_view(context, asked), rule)
+                judged = await asyncio.wait_for(
+                    guard.judge([v.text for v in asked], thresholds, asked_context), rule.timeout_ms / 1000
+                )
+                for index, verdict in zip(missing, judged, strict=True):
+                    verdicts[index] = verdict
+                    key = keys[index]
+                    if key is not None and self.cache is not None:
+                        self.cache.put(key, verdict)
         except Exception as exc:  # noqa: BLE001 - a failing guard gets the rule's fail mode, never a 500
             kind = "timeout" if isinstance(exc, TimeoutError) else "error"
             message = f"{kind}: {exc}" if str(exc) else kind
@@ -257,15 +278,44 @@ class GuardEngine:
             decision = "block" if rule.on_error is FailMode.CLOSED else "error"
             self._count(rule.guard, stage, [decision] * len(texts), [None] * len(texts))
             return RuleResult(rule.guard, rule.action, [decision] * len(texts), [None] * len(texts), message)
-        if self._metrics is not None:
+        if self._metrics is not None and missing:
             self._metrics.guard_latency.labels(rule.guard, stage).observe(time.perf_counter() - started)
-        verdicts = [
+        checked = [
             only_categories(verdict_to_original(verdict, text, view), rule.categories, text)
-            for verdict, text, view in zip(verdicts, texts, seen, strict=True)
+            for verdict, text, view in zip(_all_judged(verdicts), texts, seen, strict=True)
         ]
-        decisions = [_decide(rule, verdict) for verdict in verdicts]
-        self._count(rule.guard, stage, decisions, list(verdicts))
-        return RuleResult(rule.guard, rule.action, decisions, list(verdicts))
+        decisions = [_decide(rule, verdict) for verdict in checked]
+        self._count(rule.guard, stage, decisions, list(checked))
+        return RuleResult(rule.guard, rule.action, decisions, list(checked))
+
+    def _cached(
+        self,
+        stage: Stage,
+        rule: Rule,
+        guard: Guard,
+        thresholds: Mapping[str, float],
+        seen: Sequence[Normalised],
+        context: JudgeContext,
+    ) -> tuple[list[bytes | None], list[Verdict | None]]:
+        """Each text's cache key (None: not cached) and its cached verdict, if any (input verdicts of
+        context-free guards, per tenant: see ``guards.verdict_cache``)."""
+        cache = self.cache
+        if cache is None or stage is not Stage.INPUT or not getattr(guard, "context_free", False):
+            return [None] * len(seen), [None] * len(seen)
+        keys = [cache.key(context.tenant, rule.guard, thresholds, rule.categories, v.text) for v in seen]
+        verdicts: list[Verdict | None] = []
+        for key in keys:
+            verdict = cache.get(key) if key is not None else None
+            # A copy: the cached one stays as judged; its latency is this call's (none).
+            verdicts.append(None if verdict is None else msgspec.structs.replace(verdict, latency_ms=0.0))
+        if self._metrics is not None:
+            hits = sum(v is not None for v in verdicts)
+            misses = sum(k is not None for k in keys) - hits
+            if hits:
+                self._metrics.verdict_cache.labels(rule.guard, "hit").inc(hits)
+            if misses:
+                self._metrics.verdict_cache.labels(rule.guard, "miss").inc(misses)
+        return keys, verdicts
 
     def _count(self, guard: str, stage: Stage, decisions: list[str], verdicts: list[Verdict | None]) -> None:
         if self._metrics is None:

@@ -95,6 +95,7 @@ class ToxicityConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class ToxicityGuard(GuardBase):
+    context_free: ClassVar[bool] = True  # judged on the text alone: input verdicts are cached
     kind: ClassVar[str] = "toxicity"
     stages: ClassVar[frozenset[Stage]] = frozenset(Stage)
     # Classifiers judge meaning: they read the text with obfuscation undone (``guards.normalise``).

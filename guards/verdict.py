@@ -64,6 +64,8 @@ class JudgeContext(msgspec.Struct):
     # work that could only find the others (the PII guard: recognisers that cannot match, see
     # ``guards.pii_triggers``).
     categories: list[str] | None = None
+    # Who asked (at the input stage): the scope of cached verdicts (``guards.verdict_cache``); "" for none.
+    tenant: str = ""
 
 
 class Verdict(msgspec.Struct):

@@ -88,8 +88,9 @@ class CompletionService:
         slots = request.endpoint.request_slots(request.body)
         answered = request.endpoint.answer is not None  # embeddings: no answer to restore values in
         kinds = slot_kinds(request.body, slots)
+        sources = request.sources[: request.supplied_sources]
         checked = await self.guardrails.check_input(
-            request.policy, slots, answered, kinds, request.sources[: request.supplied_sources]
+            request.policy, slots, answered, kinds, sources, request.tenant
         )
         if any(text != slot.text for slot, text in zip(slots, checked.texts, strict=True)):
             request = request.redacted(checked.texts, checked.pseudonyms)

@@ -191,6 +191,7 @@ class Guardrails:
         answered: bool = True,
         kinds: Sequence[str] = (),
         sources: Sequence[Source] = (),
+        tenant: str = "",
     ) -> CheckedInput:
         """Judge every input text: the report, each text as the upstream may read it (redacted, with
         numbered placeholders where the rule restores and an answer will come to restore them in), and
@@ -199,15 +200,16 @@ class Guardrails:
 
         ``kinds``: each slot's kind of text (``text_slots.slot_kinds``), for guards that tell them apart.
         ``sources``: the items of the request's ``sources`` field, judged (read only: never sent upstream)
-        by the rules whose guard ``reads_sources`` (prompt injection), reported as ``sources[i].text``."""
+        by the rules whose guard ``reads_sources`` (prompt injection), reported as ``sources[i].text``.
+        ``tenant``: who asked, the scope of cached input verdicts (``guards.verdict_cache``)."""
         texts, wheres = [slot.text for slot in slots], [slot.where for slot in slots]
-        context = JudgeContext(kinds=list(kinds)) if kinds else None
+        context = JudgeContext(kinds=list(kinds), tenant=tenant)
         judging = self._judge(Stage.INPUT, resolved.policy.input, texts, wheres, context)
         source_rules = [rule for rule in resolved.policy.input if self._reads_sources(rule.guard)]
         if sources and source_rules:  # judged beside the messages, refused by where they are
             source_wheres = [f"{SOURCES_FIELD}[{index}].text" for index in range(len(sources))]
             source_texts = [source.text for source in sources]
-            source_context = JudgeContext(kinds=["source"] * len(sources))
+            source_context = JudgeContext(kinds=["source"] * len(sources), tenant=tenant)
             judged, read = await asyncio.gather(
                 judging, self._judge(Stage.INPUT, source_rules, source_texts, source_wheres, source_context)
             )

@@ -4,12 +4,14 @@
                                     each capped, and scrubbed of the upstream's key
       → sse_payloads(lines)         lines → each event's ``data`` (capped too)
       → decode_chunks(payloads)     data → chunk objects of a checked shape, up to ``[DONE]``
-      → [stages that read or rewrite chunks: output guards, recording]
+      → [stages that read or rewrite chunks: output guards (behind a bounded read-ahead,
+                                    ``gateway.relay.read_ahead``), recording]
       → encode_sse(chunks)          chunk objects → ``data: …`` frames, then ``data: [DONE]``;
                                     a failure becomes one final OpenAI-shaped error event
 
-Each stage pulls from the one before, so nothing is buffered beyond one event, and a cancelled
-consumer (client gone) cancels every stage up to the upstream socket.
+Each stage pulls from the one before, so nothing is buffered beyond one event (but for the output
+guards' read-ahead, which is bounded and closes its source), and a cancelled consumer (client gone)
+cancels every stage up to the upstream socket.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import openai
 import pytest
 
@@ -106,3 +107,40 @@ def test_grounding_flags_a_contradicted_claim_with_its_source(sync_client: opena
     assert answer[claims["contradicted"]["start"] : claims["contradicted"]["end"]].startswith(
         "It handles 5,000"
     )
+
+
+def _cache_counts(gateway_url: str) -> dict[str, float]:
+    """``hhh_verdict_cache_total`` by guard and outcome, from the gateway's /metrics."""
+    scraped = httpx.get(gateway_url.removesuffix("/v1") + "/metrics", timeout=30).text
+    counts = {}
+    for line in scraped.splitlines():
+        if line.startswith("hhh_verdict_cache_total{"):
+            labels, value = line.rsplit(" ", 1)
+            counts[labels.removeprefix("hhh_verdict_cache_total")] = float(value)
+    return counts
+
+
+def test_a_conversations_history_is_judged_once(
+    sync_client: openai.OpenAI, gateway_url: str, stub: tuple[str, StubState]
+) -> None:
+    """Each turn resends the conversation; the input guards judge only its new messages."""
+    _, state = stub
+    history = [
+        {"role": "system", "content": "You answer questions about gardening in one sentence."},
+        {"role": "user", "content": "When do I plant tulip bulbs? Ask Maria Lopez at maria@example.org."},
+    ]
+    sync_client.chat.completions.create(model="stub-echo", messages=history)  # type: ignore[arg-type]
+    before = _cache_counts(gateway_url)
+    history += [
+        {"role": "assistant", "content": "Plant them in autumn, before the ground freezes."},
+        {"role": "user", "content": "And how deep should they go?"},
+    ]
+    sync_client.chat.completions.create(model="stub-echo", messages=history)  # type: ignore[arg-type]
+    after = _cache_counts(gateway_url)
+    for guard in ("toxicity", "pii"):
+        hit, miss = f'{{guard="{guard}",outcome="hit"}}', f'{{guard="{guard}",outcome="miss"}}'
+        judged = (after.get(hit, 0) - before.get(hit, 0), after[miss] - before.get(miss, 0))
+        assert judged == (2, 2), guard  # kept: the system prompt and the first question; judged: the rest
+    sent = state.bodies[-1]["messages"]
+    assert "maria@example.org" not in sent[1]["content"]  # a cached verdict still redacts
+    assert "<EMAIL_ADDRESS_1>" in sent[1]["content"]
