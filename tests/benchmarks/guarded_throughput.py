@@ -17,7 +17,10 @@ passes the guards). ``--stagger S`` starts each client after a random pause of u
 same pauses for every gateway), so requests arrive spread out as real users' do, instead of all at once
 and in lock step. For a guarded gateway the table also gives the mean time one guard took to judge a
 request's input and one window of its output (the slowest guard's, from the gateway's own
-``hhh_guard_latency_seconds``). The table goes to ``tests/benchmarks/results/guarded_throughput.md``.
+``hhh_guard_latency_seconds``). Every request asks a question of its own; ``--history N`` makes each
+client resend N earlier messages of its conversation with every question, as chat clients do, and adds
+the guarded gateway without its verdict cache (``guards.verdict_cache``). The table goes to
+``tests/benchmarks/results/guarded_throughput.md``.
 """
 
 from __future__ import annotations
@@ -57,7 +60,22 @@ from tests.benchmarks.proxy_overhead import (
 from tests.support.servers import wait_until_up
 
 RESULTS = Path(__file__).resolve().parent / "results" / "guarded_throughput.md"
-PROMPT = [{"role": "user", "content": "Tell me about the town."}]
+# Every request asks its own question (a repeated one would be judged once, see guards.verdict_cache).
+QUESTION = "Tell me about the town, question {client}-{turn}."
+
+
+def conversation(client: int, turn: int, history: int) -> list[dict[str, str]]:
+    """A client's messages for one request: ``history`` earlier messages of its own conversation (the
+    same every turn, as a chat client resends them), then a new question."""
+    earlier = [
+        {"role": "user", "content": f"An earlier question {client}-{i} about the harbour and its boats."}
+        if i % 2 == 0
+        else {"role": "assistant", "content": f"An earlier answer {client}-{i} about the old harbour."}
+        for i in range(history)
+    ]
+    return [*earlier, {"role": "user", "content": QUESTION.format(client=client, turn=turn)}]
+
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -139,18 +157,24 @@ def start_stub(stack: ExitStack, logs: Path, token_delay_ms: float = 0.0) -> str
 
 
 def start_gateway(
-    stack: ExitStack, logs: Path, stub: str, guarded: bool, baseline: Baseline | None = None
+    stack: ExitStack,
+    logs: Path,
+    stub: str,
+    guarded: bool,
+    baseline: Baseline | None = None,
+    cache: bool = True,
 ) -> Gateway:
     port = free_port()
     config = logs / f"gateway-{port}.yaml"
     lines = [f"data_dir: {logs / f'data-{port}'}", f"upstreams: [{{name: stub, url: '{stub}'}}]"]
     lines += ["feedback: {record: false}"] + ([] if guarded else ["policies: {default: {}}"])
+    lines += [] if cache else ["verdict_cache: {entries: 0}"]
     config.write_text("\n".join(lines) + "\n")
     env = dict(os.environ)
     env.pop("HHH_UPSTREAM_URL", None)
     command = [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port)]
     command += ["--log-level", "warning"]
-    name = "default guards" if guarded else "no guards"
+    name = ("default guards" if guarded else "no guards") + ("" if cache else ", no verdict cache")
     cwd = ROOT
     if baseline is not None:
         tree = stack.enter_context(worktree(baseline))
@@ -186,9 +210,11 @@ def raise_for_status(response: httpx.Response) -> None:
     raise AnswerError(kind)
 
 
-async def one_answer(client: httpx.AsyncClient, url: str, stream: bool) -> tuple[float, float, str]:
+async def one_answer(
+    client: httpx.AsyncClient, url: str, stream: bool, messages: list[dict[str, str]]
+) -> tuple[float, float, str]:
     """(time to first text, total time, the text) of one answer, in seconds."""
-    body = {"model": "stub-long", "messages": PROMPT, "stream": stream}
+    body = {"model": "stub-long", "messages": messages, "stream": stream}
     started = time.perf_counter()
     if not stream:
         response = await client.post(url, json=body)
@@ -214,7 +240,7 @@ async def one_answer(client: httpx.AsyncClient, url: str, stream: bool) -> tuple
 
 
 async def measure(
-    gateway: Gateway, mode: str, concurrency: int, seconds: float, stagger: float = 0.0
+    gateway: Gateway, mode: str, concurrency: int, seconds: float, stagger: float = 0.0, history: int = 0
 ) -> Cell:
     stream = mode == "stream"
     pauses = random.Random(concurrency).sample(range(1000), concurrency)  # the same for every gateway
@@ -224,15 +250,19 @@ async def measure(
     withheld = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=300, limits=limits) as client:
-        await asyncio.gather(*(one_answer(client, gateway.url, stream) for _ in range(min(4, concurrency))))
+        warm = [conversation(-1 - i, 0, history) for i in range(min(4, concurrency))]
+        await asyncio.gather(*(one_answer(client, gateway.url, stream, messages) for messages in warm))
         deadline = time.perf_counter() + seconds
+        turns = Counter[int]()
 
-        async def worker(pause: float) -> None:
+        async def worker(index: int, pause: float) -> None:
             nonlocal withheld
             await asyncio.sleep(pause)
             while time.perf_counter() < deadline:
+                turns[index] += 1
+                messages = conversation(index, turns[index], history)
                 try:
-                    first, whole, text = await one_answer(client, gateway.url, stream)
+                    first, whole, text = await one_answer(client, gateway.url, stream, messages)
                 except AnswerError as error:
                     errors[str(error)] += 1
                     continue
@@ -247,7 +277,7 @@ async def measure(
 
         checks_before = guard_latency(gateway.url)
         cpu_before, started = cpu_seconds(gateway.pid), time.perf_counter()
-        await asyncio.gather(*(worker(stagger * p / 1000) for p in pauses))
+        await asyncio.gather(*(worker(index, stagger * p / 1000) for index, p in enumerate(pauses)))
         elapsed, cpu = time.perf_counter() - started, cpu_seconds(gateway.pid) - cpu_before
         checks = mean_checks(checks_before, guard_latency(gateway.url))
     return Cell(
@@ -298,6 +328,13 @@ def main() -> None:
         default=0.0,
         help="start each client after a random pause of up to this many seconds (0: all at once)",
     )
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="earlier messages each client resends with every question (a chat's history); when set, the "
+        "guarded gateway without its verdict cache runs too",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the table goes")
     args = parser.parse_args()
     baselines = list({b.sha: b for b in map(resolve, args.baseline)}.values())
@@ -307,11 +344,13 @@ def main() -> None:
         logs = Path(scratch)
         stub = start_stub(stack, logs, args.token_delay_ms)
         gateways = [start_gateway(stack, logs, stub, guarded=False), start_gateway(stack, logs, stub, True)]
+        if args.history:
+            gateways.append(start_gateway(stack, logs, stub, True, cache=False))
         gateways += [start_gateway(stack, logs, stub, True, baseline) for baseline in baselines]
         for mode in args.modes:
             for concurrency in args.concurrency:
                 for gateway in gateways:
-                    cell = measure(gateway, mode, concurrency, args.seconds, args.stagger)
+                    cell = measure(gateway, mode, concurrency, args.seconds, args.stagger, args.history)
                     rows.append(row(asyncio.run(cell)))
                     print(rows[-1], flush=True)
     against = "".join(
@@ -324,6 +363,11 @@ def main() -> None:
         + (f", {args.token_delay_ms:g} ms between words" if args.token_delay_ms else "")
         + ") or whole (`whole`); recording off; "
         + (f"clients start spread over {args.stagger:g} s; " if args.stagger else "")
+        + (
+            f"each request resends {args.history} earlier messages of its client's conversation; "
+            if args.history
+            else ""
+        )
         + f"each cell starts answers for {args.seconds:g} s. "
         "CPU is the gateway process's own (user + system, all threads). "
         "TTFT is the time to the first text of the answer (for `whole`, the whole answer). 'Withheld': "
