@@ -15,6 +15,11 @@ The original keeps only the *last* 100 known words of a text, so toxicity at the
 never seen. ``predict`` scores every window of 100 known words instead (overlapping by half; see
 ``windows`` for very long texts) and keeps each label's maximum; texts of up to 100 known words score
 exactly as the original.
+
+``predict`` runs the network through ``bilstm_padding.PaddingShortcut``: the forward direction's
+padding steps come from a table built at load, so a short window costs about half the LSTM steps,
+with the same scores (to float rounding, about 1e-7). ``predict_reference`` is the plain path
+(every row padded to 100 ids through ``score_sequences``), kept for parity tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from guards.devices import DevicePreference, Placement, choose_placement
+from guards.models.bilstm_padding import PaddingShortcut
 
 if TYPE_CHECKING:
     import torch
@@ -157,13 +163,16 @@ def pad_front(sequence: list[int], maxlen: int = MAXLEN) -> list[int]:
     return [0] * (maxlen - len(kept)) + kept
 
 
-def windows(sequence: list[int], max_windows: int, maxlen: int = MAXLEN) -> list[list[int]]:
+def windows(
+    sequence: list[int], max_windows: int, maxlen: int = MAXLEN, *, pad: bool = True
+) -> list[list[int]]:
     """Windows of ``maxlen`` ids overlapping by half, the last one ending at the text's end (so a short
-    text gives exactly the original's single padded row). A text needing more than ``max_windows`` is
+    text gives exactly the original's single padded row; with ``pad=False`` that row is the text's ids
+    alone, for ``PaddingShortcut`` to pad implicitly). A text needing more than ``max_windows`` is
     cut into windows that do not overlap and, if still too many, those are thinned evenly, always keeping
     the first and the last: the cost of one text is bounded, at the price of gaps in a very long one."""
     if len(sequence) <= maxlen:
-        return [pad_front(sequence, maxlen)]
+        return [pad_front(sequence, maxlen) if pad else list(sequence)]
     starts = _starts(len(sequence), maxlen, maxlen // 2)
     if len(starts) > max_windows:
         starts = _starts(len(sequence), maxlen, maxlen)
@@ -237,7 +246,8 @@ def load_weights(network: torch.nn.Module, weights: Path) -> None:
 
 
 class BiLstmToxicity:
-    """The loaded model: ``predict`` for the runner, ``score_sequences`` for exact parity checks."""
+    """The loaded model: ``predict`` for the runner; ``score_sequences`` and ``predict_reference``,
+    the plain padded path, for exact parity checks."""
 
     def __init__(self, config: BiLstmConfig) -> None:
         import torch
@@ -249,10 +259,13 @@ class BiLstmToxicity:
         network = build_network()
         load_weights(network, model_dir / "model.weights.h5")
         self.network = network.to(self.placement.device).eval()
+        self.shortcut = PaddingShortcut(self.network, MAXLEN)
         self._torch = torch
 
     def score_sequences(self, rows: list[list[int]]) -> list[list[float]]:
         """The six sigmoid outputs (KERAS_LABELS' order) for rows of ``MAXLEN`` ids."""
+        if not rows:  # an LSTM refuses an empty batch
+            return []
         torch = self._torch
         with torch.inference_mode():
             ids = torch.tensor(rows, dtype=torch.long, device=self.placement.device)
@@ -266,16 +279,31 @@ class BiLstmToxicity:
 
     def predict(self, texts: list[str]) -> list[dict[str, float]]:
         """The guard's scores (its category names), the maximum over each text's windows."""
+        owners, rows = self._windows(texts, pad=False)
+        scores: list[list[float]] = self.shortcut.score(rows).float().cpu().tolist()
+        return _best_per_text(len(texts), owners, scores)
+
+    def predict_reference(self, texts: list[str]) -> list[dict[str, float]]:
+        """``predict`` without the padding shortcut: every window padded to 100 ids and run in full."""
+        owners, rows = self._windows(texts, pad=True)
+        return _best_per_text(len(texts), owners, self.score_sequences(rows))
+
+    def _windows(self, texts: list[str], *, pad: bool) -> tuple[list[int], list[list[int]]]:
         owners: list[int] = []
         rows: list[list[int]] = []
         for owner, text in enumerate(texts):
-            for window in windows(self.tokenizer.to_sequence(text), self.config.max_windows):
+            sequence = self.tokenizer.to_sequence(text)
+            for window in windows(sequence, self.config.max_windows, pad=pad):
                 owners.append(owner)
                 rows.append(window)
-        best = [[0.0] * len(CATEGORIES) for _ in texts]
-        for owner, scores in zip(owners, self.score_sequences(rows), strict=True):
-            best[owner] = [max(a, b) for a, b in zip(best[owner], scores, strict=True)]
-        return [dict(zip(CATEGORIES, row, strict=True)) for row in best]
+        return owners, rows
+
+
+def _best_per_text(count: int, owners: list[int], scores: list[list[float]]) -> list[dict[str, float]]:
+    best = [[0.0] * len(CATEGORIES) for _ in range(count)]
+    for owner, row in zip(owners, scores, strict=True):
+        best[owner] = [max(a, b) for a, b in zip(best[owner], row, strict=True)]
+    return [dict(zip(CATEGORIES, row, strict=True)) for row in best]
 
 
 def load_bilstm(config: BiLstmConfig) -> Callable[[list[str]], list[dict[str, float]]]:
