@@ -17,9 +17,10 @@ never seen. ``predict`` scores every window of 100 known words instead (overlapp
 exactly as the original.
 
 ``predict`` runs the network through ``bilstm_padding.PaddingShortcut``: the forward direction's
-padding steps come from a table built at load, so a short window costs about half the LSTM steps,
-with the same scores (to float rounding, about 1e-7). ``predict_reference`` is the plain path
-(every row padded to 100 ids through ``score_sequences``), kept for parity tests and benchmarks.
+padding steps come from a table built at load, so a window of ``n`` known words costs ``100 + n``
+LSTM steps instead of 200, with the same scores (to float rounding, about 1e-7).
+``predict_reference`` is the plain path (every row padded to 100 ids through ``score_sequences``),
+kept for parity tests and benchmarks.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import statistics
@@ -87,7 +88,7 @@ def main() -> None:
     cells.append(("mixed 1-100 ids", 64, cut(words, mixed, rng.randrange(len(words)))))
     lines = [
         f"# BiLSTM padding shortcut ({platform.processor() or platform.machine()}, "
-        f"{args.threads} torch thread(s))",
+        f"{os.cpu_count()} cores, {args.threads} torch thread(s))",
         "",
         "`predict` (padding shortcut) vs `predict_reference` (every window padded to 100 ids), "
         "same process, timed alternately; median call.",
