@@ -227,11 +227,13 @@ class StreamGuard:
 
     def _defers(self, channel: Channel) -> bool:
         """Whether to wait for more text before judging: more is here already, a window has room, and the
-        guards are busy with other checks (this one would queue). Unloaded, windows stay a sentence."""
+        guards are busy with other checks (this one would queue). Unloaded, windows stay a sentence. The
+        first window of a text is never deferred: the time to its first token comes first."""
         ahead = self.ahead
         return (
             ahead is not None
             and ahead.ready
+            and bool(channel.shown)
             and channel.cutter.pending_chars < channel.cutter.max_chars
             and self.guardrails.busy
         )
