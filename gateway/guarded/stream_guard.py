@@ -104,6 +104,7 @@ class StreamGuard:
         self.write = ChunkWriter(self.chat)
         self.read_ahead = read_ahead  # False: the upstream's stages keep state beside the chunks
         self.ahead: ReadAhead | None = None  # set by ``run`` in buffer mode
+        self._deferred: set[int] = set()  # choices with text left unjudged while more was arriving
 
     async def run(self, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
         # In buffer mode the upstream is read during each check; while the guards are busy, what arrived
@@ -132,8 +133,8 @@ class StreamGuard:
                     if not state.done:
                         async for out in self._on_choice(state, choice):
                             yield out
-                if self.ahead is not None and not self.ahead.ready:  # nothing more came: judge what did
-                    async for out in self._check_deferred():
+                if self._deferred and self.ahead is not None and not self.ahead.ready:
+                    async for out in self._check_deferred():  # nothing more came: judge what did
                         yield out
                 if self.stopping and self._all_done():
                     break
@@ -218,7 +219,9 @@ class StreamGuard:
         channel.cutter.append(text)
         if self.buffer:
             channel.logprobs.add(len(text), logprobs)
-        if not self._defers(channel):
+        if self._defers(channel):
+            self._deferred.add(state.index)
+        else:
             async for out in self._check_windows(state, channel):
                 yield out
         if not self.buffer and not state.done:  # stream_first: out as soon as no window it closed failed
@@ -244,8 +247,10 @@ class StreamGuard:
                 yield out
 
     async def _check_deferred(self) -> AsyncIterator[Chunk]:
-        """The windows each choice's text now in holds (text of other choices may have come in between)."""
-        for state in list(self._choices.values()):
+        """The windows of the choices whose text was left unjudged (other choices' may have come since)."""
+        deferred, self._deferred = sorted(self._deferred), set()
+        for index in deferred:
+            state = self._choices[index]
             if not state.done and state.current is not None:
                 async for out in self._check_windows(state, state.current):
                     yield out

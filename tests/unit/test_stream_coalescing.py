@@ -2,24 +2,23 @@
 arrived during a check is judged as one larger window. Unloaded, a window stays a sentence. Either way
 no character reaches the client before a window holding it passed, and every character is judged.
 
-Real ``StreamGuard``s and ``GuardEngine``; the guard is a stand-in that takes a few milliseconds per
-check, blocks a marker word, and keeps every text it judged.
+Real ``StreamGuard``s and ``GuardEngine``; the guard is the suite's word guard, slowed to a few
+milliseconds per check, blocking a marker word and keeping every text it judged.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator
+from typing import Any
 
-import msgspec
 import pytest
 
 from gateway.guarded.guardrails import Guardrails, ResolvedPolicy
 from gateway.guarded.stream_guard import StreamGuard
 from guards.pipeline import GuardEngine
 from guards.policy import Action, GuardSpec, Policy, PolicyBook, Rule, StreamPolicy
-from guards.verdict import JudgeContext, Stage, Verdict
+from tests.support.fake_guards import WordGuard
 
 pytestmark = pytest.mark.asyncio
 
@@ -28,47 +27,15 @@ ANSWER = " ".join(SENTENCES)
 FORBIDDEN = "FORBIDDEN"
 
 
-class _NoConfig(msgspec.Struct):
-    pass
-
-
-class SlowMarkerGuard:
+def _slow_guard(delay: float) -> WordGuard:
     """Blocks texts holding FORBIDDEN; each check takes ``delay`` seconds; keeps what it judged."""
+    guard = WordGuard("marker", trigger=FORBIDDEN)
+    guard.delay_s = delay
+    return guard
 
-    kind: ClassVar[str] = "marker"
-    stages: ClassVar[frozenset[Stage]] = frozenset(Stage)
-    config_type: ClassVar[type[msgspec.Struct]] = _NoConfig
-    default_thresholds: ClassVar[Mapping[str, float]] = {"marker": 0.5}
 
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-        self.judged: list[str] = []
-
-    @property
-    def name(self) -> str:
-        return "marker"
-
-    @property
-    def categories(self) -> Sequence[str]:
-        return ["marker"]
-
-    async def start(self) -> None:
-        pass
-
-    async def judge(
-        self, texts: Sequence[str], thresholds: Mapping[str, float], context: JudgeContext | None = None
-    ) -> list[Verdict]:
-        await asyncio.sleep(self.delay)
-        self.judged.extend(texts)
-        return [
-            Verdict(
-                "marker", FORBIDDEN not in t, {"marker": float(FORBIDDEN in t)}, ["marker"] * (FORBIDDEN in t)
-            )
-            for t in texts
-        ]
-
-    async def close(self) -> None:
-        pass
+def _judged(guard: WordGuard) -> list[str]:
+    return [text for call in guard.calls for text in call]
 
 
 async def _upstream(text: str) -> AsyncIterator[dict[str, Any]]:
@@ -91,7 +58,7 @@ async def _read(guard: StreamGuard, text: str) -> tuple[str, int]:
     return "".join(out), len(out)
 
 
-async def _streams(guard: SlowMarkerGuard, texts: list[str], max_chars: int = 400) -> list[tuple[str, int]]:
+async def _streams(guard: WordGuard, texts: list[str], max_chars: int = 400) -> list[tuple[str, int]]:
     engine = GuardEngine({"marker": guard})
     windows = StreamPolicy(min_chars=24, max_chars=max_chars, overlap_chars=16)
     policy = Policy(output=[Rule(guard="marker", action=Action.BLOCK)], stream=windows)
@@ -111,29 +78,72 @@ def _covered(text: str, judged: list[str]) -> set[int]:
 
 
 async def test_unloaded_a_window_stays_a_sentence() -> None:
-    guard = SlowMarkerGuard(delay=0.002)
+    guard = _slow_guard(0.002)
     ((text, chunks),) = await _streams(guard, [ANSWER])
     assert text == ANSWER
     assert chunks == len(SENTENCES)  # one release per sentence, as before
-    assert len(guard.judged) == len(SENTENCES)
+    assert len(_judged(guard)) == len(SENTENCES)
 
 
 async def test_under_load_windows_coalesce_and_every_character_is_still_judged() -> None:
-    guard = SlowMarkerGuard(delay=0.005)
+    guard = _slow_guard(0.005)
     results = await _streams(guard, [ANSWER] * 4)
     assert [text for text, _ in results] == [ANSWER] * 4
     # Fewer, larger checks than one per sentence for each stream (4 streams of 16 sentences).
-    assert len(guard.judged) < 4 * len(SENTENCES)
-    assert max(len(t) for t in guard.judged) > 2 * max(map(len, SENTENCES))
-    assert all(len(t) <= 400 + 16 for t in guard.judged)  # a window is still at most max_chars (+ context)
-    assert _covered(ANSWER, guard.judged) == set(range(len(ANSWER)))
+    assert len(_judged(guard)) < 4 * len(SENTENCES)
+    assert max(len(t) for t in _judged(guard)) > 2 * max(map(len, SENTENCES))
+    assert all(len(t) <= 400 + 16 for t in _judged(guard))  # a window is still at most max_chars (+ context)
+    assert _covered(ANSWER, _judged(guard)) == set(range(len(ANSWER)))
 
 
 async def test_a_forbidden_sentence_never_reaches_the_client_when_windows_coalesce() -> None:
     hostile = " ".join([*SENTENCES[:9], f"Now the {FORBIDDEN} part arrives.", *SENTENCES[9:]])
-    guard = SlowMarkerGuard(delay=0.005)
+    guard = _slow_guard(0.005)
     results = await _streams(guard, [hostile, ANSWER, ANSWER])
     text, _ = results[0]
     assert FORBIDDEN not in text
     assert hostile.startswith(text)  # what went out is a prefix of the answer, released before the block
     assert [t for t, _ in results[1:]] == [ANSWER, ANSWER]  # the other clients are untouched
+
+
+async def _two_choices(first: str, second: str) -> AsyncIterator[dict[str, Any]]:
+    """An instant upstream with ``n=2``: the two choices' words interleaved, a chunk each."""
+    for index, words in enumerate(zip(first.split(" "), second.split(" "), strict=True)):
+        for choice, word in enumerate(words):
+            delta = {"content": word if index == 0 else " " + word}
+            yield {"id": "c", "choices": [{"index": choice, "delta": delta, "finish_reason": None}]}
+            await asyncio.sleep(0)
+    for choice in (0, 1):
+        yield {"id": "c", "choices": [{"index": choice, "delta": {}, "finish_reason": "stop"}]}
+
+
+async def test_two_choices_coalesced_under_load_each_get_their_own_text_whole() -> None:
+    """Text of one choice left unjudged while the other's arrived is judged once the upstream pauses,
+    never mixed with the other choice's."""
+    other = " ".join(s.replace("calm", "other") for s in SENTENCES)
+    guard = _slow_guard(0.005)
+    engine = GuardEngine({"marker": guard})
+    policy = Policy(output=[Rule(guard="marker", action=Action.BLOCK)], stream=StreamPolicy(overlap_chars=16))
+    guardrails = Guardrails(engine, PolicyBook(default=policy), {"marker": GuardSpec(type="marker")})
+    resolved = ResolvedPolicy("p", policy)
+
+    async def read_two() -> dict[int, str]:
+        got: dict[int, list[str]] = {0: [], 1: []}
+        async for chunk in StreamGuard(guardrails, resolved, "chat", choices=2).run(
+            _two_choices(ANSWER, other)
+        ):
+            for choice in chunk.get("choices") or ():
+                got[choice["index"]].append((choice.get("delta") or {}).get("content") or "")
+        return {index: "".join(parts) for index, parts in got.items()}
+
+    third = " ".join(s.replace("calm", "third") for s in SENTENCES)
+    beside = StreamGuard(guardrails, resolved, "chat")  # another client on the same guards: the load
+    texts, (alone, _) = await asyncio.gather(read_two(), _read(beside, third))
+    assert texts == {0: ANSWER, 1: other}
+    assert alone == third
+    judged = _judged(guard)
+    assert len(judged) < 3 * len(SENTENCES)  # they did coalesce
+    # No window mixes the choices (or the other client): each is a piece of exactly one text.
+    assert all([t in ANSWER, t in other, t in third].count(True) == 1 for t in judged), judged
+    assert _covered(ANSWER, judged) == set(range(len(ANSWER)))
+    assert _covered(other, judged) == set(range(len(other)))

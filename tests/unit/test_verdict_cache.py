@@ -3,64 +3,29 @@ once; another tenant's identical text is judged afresh (no timing side channel);
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import ClassVar
-
-import msgspec
-
 from guards.pipeline import GuardEngine
 from guards.policy import Action, Rule
-from guards.verdict import JudgeContext, Span, Stage, Verdict
+from guards.verdict import JudgeContext, Stage, Verdict
 from guards.verdict_cache import VerdictCache
+from tests.support.fake_guards import EmailGuard, WordGuard
 
 
-class _NoConfig(msgspec.Struct):
-    pass
+class TextOnlyEmailGuard(EmailGuard):
+    """The suite's e-mail guard (redacts addresses), declared to judge the text alone."""
+
+    context_free = True
 
 
-class CountingGuard:
-    """Flags "secret" (redacting it); counts every text it is asked to judge."""
+class TextOnlyWordGuard(WordGuard):
+    context_free = True
 
-    kind: ClassVar[str] = "counting"
-    stages: ClassVar[frozenset[Stage]] = frozenset(Stage)
-    config_type: ClassVar[type[msgspec.Struct]] = _NoConfig
-    default_thresholds: ClassVar[Mapping[str, float]] = {"secret": 0.5}
 
-    def __init__(self, context_free: bool = True, fail: bool = False) -> None:
-        self.context_free = context_free
-        self.fail = fail
-        self.judged: list[str] = []
+def _email_guard(context_free: bool = True) -> EmailGuard:
+    return TextOnlyEmailGuard("counting") if context_free else EmailGuard("counting")
 
-    @property
-    def name(self) -> str:
-        return "counting"
 
-    @property
-    def categories(self) -> Sequence[str]:
-        return ["secret"]
-
-    async def start(self) -> None:
-        pass
-
-    async def judge(
-        self, texts: Sequence[str], thresholds: Mapping[str, float], context: JudgeContext | None = None
-    ) -> list[Verdict]:
-        if self.fail:
-            raise RuntimeError("model down")
-        self.judged.extend(texts)
-        verdicts = []
-        for text in texts:
-            at = text.find("secret")
-            spans = [Span(at, at + 6, "secret", 1.0, "<SECRET>")] if at >= 0 else []
-            verdicts.append(
-                Verdict(
-                    "counting", not spans, {"secret": float(bool(spans))}, ["secret"] * bool(spans), spans
-                )
-            )
-        return verdicts
-
-    async def close(self) -> None:
-        pass
+def _judged(guard: EmailGuard | WordGuard) -> list[str]:
+    return [text for call in guard.calls for text in call]
 
 
 RULE = Rule(guard="counting", action=Action.REDACT)
@@ -72,43 +37,44 @@ async def _judge(engine: GuardEngine, texts: list[str], tenant: str, stage: Stag
 
 
 async def test_a_conversations_earlier_messages_are_judged_once() -> None:
-    guard = CountingGuard()
+    guard = _email_guard()
     engine = GuardEngine({"counting": guard}, cache=VerdictCache())
-    first = await _judge(engine, ["You are a helpful assistant.", "My secret is safe?"], "acme")
+    first = await _judge(engine, ["You are a helpful assistant.", "Is me@example.org safe?"], "acme")
     second = await _judge(
-        engine, ["You are a helpful assistant.", "My secret is safe?", "It is.", "And now?"], "acme"
+        engine, ["You are a helpful assistant.", "Is me@example.org safe?", "It is.", "And now?"], "acme"
     )
-    assert guard.judged == ["You are a helpful assistant.", "My secret is safe?", "It is.", "And now?"]
-    assert first == ["You are a helpful assistant.", "My <SECRET> is safe?"]
+    assert _judged(guard) == ["You are a helpful assistant.", "Is me@example.org safe?", "It is.", "And now?"]
+    assert first == ["You are a helpful assistant.", "Is <EMAIL_ADDRESS> safe?"]
     assert second[:2] == first  # the cached verdicts redact as the first judgement did
 
 
 async def test_another_tenants_identical_text_is_judged_afresh() -> None:
     """A shared cache would answer the second tenant faster when the first had sent the same text: a
     probe for a known e-mail address or name. Keyed by tenant, the second is judged like any new text."""
-    guard = CountingGuard()
+    guard = _email_guard()
     engine = GuardEngine({"counting": guard}, cache=VerdictCache())
     await _judge(engine, ["Is jane@example.com a customer?"], "acme")
     await _judge(engine, ["Is jane@example.com a customer?"], "rival")
-    assert guard.judged == ["Is jane@example.com a customer?"] * 2
+    assert _judged(guard) == ["Is jane@example.com a customer?"] * 2
 
 
 async def test_no_tenant_output_and_guards_that_read_context_are_never_cached() -> None:
-    guard = CountingGuard()
+    guard = _email_guard()
     engine = GuardEngine({"counting": guard}, cache=VerdictCache())
     for _ in range(2):
         await _judge(engine, ["no tenant"], "")
         await _judge(engine, ["an answer"], "acme", Stage.OUTPUT)
-    assert guard.judged == ["no tenant", "an answer"] * 2
-    contextual = CountingGuard(context_free=False)
+    assert _judged(guard) == ["no tenant", "an answer"] * 2
+    contextual = _email_guard(context_free=False)
     engine = GuardEngine({"counting": contextual}, cache=VerdictCache())
     for _ in range(2):
         await _judge(engine, ["reads its sources"], "acme")
-    assert contextual.judged == ["reads its sources"] * 2
+    assert _judged(contextual) == ["reads its sources"] * 2
 
 
 async def test_a_failed_judgement_is_not_kept() -> None:
-    guard = CountingGuard(fail=True)
+    guard = TextOnlyWordGuard("counting")
+    guard.fail = True
     cache = VerdictCache()
     engine = GuardEngine({"counting": guard}, cache=cache)
     outcome = await engine.run(Stage.INPUT, [RULE], ["hello"], JudgeContext(tenant="acme"))
