@@ -35,6 +35,12 @@ class GuardMetrics:
             buckets=_FAST,
             registry=registry,
         )
+        self.child_restarts = Counter(
+            "hhh_runner_child_restarts",
+            "Child processes of a runner started again after one died or was killed (guards.child_process).",
+            ["runner"],
+            registry=registry,
+        )
         self.guard_latency = Histogram(
             "hhh_guard_latency_seconds",
             "Time a guard took to judge one batch, by stage.",

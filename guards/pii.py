@@ -16,18 +16,18 @@ every text. Values on the ``allow_list`` (public figures, a support address) are
 
 from __future__ import annotations
 
-import logging
 import re
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any, ClassVar
 
 import msgspec
 
 from guards.base import GuardBase
-from guards.language import LanguageJudge
+from guards.child_process import ChildPredictor
+from guards.pii_analyzer import AnalyzerSpec, Findings, build_analyzer
 from guards.pii_triggers import trigger_pattern
 from guards.redaction import apply_spans
 from guards.registry import GuardResources
@@ -74,6 +74,10 @@ class PiiConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_batch: int = 32
     # How long the runner waits for more texts before it runs a partial batch.
     max_wait_ms: float = 2.0
+    # Run presidio in a child process of its own (restarted should it die). Its work is mostly Python: in
+    # the gateway's process it takes turns with the event loop for the GIL, and every request's input
+    # check waits for it. false: a thread of the gateway's process (one process less, for debugging).
+    own_process: bool = True
 
 
 # The shortest phone number worth redacting: a subscriber number without its area code.
@@ -94,7 +98,7 @@ class PiiGuard(GuardBase):
         super().__init__(name)
         self.config = config
         self._resources = resources
-        self._runner: BatchingRunner[str, list[tuple[str, int, int, float]]] | None = None
+        self._runner: BatchingRunner[str, Findings] | None = None
         self._anonymizer: Any = None
         self._salt = config.hash_salt or secrets.token_hex(16)
         self._allowed = frozenset(_folded(value) for value in config.allow_list)
@@ -115,59 +119,31 @@ class PiiGuard(GuardBase):
 
         self._anonymizer = AnonymizerEngine()  # type: ignore[no-untyped-call]
         runners = self._resources.runners
-        entities = ",".join(sorted(self.config.entities))
-        key = f"presidio:{self.config.spacy_model}:{self.config.language}:{entities}"
-        self._runner = await runners.get(
+        entities = tuple(sorted(self.config.entities))
+        spec = AnalyzerSpec(self.config.spacy_model, self.config.language, entities)
+        where = "process" if self.config.own_process else "thread"
+        key = f"presidio:{spec.spacy_model}:{spec.language}:{','.join(spec.entities)}:{where}"
+        self._runner = await runners.get(key, lambda: self._build_runner(key, spec))
+
+    def _build_runner(self, key: str, spec: AnalyzerSpec) -> BatchingRunner[str, Findings]:
+        metrics = self._resources.runners.metrics
+        close: Callable[[], None] | None = None
+        predict: Callable[[list[str]], list[Findings]]
+        if self.config.own_process:
+            restarted = None if metrics is None else metrics.child_restarts.labels(key).inc
+            child = ChildPredictor(key, build_analyzer, spec, restarted)
+            predict, close = child, child.close
+        else:
+            predict = build_analyzer(spec)
+        return BatchingRunner(
             key,
-            lambda: BatchingRunner(
-                key,
-                self._load_analyzer(),
-                max_batch=self.config.max_batch,
-                max_wait_ms=self.config.max_wait_ms,
-                metrics=runners.metrics,
-                warmup=["My name is Jane Doe and my email is jane@example.com."],
-            ),
+            predict,
+            max_batch=self.config.max_batch,
+            max_wait_ms=self.config.max_wait_ms,
+            metrics=metrics,
+            warmup=["My name is Jane Doe and my email is jane@example.com."],
+            close_predict=close,
         )
-
-    def _load_analyzer(self) -> Any:
-        # presidio's e-mail recogniser calls tldextract's module-level extractor, which downloads the
-        # public-suffix list on first use (and logs a traceback offline). The snapshot it ships suffices.
-        import tldextract.tldextract
-
-        tldextract.tldextract.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=())
-        # Presidio warns at length about recognisers for other languages and unmapped spaCy labels.
-        logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
-        from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine
-        from presidio_analyzer.nlp_engine import NlpEngineProvider
-        from presidio_analyzer.predefined_recognizers import SpacyRecognizer
-
-        provider = NlpEngineProvider(
-            nlp_configuration={
-                "nlp_engine_name": "spacy",
-                "models": [{"lang_code": self.config.language, "model_name": self.config.spacy_model}],
-            }
-        )
-        nlp_engine = provider.create_engine()
-        _without_parser(nlp_engine)
-        engine = AnalyzerEngine(nlp_engine=nlp_engine, supported_languages=[self.config.language])
-        batch = BatchAnalyzerEngine(analyzer_engine=engine)
-        entities = list(self.config.entities)
-        language = self.config.language
-        judge = LanguageJudge(self.languages)
-        # The recognisers that report the NLP model's own entities (the rest are patterns and lists).
-        model_made = {r.id for r in engine.registry.recognizers if isinstance(r, SpacyRecognizer)}
-
-        def analyze(texts: list[str]) -> list[list[tuple[str, int, int, float]]]:
-            found = batch.analyze_iterator(texts, language=language, entities=entities, batch_size=len(texts))
-            return [
-                [
-                    (r.entity_type, r.start, r.end, float(r.score))
-                    for r in _in_language(text, results, model_made, judge)
-                ]
-                for text, results in zip(texts, found, strict=True)
-            ]
-
-        return analyze
 
     async def judge(
         self, texts: Sequence[str], thresholds: Mapping[str, float], context: JudgeContext | None = None
@@ -181,9 +157,7 @@ class PiiGuard(GuardBase):
             for text, results in zip(texts, found, strict=True)
         ]
 
-    async def _analyse(
-        self, texts: Sequence[str], categories: Sequence[str] | None
-    ) -> list[list[tuple[str, int, int, float]]]:
+    async def _analyse(self, texts: Sequence[str], categories: Sequence[str] | None) -> list[Findings]:
         """presidio's findings per text; texts in which no entity the rule counts can be found (see
         ``guards.pii_triggers``) are not sent to the analyzer: nothing would be found there."""
         assert self._runner is not None
@@ -191,7 +165,7 @@ class PiiGuard(GuardBase):
         if triggers is None:
             return await self._runner.run(texts)
         analysed = [index for index, text in enumerate(texts) if triggers.search(text)]
-        found: list[list[tuple[str, int, int, float]]] = [[] for _ in texts]
+        found: list[Findings] = [[] for _ in texts]
         if analysed:
             results = await self._runner.run([texts[index] for index in analysed])
             for index, result in zip(analysed, results, strict=True):
@@ -208,7 +182,7 @@ class PiiGuard(GuardBase):
     def _verdict(
         self,
         text: str,
-        results: list[tuple[str, int, int, float]],
+        results: Findings,
         thresholds: Mapping[str, float],
         latency_ms: float,
     ) -> Verdict:
@@ -261,31 +235,5 @@ class PiiGuard(GuardBase):
         return replacement
 
 
-def _without_parser(nlp_engine: Any) -> None:
-    """Turn off spaCy's dependency parser: presidio reads tokens, lemmas (the tagger's) and entities (the
-    NER, which does not read the parse), never the parse or sentences. On the suite's 552 labelled PII
-    texts every finding is the same without it, and presidio's CPU drops by about a quarter
-    (``tests/integration/test_pii_skip_unchanged.py`` checks the findings)."""
-    for nlp in getattr(nlp_engine, "nlp", {}).values():
-        if "parser" in nlp.pipe_names:
-            nlp.disable_pipe("parser")
-
-
 def _folded(value: str) -> str:
     return value.strip().casefold()
-
-
-def _in_language(text: str, results: list[Any], model_made: set[str], judge: LanguageJudge) -> list[Any]:
-    """``results`` less the model's guesses in sentences clearly not in a language it covers."""
-
-    def guessed(result: Any) -> bool:
-        return result.recognition_metadata.get("recognizer_identifier") in model_made
-
-    if not any(guessed(r) for r in results):
-        return results  # patterns only: no language to judge
-    foreign = judge.foreign_ranges(
-        text,
-        [(r.start, r.end) for r in results if guessed(r)],
-        [(r.start, r.end) for r in results if not guessed(r)],
-    )
-    return [r for r in results if not (guessed(r) and any(a <= r.start < b for a, b in foreign))]

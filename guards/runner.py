@@ -65,8 +65,10 @@ class BatchingRunner(Generic[In, Out]):
         max_wait_ms: float = 2.0,
         metrics: GuardMetrics | None = None,
         warmup: Sequence[In] = (),
+        close_predict: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
+        self._close_predict = close_predict  # ends what ``predict`` holds (a child process)
         self._predict = predict
         self.max_batch = max(1, max_batch)
         self.max_wait_s = max_wait_ms / 1000
@@ -180,6 +182,9 @@ class BatchingRunner(Generic[In, Out]):
         for call in self._waiting:
             call.future.cancel()
         self._waiting.clear()
+        if self._close_predict is not None:
+            # In a thread: a batch running in the child is ended, and the call waiting on it returns.
+            await asyncio.to_thread(self._close_predict)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None

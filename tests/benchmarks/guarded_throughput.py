@@ -3,23 +3,27 @@ guards (BiLSTM toxicity + presidio PII, ``buffer`` mode) against the gateway wit
 under concurrent load.
 
     python -m tests.benchmarks.guarded_throughput [--concurrency 16 64] [--seconds 8]
-        [--baseline REV] [--modes stream whole] [--token-delay-ms 0] [--stagger S] [--out FILE]
+        [--baseline REV] [--modes stream whole] [--token-delay-ms 0] [--stagger S] [--think S]
+        [--history N] [--out FILE]
 
 Each cell runs ``--concurrency`` clients for ``--seconds`` (each client finishes the answer it is
 reading, so a cell lasts at least one answer), against a stub upstream (``fast_stub.py``, its own
 process) that answers 300 words: streamed a word a chunk, or whole for a non-stream request. Recording
-is off. The gateway's CPU is read from ``/proc`` before and after each cell, so "CPU per answer" and
-"guarded words per CPU-second" count the gateway alone, not the load generator or the stub that share
-the machine. ``--baseline REV`` adds that commit's guarded gateway (from a temporary worktree, as in
-``proxy_overhead``), so a change is measured against what it replaces in the same run; targets take
-turns in each cell. Every answer is checked: it must arrive whole and unchanged (the stub's text
-passes the guards). ``--stagger S`` starts each client after a random pause of up to S seconds (the
-same pauses for every gateway), so requests arrive spread out as real users' do, instead of all at once
-and in lock step. For a guarded gateway the table also gives the mean time one guard took to judge a
-request's input and one window of its output (the slowest guard's, from the gateway's own
-``hhh_guard_latency_seconds``). Every request asks a question of its own; ``--history N`` makes each
-client resend N earlier messages of its conversation with every question, as chat clients do, and adds
-the guarded gateway without its verdict cache (``guards.verdict_cache``). The table goes to
+is off. The gateway's CPU (its process and its children: presidio runs in one of its own) is read from
+``/proc`` before and after each cell, so "CPU per answer" and "guarded words per CPU-second" count the
+gateway alone, not the load generator or the stub that share the machine. ``--baseline REV`` adds that
+commit's guarded gateway (from a temporary worktree, as in ``proxy_overhead``), so a change is measured
+against what it replaces in the same run; targets take turns in each cell. Every answer is checked: it
+must arrive whole and unchanged (the stub's text passes the guards). ``--stagger S`` starts each client
+after a random pause of up to S seconds (the same pauses for every gateway), so requests arrive spread
+out as real users' do, instead of all at once and in lock step. For a guarded gateway the table also
+gives the mean time one guard took to judge a request's input and one window of its output (the slowest
+guard's, from the gateway's own ``hhh_guard_latency_seconds``). Every request asks a question of its
+own; ``--think S`` makes each client pause S seconds after each answer, as a reader does, so every
+gateway gets the same rate of requests and time to first token compares service, not queues of different
+lengths. ``--history N`` makes each client resend N earlier messages of its conversation with every
+question, as chat clients do, and adds the guarded gateway without its verdict cache
+(``guards.verdict_cache``). The table goes to
 ``tests/benchmarks/results/guarded_throughput.md``.
 """
 
@@ -30,6 +34,7 @@ import asyncio
 import os
 import random
 import re
+import shutil
 import signal
 import statistics
 import sys
@@ -114,9 +119,32 @@ class Cell:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (all its threads: the guard runners' included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    """User + system CPU of a process and its descendants so far (all their threads: the guard runners'
+    included, and a guard's own process, ``pii.own_process``)."""
+    total = 0.0
+    for member in (pid, *descendants(pid)):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue  # gone since it was listed
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
+def descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return found
+    for task in tasks:
+        try:
+            children = [int(child) for child in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+        for child in children:
+            found += [child, *descendants(child)]
+    return found
 
 
 _LATENCY = re.compile(r'^hhh_guard_latency_seconds_(sum|count)\{guard="([^"]+)",stage="([^"]+)"\} (\S+)$')
@@ -240,7 +268,13 @@ async def one_answer(
 
 
 async def measure(
-    gateway: Gateway, mode: str, concurrency: int, seconds: float, stagger: float = 0.0, history: int = 0
+    gateway: Gateway,
+    mode: str,
+    concurrency: int,
+    seconds: float,
+    stagger: float = 0.0,
+    history: int = 0,
+    think: float = 0.0,
 ) -> Cell:
     stream = mode == "stream"
     pauses = random.Random(concurrency).sample(range(1000), concurrency)  # the same for every gateway
@@ -274,6 +308,7 @@ async def measure(
                     continue
                 ttft.append(first * 1000)
                 total.append(whole * 1000)
+                await asyncio.sleep(think)  # a reader between questions: the same pace for every gateway
 
         checks_before = guard_latency(gateway.url)
         cpu_before, started = cpu_seconds(gateway.pid), time.perf_counter()
@@ -335,11 +370,19 @@ def main() -> None:
         help="earlier messages each client resends with every question (a chat's history); when set, the "
         "guarded gateway without its verdict cache runs too",
     )
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="each client pauses S seconds after each answer (the same request rate for every gateway)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the table goes")
     args = parser.parse_args()
     baselines = list({b.sha: b for b in map(resolve, args.baseline)}.values())
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a killed run still stops its processes
     rows: list[str] = []
+    failed = False
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="hhh-throughput-") as scratch:
         logs = Path(scratch)
         stub = start_stub(stack, logs, args.token_delay_ms)
@@ -350,9 +393,19 @@ def main() -> None:
         for mode in args.modes:
             for concurrency in args.concurrency:
                 for gateway in gateways:
-                    cell = measure(gateway, mode, concurrency, args.seconds, args.stagger, args.history)
-                    rows.append(row(asyncio.run(cell)))
+                    cell = asyncio.run(
+                        measure(
+                            gateway, mode, concurrency, args.seconds, args.stagger, args.history, args.think
+                        )
+                    )
+                    rows.append(row(cell))
                     print(rows[-1], flush=True)
+                    failed = failed or bool(cell.errors) or bool(cell.withheld)
+        if failed:  # the gateways' logs say why; the scratch directory goes with the run
+            kept = Path(tempfile.mkdtemp(prefix="hhh-throughput-logs-"))
+            for log in logs.glob("*.log"):
+                shutil.copy(log, kept)
+            print(f"errors or withheld answers: the logs are in {kept}", flush=True)
     against = "".join(
         f"; `@{b.short}` is the guarded gateway of {b.sha[:10]} ({b.subject})" for b in baselines
     )
@@ -363,13 +416,14 @@ def main() -> None:
         + (f", {args.token_delay_ms:g} ms between words" if args.token_delay_ms else "")
         + ") or whole (`whole`); recording off; "
         + (f"clients start spread over {args.stagger:g} s; " if args.stagger else "")
+        + (f"each client pauses {args.think:g} s after each answer; " if args.think else "")
         + (
             f"each request resends {args.history} earlier messages of its client's conversation; "
             if args.history
             else ""
         )
         + f"each cell starts answers for {args.seconds:g} s. "
-        "CPU is the gateway process's own (user + system, all threads). "
+        "CPU is the gateway's own (user + system, all threads, its child processes included). "
         "TTFT is the time to the first text of the answer (for `whole`, the whole answer). 'Withheld': "
         "answers that did not arrive whole (a guard that times out fails closed); 'errors': HTTP errors. "
         "Input / window check: the slowest guard's mean time to judge a request's input / one window.\n\n"

@@ -13,8 +13,9 @@ import msgspec
 import pytest
 import pytest_asyncio
 
-import guards.pii
+import guards.pii_analyzer
 from guards.pii import PiiConfig, PiiGuard
+from guards.pii_analyzer import AnalyzerSpec, build_analyzer
 from guards.pipeline import GuardEngine, only_categories
 from guards.policy import CONTEXT_FREE_PII, default_policy
 from guards.registry import GuardResources
@@ -82,16 +83,17 @@ async def test_analysis_without_the_parser_finds_what_the_full_pipeline_finds(
     labelled sets, entity, span and score, is the one the whole pipeline gives."""
     texts = _texts()
     enabled: list[list[str]] = []
-    original = guards.pii._without_parser
+    original = guards.pii_analyzer._without_parser
 
     def recording(nlp_engine: Any) -> None:
         original(nlp_engine)
         enabled.extend(list(nlp.pipe_names) for nlp in nlp_engine.nlp.values())
 
-    monkeypatch.setattr(guards.pii, "_without_parser", recording)
-    without_parser = pii._load_analyzer()
+    spec = AnalyzerSpec(pii.config.spacy_model, pii.config.language, tuple(pii.config.entities))
+    monkeypatch.setattr(guards.pii_analyzer, "_without_parser", recording)
+    without_parser = build_analyzer(spec)
     assert enabled
     assert all("parser" not in names and "ner" in names for names in enabled)
-    monkeypatch.setattr(guards.pii, "_without_parser", lambda nlp_engine: None)
-    whole_pipeline = pii._load_analyzer()
+    monkeypatch.setattr(guards.pii_analyzer, "_without_parser", lambda nlp_engine: None)
+    whole_pipeline = build_analyzer(spec)
     assert without_parser(texts) == whole_pipeline(texts)

@@ -1,0 +1,124 @@
+"""presidio in a child process of its own (``pii.own_process``, the default; issue 19): the same
+findings as in the gateway's process on the suite's labelled sets, and a child that dies costs one
+judgement, not the guard."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from prometheus_client import CollectorRegistry
+
+from guards.child_process import ChildProcessDied
+from guards.metrics import GuardMetrics
+from guards.pii import PiiConfig, PiiGuard
+from guards.registry import GuardResources
+from guards.runner import RunnerPool
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+DATA = Path(__file__).resolve().parents[1] / "data" / "pii"
+
+
+def _texts() -> list[str]:
+    names = ("general_knowledge_answers.jsonl", "presidio_evaluator_sentences.jsonl")
+    return [json.loads(line)["text"] for name in names for line in (DATA / name).read_text().splitlines()]
+
+
+def children() -> set[int]:
+    """This process's living spawned workers (from /proc: what an operator's ``ps`` would show; not
+    multiprocessing's own resource tracker)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        found.update(int(pid) for pid in (task / "children").read_text().split())
+    return {pid for pid in found if "zombie" not in _status(pid) and "spawn_main" in _command(pid)}
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def _status(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return "zombie (gone)"
+
+
+def wait_until(check: object, seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def metrics() -> GuardMetrics:
+    return GuardMetrics(CollectorRegistry())
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def guards(
+    metrics: GuardMetrics, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[PiiGuard, PiiGuard, RunnerPool]]:
+    pool = RunnerPool(metrics)
+    before = children()
+    resources = GuardResources(pool, metrics, tmp_path_factory.mktemp("pii"))
+    in_thread = PiiGuard("pii-thread", PiiConfig(own_process=False), resources)
+    await in_thread.start()
+    assert children() == before  # a thread: no process
+    in_child = PiiGuard("pii", PiiConfig(), resources)
+    await in_child.start()
+    yield in_thread, in_child, pool
+    await pool.close()
+
+
+async def test_findings_in_the_child_are_those_in_the_gateways_process(
+    guards: tuple[PiiGuard, PiiGuard, RunnerPool],
+) -> None:
+    in_thread, in_child, _ = guards
+    texts = _texts()
+    assert len(texts) > 500
+    thresholds = dict(in_child.default_thresholds)
+    here = await in_thread.judge(texts, thresholds)
+    there = await in_child.judge(texts, thresholds)
+    for text, a, b in zip(texts, here, there, strict=True):
+        assert (a.categories, a.spans, a.scores) == (b.categories, b.spans, b.scores), text
+        assert a.rewritten == b.rewritten, text
+    assert sum(not verdict.allowed for verdict in there) > 100  # it found things: not two empty answers
+
+
+async def test_a_killed_presidio_child_fails_one_judgement_then_is_started_again(
+    guards: tuple[PiiGuard, PiiGuard, RunnerPool], metrics: GuardMetrics
+) -> None:
+    """The threat: the child is killed (the OOM killer, a crash in native code). The judgement in flight
+    fails (its rule's ``on_error`` decides, closed by default); the next ones are judged as before."""
+    _, in_child, _ = guards
+    [child] = children()
+    os.kill(child, signal.SIGKILL)
+    assert wait_until(lambda: child not in children())
+    with pytest.raises(ChildProcessDied):
+        await in_child.judge(["Call Jane Doe on 212-555-0199."], {"PERSON": 0.5, "PHONE_NUMBER": 0.4})
+    [verdict] = await in_child.judge(["Call Jane Doe on 212-555-0199."], {"PERSON": 0.5, "PHONE_NUMBER": 0.4})
+    assert verdict.categories == ["PERSON", "PHONE_NUMBER"]
+    [new_child] = children()
+    assert new_child != child
+    restarts = metrics.child_restarts.collect()[0].samples
+    assert [sample.value for sample in restarts if sample.name.endswith("_total")] == [1.0]
+
+
+async def test_closing_the_runners_ends_the_child(guards: tuple[PiiGuard, PiiGuard, RunnerPool]) -> None:
+    _, _, pool = guards
+    assert len(children()) == 1
+    await pool.close()
+    assert wait_until(lambda: not children())

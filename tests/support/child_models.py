@@ -1,0 +1,28 @@
+"""Tiny predict functions for ``guards.child_process`` tests: importable by a spawned child."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+
+
+def build_echo(prefix: str) -> Callable[[list[str]], list[str]]:
+    """Each text with ``prefix`` before it; ``"pid"`` answers the child's process id, ``"fail"`` raises,
+    ``"sleep"`` sleeps a minute, ``"modules"`` says whether torch or spaCy were imported."""
+
+    def predict(texts: list[str]) -> list[str]:
+        if "fail" in texts:
+            raise ValueError("asked to fail")
+        if "sleep" in texts:
+            time.sleep(60)
+        if "modules" in texts:
+            return [",".join(m for m in ("torch", "spacy", "litestar") if m in sys.modules)] * len(texts)
+        return [str(os.getpid()) if text == "pid" else prefix + text for text in texts]
+
+    return predict
+
+
+def build_broken(reason: str) -> Callable[[list[str]], list[str]]:
+    raise FileNotFoundError(reason)
