@@ -1,8 +1,10 @@
 """The batching model runner: one per model and device, shared by every guard that uses that model.
 
-Concurrent calls are collected into micro-batches (up to ``max_batch`` texts, waiting at most
-``max_wait_ms`` for company) and run on one worker thread, never on the event loop. While a batch
-runs, new calls queue, so the next batch forms by itself under load.
+Concurrent calls are collected into micro-batches (up to ``max_batch`` texts) and run on one worker
+thread, never on the event loop. While a batch runs, new calls queue, so the next batch forms by itself
+under load. A lone call waits up to ``max_wait_ms`` for company only while calls are arriving that
+fast (the one before it came less than twice ``max_wait_ms`` earlier): a lone stream or a quiet gateway
+is never delayed for company that is not coming.
 
 One call never holds the model for long: a call bigger than a batch is cut into pieces, and each batch
 takes its texts round robin from every waiting call, so a small call is not queued behind a huge one.
@@ -66,6 +68,7 @@ class BatchingRunner(Generic[In, Out]):
         metrics: GuardMetrics | None = None,
         warmup: Sequence[In] = (),
         close_predict: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.name = name
         self._close_predict = close_predict  # ends what ``predict`` holds (a child process)
@@ -75,6 +78,9 @@ class BatchingRunner(Generic[In, Out]):
         self._metrics = metrics
         self._warmup = list(warmup)
         self._waiting: deque[_Call[In, Out]] = deque()  # calls with items not yet handed out
+        self._clock = clock  # for arrival times (a test's own clock)
+        self._arrived = float("-inf")  # when the latest call came
+        self._arrival_gap = float("inf")  # the time between the latest call and the one before
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -97,7 +103,10 @@ class BatchingRunner(Generic[In, Out]):
         if self._wakeup is None:
             raise RuntimeError(f"runner {self.name} is not started")
         future: asyncio.Future[list[Out]] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Call(list(items), future))
+        call = _Call(list(items), future)
+        now = self._clock()
+        self._arrival_gap, self._arrived = now - self._arrived, now
+        self._waiting.append(call)
         self._wakeup.set()
         # A caller cancelled here (a time-out) cancels the future too, which drops the call's pieces.
         return await future
@@ -114,12 +123,18 @@ class BatchingRunner(Generic[In, Out]):
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if self.max_wait_s and len(self._waiting) == 1 and self._waiting[0].remaining < self.max_batch:
+            if self._worth_waiting():
                 await asyncio.sleep(self.max_wait_s)  # give concurrent callers a moment to join
                 self._drop_abandoned()
             pieces = self._next_batch()
             if pieces:
                 await self._run_batch(pieces)
+
+    def _worth_waiting(self) -> bool:
+        """One call with room beside it, and calls coming in fast enough that another may join it."""
+        if not self.max_wait_s or len(self._waiting) != 1 or self._waiting[0].remaining >= self.max_batch:
+            return False
+        return self._arrival_gap < 2 * self.max_wait_s
 
     def _drop_abandoned(self) -> None:
         if any(call.future.done() for call in self._waiting):

@@ -113,3 +113,44 @@ async def test_pool_shares_one_runner_per_key() -> None:
 async def test_unstarted_runner_says_so() -> None:
     with pytest.raises(RuntimeError, match="not started"):
         await BatchingRunner("idle", Recorder()).run(["a"])
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_lone_call_is_not_held_for_company_that_is_not_coming() -> None:
+    """A quiet gateway's single check (a lone stream's window, a prompt) runs at once, however long
+    ``max_wait_ms`` is, when no other call came shortly before it."""
+    recorder, clock = Recorder(), Clock()
+    runner = BatchingRunner("lone", recorder, max_wait_ms=60_000, clock=clock)
+    await runner.start()
+    try:
+        assert await asyncio.wait_for(runner.run(["a"]), 30) == ["A"]  # the first call
+        clock.now += 1_000  # the next comes long after (more than twice the wait)
+        assert await asyncio.wait_for(runner.run(["b"]), 30) == ["B"]
+    finally:
+        await runner.close()
+
+
+async def test_calls_arriving_close_together_wait_for_each_other() -> None:
+    """Under load (calls arriving within the wait of each other) a lone call waits ``max_wait_ms``, and
+    a call that comes meanwhile joins its batch."""
+    recorder, clock = Recorder(), Clock()
+    runner = BatchingRunner("busy", recorder, max_wait_ms=2_000, clock=clock)
+    await runner.start()
+    try:
+        assert await runner.run(["a"]) == ["A"]  # the runner was quiet: a batch of its own
+        clock.now += 0.001
+        second = asyncio.ensure_future(runner.run(["b"]))  # came right after: waits for company
+        await asyncio.sleep(0.01)
+        clock.now += 0.001
+        third = asyncio.ensure_future(runner.run(["c"]))
+        assert list(await asyncio.wait_for(asyncio.gather(second, third), 30)) == [["B"], ["C"]]
+        assert recorder.batches == [["a"], ["b", "c"]]
+    finally:
+        await runner.close()
