@@ -29,6 +29,7 @@ import gc
 import logging
 import multiprocessing
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -64,6 +65,7 @@ class ChildPredictor(Generic[Arg, In, Out]):
         argument: Arg,
         on_restart: Callable[[], None] | None = None,
         call_timeout_s: float | None = 120.0,
+        blocked_modules: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self._build = build
@@ -72,6 +74,9 @@ class ChildPredictor(Generic[Arg, In, Out]):
         # A call that takes longer than this (a stuck model) has its child killed and started afresh,
         # instead of holding the runner for good. Far above any guard's time-out: a last resort.
         self._call_timeout_s = call_timeout_s
+        # Modules the child must not import: libraries that only probe for them (thinc imports torch when
+        # it is installed) would otherwise load them, at hundreds of MiB, for nothing.
+        self._blocked_modules = blocked_modules
         self._lock = threading.Lock()  # one call or close at a time
         self._process: BaseProcess | None = None
         self._connection: Connection | None = None
@@ -115,7 +120,7 @@ class ChildPredictor(Generic[Arg, In, Out]):
         ours, theirs = context.Pipe()
         process = context.Process(
             target=_serve,
-            args=(theirs, self._build, self._argument),
+            args=(theirs, self._build, self._argument, self._blocked_modules),
             name=f"hhh-{self.name}"[:60],
             daemon=True,  # ended with the parent's interpreter, should it exit without closing us
         )
@@ -166,9 +171,13 @@ class ChildPredictor(Generic[Arg, In, Out]):
             self._forget()
 
 
-def _serve(connection: Connection, build: Callable[[Any], Any], argument: Any) -> None:
+def _serve(
+    connection: Connection, build: Callable[[Any], Any], argument: Any, blocked: tuple[str, ...]
+) -> None:
     """The child's loop: build, say ready, then answer each batch until the parent's end closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent ends us
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # "import name" raises ImportError
     try:
         predict = build(argument)
     except Exception as exc:  # noqa: BLE001 - said to the parent, which fails its start-up with it

@@ -27,7 +27,7 @@ import msgspec
 
 from guards.base import GuardBase
 from guards.child_process import ChildPredictor
-from guards.pii_analyzer import AnalyzerSpec, Findings, build_analyzer
+from guards.pii_analyzer import AnalyzerSpec, Findings, build_analyzer, unneeded_modules
 from guards.pii_triggers import trigger_pattern
 from guards.redaction import apply_spans
 from guards.registry import GuardResources
@@ -131,7 +131,8 @@ class PiiGuard(GuardBase):
         predict: Callable[[list[str]], list[Findings]]
         if self.config.own_process:
             restarted = None if metrics is None else metrics.child_restarts.labels(key).inc
-            child = ChildPredictor(key, build_analyzer, spec, restarted)
+            blocked = unneeded_modules(spec.spacy_model)
+            child = ChildPredictor(key, build_analyzer, spec, restarted, blocked_modules=blocked)
             predict, close = child, child.close
         else:
             predict = build_analyzer(spec)

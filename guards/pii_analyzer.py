@@ -4,8 +4,10 @@ the same function is built in the gateway's process or in a child of its own (``
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -20,6 +22,26 @@ class AnalyzerSpec(msgspec.Struct, frozen=True):
     spacy_model: str
     language: str
     entities: tuple[str, ...]
+
+
+def unneeded_modules(spacy_model: str) -> tuple[str, ...]:
+    """What a process running only this pipeline need not import: torch and transformers (thinc and
+    presidio import them when installed, about 330 MiB), unless the pipeline is a transformer one
+    (``en_core_web_trf``), or its configuration cannot be read."""
+    path = Path(spacy_model)
+    if not path.is_dir():
+        try:
+            found = importlib.util.find_spec(spacy_model)
+        except (ImportError, ValueError):
+            found = None
+        locations = list(found.submodule_search_locations or []) if found is not None else []
+        if not locations:
+            return ()
+        path = Path(locations[0])
+    configs = list(path.glob("config.cfg")) + list(path.glob("*/config.cfg"))
+    if not configs or any("transformer" in config.read_text(errors="replace") for config in configs):
+        return ()
+    return ("torch", "transformers")
 
 
 def build_analyzer(spec: AnalyzerSpec) -> Callable[[list[str]], list[Findings]]:

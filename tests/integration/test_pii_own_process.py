@@ -39,6 +39,10 @@ def children() -> set[int]:
     return {pid for pid in found if "zombie" not in _status(pid) and "spawn_main" in _command(pid)}
 
 
+def mapped_files(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
 def _command(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_text()
@@ -96,6 +100,15 @@ async def test_findings_in_the_child_are_those_in_the_gateways_process(
         assert (a.categories, a.spans, a.scores) == (b.categories, b.spans, b.scores), text
         assert a.rewritten == b.rewritten, text
     assert sum(not verdict.allowed for verdict in there) > 100  # it found things: not two empty answers
+
+
+async def test_the_child_holds_presidio_without_torch(guards: tuple[PiiGuard, PiiGuard, RunnerPool]) -> None:
+    """thinc imports torch when it is installed, at about 330 MiB: the default pipeline's child goes
+    without it."""
+    [child] = children()
+    maps = mapped_files(child)
+    assert "spacy" in maps or "thinc" in maps
+    assert "libtorch" not in maps
 
 
 async def test_a_killed_presidio_child_fails_one_judgement_then_is_started_again(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
@@ -10,7 +11,8 @@ from collections.abc import Callable
 
 def build_echo(prefix: str) -> Callable[[list[str]], list[str]]:
     """Each text with ``prefix`` before it; ``"pid"`` answers the child's process id, ``"fail"`` raises,
-    ``"sleep"`` sleeps a minute, ``"modules"`` says whether torch or spaCy were imported."""
+    ``"sleep"`` sleeps a minute, ``"modules"`` says whether torch or spaCy were imported,
+    ``"import:NAME"`` whether NAME can be imported."""
 
     def predict(texts: list[str]) -> list[str]:
         if "fail" in texts:
@@ -19,9 +21,21 @@ def build_echo(prefix: str) -> Callable[[list[str]], list[str]]:
             time.sleep(60)
         if "modules" in texts:
             return [",".join(m for m in ("torch", "spacy", "litestar") if m in sys.modules)] * len(texts)
-        return [str(os.getpid()) if text == "pid" else prefix + text for text in texts]
+        return [_answer(prefix, text) for text in texts]
 
     return predict
+
+
+def _answer(prefix: str, text: str) -> str:
+    if text == "pid":
+        return str(os.getpid())
+    if text.startswith("import:"):
+        try:
+            importlib.import_module(text.removeprefix("import:"))
+        except ImportError:
+            return "blocked"
+        return "imported"
+    return prefix + text
 
 
 def build_broken(reason: str) -> Callable[[list[str]], list[str]]:

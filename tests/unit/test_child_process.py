@@ -57,6 +57,17 @@ def test_the_child_loads_only_what_its_build_needs(echo: ChildPredictor[str, str
     assert echo(["modules"]) == [""]
 
 
+def test_blocked_modules_cannot_be_imported_in_the_child() -> None:
+    """A library that imports torch when it is installed (thinc) does not drag it into the PII child."""
+    predictor: ChildPredictor[str, str, str] = ChildPredictor(
+        "echo", build_echo, "", blocked_modules=("json.tool",)
+    )
+    try:
+        assert predictor(["import:json.tool", "import:json"]) == ["blocked", "imported"]
+    finally:
+        predictor.close()
+
+
 def test_an_error_in_predict_fails_that_call_and_the_child_serves_on(
     echo: ChildPredictor[str, str, str],
 ) -> None:
