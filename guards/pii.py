@@ -27,8 +27,15 @@ import msgspec
 
 from guards.base import GuardBase
 from guards.child_process import ChildPredictor
-from guards.pii_analyzer import AnalyzerSpec, Findings, build_analyzer, unneeded_modules
+from guards.pii_analyzer import (
+    AnalyzerSpec,
+    Findings,
+    build_analyzer,
+    pipeline_installed,
+    unneeded_modules,
+)
 from guards.pii_triggers import trigger_pattern
+from guards.policy import PolicyError
 from guards.redaction import apply_spans
 from guards.registry import GuardResources
 from guards.runner import BatchingRunner
@@ -96,6 +103,12 @@ class PiiGuard(GuardBase):
 
     def __init__(self, name: str, config: PiiConfig, resources: GuardResources) -> None:
         super().__init__(name)
+        if not pipeline_installed(config.spacy_model):
+            raise PolicyError(
+                f"guards.{name}.config.spacy_model: {config.spacy_model!r} is neither an installed spaCy "
+                "package nor a directory (install it, e.g. pip install en-core-web-lg, or name its path; "
+                "the gateway downloads no models)"
+            )
         self.config = config
         self._resources = resources
         self._runner: BatchingRunner[str, Findings] | None = None

@@ -24,6 +24,17 @@ class AnalyzerSpec(msgspec.Struct, frozen=True):
     entities: tuple[str, ...]
 
 
+def pipeline_installed(spacy_model: str) -> bool:
+    """Whether ``spacy_model`` is a directory or an installed package (presidio would otherwise try to
+    download it at start-up, which a gateway must not do)."""
+    if Path(spacy_model).is_dir():
+        return True
+    try:
+        return importlib.util.find_spec(spacy_model) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def unneeded_modules(spacy_model: str) -> tuple[str, ...]:
     """What a process running only this pipeline need not import: torch and transformers (thinc and
     presidio import them when installed, about 330 MiB), unless the pipeline is a transformer one
