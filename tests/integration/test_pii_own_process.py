@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -71,26 +72,33 @@ async def metrics() -> GuardMetrics:
     return GuardMetrics(CollectorRegistry())
 
 
+@dataclass
+class Guards:
+    in_thread: PiiGuard
+    in_child: PiiGuard
+    pool: RunnerPool
+    others: set[int]  # child processes this test did not start (other modules' gateways)
+
+    def ours(self) -> set[int]:
+        return children() - self.others
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def guards(
-    metrics: GuardMetrics, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[tuple[PiiGuard, PiiGuard, RunnerPool]]:
+async def guards(metrics: GuardMetrics, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Guards]:
     pool = RunnerPool(metrics)
-    before = children()
+    others = children()
     resources = GuardResources(pool, metrics, tmp_path_factory.mktemp("pii"))
     in_thread = PiiGuard("pii-thread", PiiConfig(own_process=False), resources)
     await in_thread.start()
-    assert children() == before  # a thread: no process
+    assert children() == others  # a thread: no process
     in_child = PiiGuard("pii", PiiConfig(), resources)
     await in_child.start()
-    yield in_thread, in_child, pool
+    yield Guards(in_thread, in_child, pool, others)
     await pool.close()
 
 
-async def test_findings_in_the_child_are_those_in_the_gateways_process(
-    guards: tuple[PiiGuard, PiiGuard, RunnerPool],
-) -> None:
-    in_thread, in_child, _ = guards
+async def test_findings_in_the_child_are_those_in_the_gateways_process(guards: Guards) -> None:
+    in_thread, in_child = guards.in_thread, guards.in_child
     texts = _texts()
     assert len(texts) > 500
     thresholds = dict(in_child.default_thresholds)
@@ -102,36 +110,35 @@ async def test_findings_in_the_child_are_those_in_the_gateways_process(
     assert sum(not verdict.allowed for verdict in there) > 100  # it found things: not two empty answers
 
 
-async def test_the_child_holds_presidio_without_torch(guards: tuple[PiiGuard, PiiGuard, RunnerPool]) -> None:
+async def test_the_child_holds_presidio_without_torch(guards: Guards) -> None:
     """thinc imports torch when it is installed, at about 330 MiB: the default pipeline's child goes
     without it."""
-    [child] = children()
+    [child] = guards.ours()
     maps = mapped_files(child)
     assert "spacy" in maps or "thinc" in maps
     assert "libtorch" not in maps
 
 
 async def test_a_killed_presidio_child_fails_one_judgement_then_is_started_again(
-    guards: tuple[PiiGuard, PiiGuard, RunnerPool], metrics: GuardMetrics
+    guards: Guards, metrics: GuardMetrics
 ) -> None:
     """The threat: the child is killed (the OOM killer, a crash in native code). The judgement in flight
     fails (its rule's ``on_error`` decides, closed by default); the next ones are judged as before."""
-    _, in_child, _ = guards
-    [child] = children()
+    in_child = guards.in_child
+    [child] = guards.ours()
     os.kill(child, signal.SIGKILL)
     assert wait_until(lambda: child not in children())
     with pytest.raises(ChildProcessDied):
         await in_child.judge(["Call Jane Doe on 212-555-0199."], {"PERSON": 0.5, "PHONE_NUMBER": 0.4})
     [verdict] = await in_child.judge(["Call Jane Doe on 212-555-0199."], {"PERSON": 0.5, "PHONE_NUMBER": 0.4})
     assert verdict.categories == ["PERSON", "PHONE_NUMBER"]
-    [new_child] = children()
+    [new_child] = guards.ours()
     assert new_child != child
     restarts = metrics.child_restarts.collect()[0].samples
     assert [sample.value for sample in restarts if sample.name.endswith("_total")] == [1.0]
 
 
-async def test_closing_the_runners_ends_the_child(guards: tuple[PiiGuard, PiiGuard, RunnerPool]) -> None:
-    _, _, pool = guards
-    assert len(children()) == 1
-    await pool.close()
-    assert wait_until(lambda: not children())
+async def test_closing_the_runners_ends_the_child(guards: Guards) -> None:
+    [child] = guards.ours()
+    await guards.pool.close()
+    assert wait_until(lambda: child not in children())
