@@ -19,6 +19,10 @@ gets):
   starts a new child (counted, logged).
 - ``build`` fails (a model that is not there): the call fails with the child's message, so start-up
   fails naming it.
+- children that keep dying young (a crash loop: a model that kills its process on some input, a memory
+  limit too small) are not started again at once: from the second death in a row of a child younger
+  than a minute, calls fail at once (``ChildProcessDied``) for a back-off that doubles from
+  ``restart_backoff_s`` up to a minute, instead of each paying a model load.
 The child exits by itself when the parent goes (its end of the pipe closes), and ignores Ctrl-C (the
 parent shuts it down in order).
 """
@@ -45,6 +49,9 @@ Arg = TypeVar("Arg")
 
 # How long the child gets to exit after it is asked to, before it is killed.
 _EXIT_GRACE_S = 5.0
+# A child that lived this long before it died was not crash-looping: the next start is at once.
+_STABLE_S = 60.0
+_MAX_BACKOFF_S = 60.0
 
 
 class ChildProcessDied(RuntimeError):
@@ -66,6 +73,7 @@ class ChildPredictor(Generic[Arg, In, Out]):
         on_restart: Callable[[], None] | None = None,
         call_timeout_s: float | None = 120.0,
         blocked_modules: tuple[str, ...] = (),
+        restart_backoff_s: float = 1.0,
     ) -> None:
         self.name = name
         self._build = build
@@ -77,6 +85,10 @@ class ChildPredictor(Generic[Arg, In, Out]):
         # Modules the child must not import: libraries that only probe for them (thinc imports torch when
         # it is installed) would otherwise load them, at hundreds of MiB, for nothing.
         self._blocked_modules = blocked_modules
+        self._first_backoff_s = restart_backoff_s
+        self._quick_deaths = 0  # children in a row that died before they had lived _STABLE_S
+        self._not_before = 0.0  # monotonic time before which no child is started
+        self._started_at = 0.0  # when the current child was started
         self._lock = threading.Lock()  # one call or close at a time
         self._process: BaseProcess | None = None
         self._connection: Connection | None = None
@@ -92,6 +104,10 @@ class ChildPredictor(Generic[Arg, In, Out]):
         with self._lock:
             if self._closed:
                 raise ChildProcessDied(f"{self.name}: closed")
+            if self._connection is None and time.monotonic() < self._not_before:
+                wait = self._not_before - time.monotonic()
+                message = f"{self.name}: the child process keeps dying; next start in {wait:.1f} s"
+                raise ChildProcessDied(message)
             connection = self._connection or self._start()
             try:
                 connection.send(items)
@@ -115,6 +131,7 @@ class ChildPredictor(Generic[Arg, In, Out]):
             if self._on_restart is not None:
                 self._on_restart()
         self._started_once = True
+        self._started_at = time.monotonic()
         started = time.perf_counter()
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
@@ -144,6 +161,8 @@ class ChildPredictor(Generic[Arg, In, Out]):
         """Drop the child (dead or unwanted): close our end, reap it. Returns its exit code."""
         process, connection = self._process, self._connection
         self._process = self._connection = None
+        if process is not None:
+            self._schedule_next_start()
         if connection is not None:
             connection.close()
         if process is None:
@@ -155,6 +174,16 @@ class ChildPredictor(Generic[Arg, In, Out]):
         code = process.exitcode
         process.close()
         return code
+
+    def _schedule_next_start(self) -> None:
+        """After a child went: the next starts at once if it had lived a while or is the first to die
+        young; after that, each young death doubles the wait."""
+        lived = time.monotonic() - self._started_at
+        self._quick_deaths = 0 if lived >= _STABLE_S else self._quick_deaths + 1
+        backoff = 0.0
+        if self._quick_deaths >= 2:
+            backoff = min(_MAX_BACKOFF_S, self._first_backoff_s * 2 ** (self._quick_deaths - 2))
+        self._not_before = time.monotonic() + backoff
 
     def _kill(self) -> None:
         if self._process is not None and self._process.is_alive():

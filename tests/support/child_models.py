@@ -11,10 +11,12 @@ from collections.abc import Callable
 
 def build_echo(prefix: str) -> Callable[[list[str]], list[str]]:
     """Each text with ``prefix`` before it; ``"pid"`` answers the child's process id, ``"fail"`` raises,
-    ``"sleep"`` sleeps a minute, ``"modules"`` says whether torch or spaCy were imported,
-    ``"import:NAME"`` whether NAME can be imported."""
+    ``"sleep"`` sleeps a minute, ``"die"`` ends the process, ``"modules"`` says whether torch or spaCy
+    were imported, ``"import:NAME"`` whether NAME can be imported."""
 
     def predict(texts: list[str]) -> list[str]:
+        if "die" in texts:
+            os._exit(3)  # a crash in native code, as the parent sees it
         if "fail" in texts:
             raise ValueError("asked to fail")
         if "sleep" in texts:

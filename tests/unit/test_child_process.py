@@ -102,6 +102,36 @@ def test_a_killed_child_fails_one_call_and_the_next_starts_a_new_one() -> None:
         predictor.close()
 
 
+def test_a_crash_looping_child_is_not_started_again_at_every_call() -> None:
+    """The threat: a text that kills the child (or a memory limit too small) would otherwise make every
+    batch pay a model load. The first young death restarts at once; from the second, calls fail at once
+    for a back-off, then a child starts again."""
+    starts: list[int] = []
+    predictor: ChildPredictor[str, str, str] = ChildPredictor(
+        "loop", build_echo, "> ", on_restart=lambda: starts.append(1), restart_backoff_s=0.5
+    )
+    try:
+        assert predictor(["a"]) == ["> a"]
+        with pytest.raises(ChildProcessDied, match="exit code 3"):
+            predictor(["die"])
+        with pytest.raises(ChildProcessDied, match="exit code 3"):
+            predictor(["die"])  # started again at once, and died again
+        assert starts == [1]
+        with pytest.raises(ChildProcessDied, match="keeps dying; next start in"):
+            predictor(["a"])
+        assert starts == [1]  # no start during the back-off
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                assert predictor(["a"]) == ["> a"]
+                break
+            except ChildProcessDied:
+                time.sleep(0.1)
+        assert starts == [1, 1]
+    finally:
+        predictor.close()
+
+
 def test_a_stuck_call_has_its_child_killed_and_the_runner_is_not_held() -> None:
     predictor: ChildPredictor[str, str, str] = ChildPredictor("echo", build_echo, "> ", call_timeout_s=0.5)
     try:
