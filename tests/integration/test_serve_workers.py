@@ -46,6 +46,29 @@ def _server_socket_inode(port: int, client_port: int) -> str:
     raise AssertionError(f"no established connection from port {client_port}")
 
 
+def _descendants(pid: int) -> set[int]:
+    found = _children(pid)
+    for child in list(found):
+        found |= _descendants(child)
+    return found
+
+
+def _spawned(pid: int) -> bool:
+    """A multiprocessing child that serves a model (not multiprocessing's resource tracker)."""
+    try:
+        return "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()
+    except FileNotFoundError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "zombie" not in status
+
+
 def _owner(pids: set[int], inode: str) -> int | None:
     target = f"socket:[{inode}]"
     for pid in pids:
@@ -125,10 +148,16 @@ def test_two_workers_share_the_port_answer_guarded_requests_and_stop_on_sigterm(
         )
         assert answer.choices[0].message.content
 
+    # Each worker runs presidio in a child of its own (pii.own_process); none may outlive the gateway.
+    everything = _descendants(process.pid)
+    presidio = {pid for worker in serving for pid in _children(worker) if _spawned(pid)}
+    assert len(presidio) == WORKERS, f"presidio children {presidio} of workers {serving}"
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=120) == 0
     for pid in serving:
         assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the gateway"
+    for pid in everything:
+        assert not _alive(pid), f"{pid} (a worker's child) outlived the gateway"
     log = log_path.read_text()
     assert f"all {WORKERS} workers stopped" in log
     assert "Traceback" not in log
