@@ -88,11 +88,10 @@ class ChildPredictor(Generic[Arg, In, Out]):
         self._first_backoff_s = restart_backoff_s
         self._quick_deaths = 0  # children in a row that died before they had lived _STABLE_S
         self._not_before = 0.0  # monotonic time before which no child is started
-        self._started_at = 0.0  # when the current child was started
+        self._started_at = 0.0  # when the current child was started (0: none was yet)
         self._lock = threading.Lock()  # one call or close at a time
         self._process: BaseProcess | None = None
         self._connection: Connection | None = None
-        self._started_once = False
         self._closed = False
 
     @property
@@ -126,11 +125,10 @@ class ChildPredictor(Generic[Arg, In, Out]):
         return result
 
     def _start(self) -> Connection:
-        if self._started_once:
+        if self._started_at:
             log.warning("runner %s: starting a new child process", self.name)
             if self._on_restart is not None:
                 self._on_restart()
-        self._started_once = True
         self._started_at = time.monotonic()
         started = time.perf_counter()
         context = multiprocessing.get_context("spawn")

@@ -62,6 +62,7 @@ from tests.benchmarks.proxy_overhead import (
     resolve,
     worktree,
 )
+from tests.support.processes import cpu_seconds
 from tests.support.servers import wait_until_up
 
 RESULTS = Path(__file__).resolve().parent / "results" / "guarded_throughput.md"
@@ -79,9 +80,6 @@ def conversation(client: int, turn: int, history: int) -> list[dict[str, str]]:
         for i in range(history)
     ]
     return [*earlier, {"role": "user", "content": QUESTION.format(client=client, turn=turn)}]
-
-
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -116,35 +114,6 @@ class Cell:
     @property
     def words_per_cpu_s(self) -> float:
         return self.answers * len(LONG_WORDS) / self.cpu_s if self.cpu_s else 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its descendants so far (all their threads: the guard runners'
-    included, and a guard's own process, ``pii.own_process``)."""
-    total = 0.0
-    for member in (pid, *descendants(pid)):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue  # gone since it was listed
-        total += (int(fields[11]) + int(fields[12])) / TICKS
-    return total
-
-
-def descendants(pid: int) -> list[int]:
-    found: list[int] = []
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except FileNotFoundError:
-        return found
-    for task in tasks:
-        try:
-            children = [int(child) for child in (task / "children").read_text().split()]
-        except FileNotFoundError:
-            continue
-        for child in children:
-            found += [child, *descendants(child)]
-    return found
 
 
 _LATENCY = re.compile(r'^hhh_guard_latency_seconds_(sum|count)\{guard="([^"]+)",stage="([^"]+)"\} (\S+)$')

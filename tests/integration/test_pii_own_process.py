@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from guards.metrics import GuardMetrics
 from guards.pii import PiiConfig, PiiGuard
 from guards.registry import GuardResources
 from guards.runner import RunnerPool
+from tests.support.processes import model_children, wait_gone
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 DATA = Path(__file__).resolve().parents[1] / "data" / "pii"
@@ -32,39 +32,11 @@ def _texts() -> list[str]:
 
 
 def children() -> set[int]:
-    """This process's living spawned workers (from /proc: what an operator's ``ps`` would show; not
-    multiprocessing's own resource tracker)."""
-    found: set[int] = set()
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        found.update(int(pid) for pid in (task / "children").read_text().split())
-    return {pid for pid in found if "zombie" not in _status(pid) and "spawn_main" in _command(pid)}
+    return model_children(os.getpid())
 
 
 def mapped_files(pid: int) -> str:
     return Path(f"/proc/{pid}/maps").read_text()
-
-
-def _command(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_text()
-    except FileNotFoundError:
-        return ""
-
-
-def _status(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return "zombie (gone)"
-
-
-def wait_until(check: object, seconds: float = 15.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -127,7 +99,7 @@ async def test_a_killed_presidio_child_fails_one_judgement_then_is_started_again
     in_child = guards.in_child
     [child] = guards.ours()
     os.kill(child, signal.SIGKILL)
-    assert wait_until(lambda: child not in children())
+    assert wait_gone(child)
     with pytest.raises(ChildProcessDied):
         await in_child.judge(["Call Jane Doe on 212-555-0199."], {"PERSON": 0.5, "PHONE_NUMBER": 0.4})
     [verdict] = await in_child.judge(["Call Jane Doe on 212-555-0199."], {"PERSON": 0.5, "PHONE_NUMBER": 0.4})
@@ -141,4 +113,4 @@ async def test_a_killed_presidio_child_fails_one_judgement_then_is_started_again
 async def test_closing_the_runners_ends_the_child(guards: Guards) -> None:
     [child] = guards.ours()
     await guards.pool.close()
-    assert wait_until(lambda: child not in children())
+    assert wait_gone(child)

@@ -19,17 +19,11 @@ import pytest
 import yaml
 
 from gateway.relay.embedded_llm import free_port
+from tests.support.processes import alive, children, model_children
 from tests.support.redis_server import redis_server
 from tests.support.servers import wait_until_up
 
 WORKERS = 2
-
-
-def _children(pid: int) -> set[int]:
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found.update(int(child) for child in (task / "children").read_text().split())
-    return found
 
 
 def _server_socket_inode(port: int, client_port: int) -> str:
@@ -44,29 +38,6 @@ def _server_socket_inode(port: int, client_port: int) -> str:
         ):
             return inode
     raise AssertionError(f"no established connection from port {client_port}")
-
-
-def _descendants(pid: int) -> set[int]:
-    found = _children(pid)
-    for child in list(found):
-        found |= _descendants(child)
-    return found
-
-
-def _spawned(pid: int) -> bool:
-    """A multiprocessing child that serves a model (not multiprocessing's resource tracker)."""
-    try:
-        return "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()
-    except FileNotFoundError:
-        return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "zombie" not in status
 
 
 def _owner(pids: set[int], inode: str) -> int | None:
@@ -109,7 +80,7 @@ def workers(tmp_path: Path, stub: tuple[str, object]) -> Iterator[tuple[int, sub
             yield port, process, log_path
         finally:
             if process.poll() is None:  # the test failed before its SIGTERM: no worker may outlive it
-                for child in _children(process.pid):
+                for child in children(process.pid):
                     os.kill(child, signal.SIGKILL)
                 process.kill()
                 process.wait()
@@ -119,7 +90,7 @@ def test_two_workers_share_the_port_answer_guarded_requests_and_stop_on_sigterm(
     workers: tuple[int, subprocess.Popen[bytes], Path],
 ) -> None:
     port, process, log_path = workers
-    children = _children(process.pid)
+    supervised = children(process.pid)
 
     # Both workers listen once both have started; until then one may take every connection.
     serving: set[int] = set()
@@ -129,7 +100,7 @@ def test_two_workers_share_the_port_answer_guarded_requests_and_stop_on_sigterm(
         connection.request("GET", "/health")
         assert connection.getresponse().read() is not None
         client_port = connection.sock.getsockname()[1]
-        owner = _owner(children, _server_socket_inode(port, client_port))
+        owner = _owner(supervised, _server_socket_inode(port, client_port))
         assert owner is not None, "a connection held by no worker process"
         serving.add(owner)
         open_connections.append(connection)  # held open, so the kernel does not reuse its port
@@ -149,15 +120,15 @@ def test_two_workers_share_the_port_answer_guarded_requests_and_stop_on_sigterm(
         assert answer.choices[0].message.content
 
     # Each worker runs presidio in a child of its own (pii.own_process); none may outlive the gateway.
-    everything = _descendants(process.pid)
-    presidio = {pid for worker in serving for pid in _children(worker) if _spawned(pid)}
+    everything = children(process.pid, recursive=True)
+    presidio = {pid for worker in serving for pid in model_children(worker)}
     assert len(presidio) == WORKERS, f"presidio children {presidio} of workers {serving}"
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=120) == 0
     for pid in serving:
         assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the gateway"
     for pid in everything:
-        assert not _alive(pid), f"{pid} (a worker's child) outlived the gateway"
+        assert not alive(pid), f"{pid} (a worker's child) outlived the gateway"
     log = log_path.read_text()
     assert f"all {WORKERS} workers stopped" in log
     assert "Traceback" not in log
