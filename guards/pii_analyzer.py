@@ -22,6 +22,9 @@ class AnalyzerSpec(msgspec.Struct, frozen=True):
     spacy_model: str
     language: str
     entities: tuple[str, ...]
+    # Run the pipeline's tagger and lemmatizer for presidio's context words; False: lowercased words
+    # stand in for lemmas (``_trim_pipeline``).
+    lemmatizer: bool = False
 
 
 def pipeline_installed(spacy_model: str) -> bool:
@@ -75,7 +78,7 @@ def build_analyzer(spec: AnalyzerSpec) -> Callable[[list[str]], list[Findings]]:
         }
     )
     nlp_engine = provider.create_engine()
-    _without_parser(nlp_engine)
+    _trim_pipeline(nlp_engine, spec.lemmatizer)
     engine = AnalyzerEngine(nlp_engine=nlp_engine, supported_languages=[spec.language])
     batch = BatchAnalyzerEngine(analyzer_engine=engine)
     entities = list(spec.entities)
@@ -97,14 +100,45 @@ def build_analyzer(spec: AnalyzerSpec) -> Callable[[list[str]], list[Findings]]:
     return analyze
 
 
-def _without_parser(nlp_engine: Any) -> None:
-    """Turn off spaCy's dependency parser: presidio reads tokens, lemmas (the tagger's) and entities (the
-    NER, which does not read the parse), never the parse or sentences. On the suite's 552 labelled PII
-    texts every finding is the same without it, and presidio's CPU drops by about a quarter
-    (``tests/integration/test_pii_skip_unchanged.py`` checks the findings)."""
+# Components presidio never reads: the parse and sentences, and (when lowercased words stand in for
+# lemmas) what only makes the lemmas: part-of-speech tags and morphology, then the lemmatizer.
+_PARSE = ("parser", "senter")
+_LEMMAS = ("tagger", "morphologizer", "attribute_ruler", "lemmatizer")
+LOWERCASE_LEMMAS = "hhh_lowercase_lemmas"
+
+
+def _trim_pipeline(nlp_engine: Any, lemmatizer: bool) -> None:
+    """Turn off what presidio does not need from spaCy. It reads tokens, entities (the NER) and lemmas
+    (for context words: "phone" near a number raises its score), never the parse. Without
+    ``lemmatizer``, each word lowercased stands in for its lemma: presidio matches context words as
+    substrings of them ("phones" still holds "phone"), and the NER then runs alone, at about half the
+    pipeline's cost. An embedding layer (``tok2vec``, ``transformer``) stays while an enabled component
+    listens to it (a transformer pipeline's NER does; the small, medium and large English pipelines'
+    NER has its own). On the suite's 597 labelled PII texts every finding, its entity, span and score, is
+    the same either way (``tests/integration/test_pii_skip_unchanged.py``)."""
+    from spacy.language import Language
+
     for nlp in getattr(nlp_engine, "nlp", {}).values():
-        if "parser" in nlp.pipe_names:
-            nlp.disable_pipe("parser")
+        off = _PARSE if lemmatizer else _PARSE + _LEMMAS
+        for name in off:
+            if name in nlp.pipe_names:
+                nlp.disable_pipe(name)
+        if lemmatizer:
+            continue
+        for name, pipe in list(nlp.pipeline):
+            listeners = set(getattr(pipe, "listening_components", None) or ()) & set(nlp.pipe_names)
+            if name in ("tok2vec", "transformer") and not listeners:
+                nlp.disable_pipe(name)
+        if not Language.has_factory(LOWERCASE_LEMMAS):
+            Language.component(LOWERCASE_LEMMAS, func=_lowercase_lemmas)
+        if LOWERCASE_LEMMAS not in nlp.pipe_names:
+            nlp.add_pipe(LOWERCASE_LEMMAS, last=True)
+
+
+def _lowercase_lemmas(doc: Any) -> Any:
+    """Each token's lemma is its lowercased text (one array copy, not a Python loop over tokens)."""
+    doc.from_array(["LEMMA"], doc.to_array(["LOWER"]))
+    return doc
 
 
 def _in_language(text: str, results: list[Any], model_made: set[str], judge: LanguageJudge) -> list[Any]:

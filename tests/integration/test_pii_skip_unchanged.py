@@ -76,24 +76,49 @@ async def test_default_output_rule_decides_as_if_every_text_were_analysed(pii: P
     assert all(any(c.isdigit() or c in "@:" for c in text) for text in analysed)
 
 
-async def test_analysis_without_the_parser_finds_what_the_full_pipeline_finds(
+# Context words in other forms than the recognisers list them (lemma vs lowercased word).
+CONTEXT_FORMS = [
+    "I was calling my phones at 212-555-0199",
+    "my savings account 123456789012",
+    "saving to acct 12345678 now",
+    "Card: 4111 1111 1111 1111, cards",
+    "Their SSNs: 078-05-1120",
+    "Emailed it to jane.doe@example.com",
+    "",
+]
+
+
+async def test_the_trimmed_pipeline_finds_what_the_whole_pipeline_finds(
     pii: PiiGuard, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The guard turns spaCy's parser off (presidio never reads the parse): every finding on the
-    labelled sets, entity, span and score, is the one the whole pipeline gives."""
-    texts = _texts()
-    enabled: list[list[str]] = []
-    original = guards.pii_analyzer._without_parser
+    """The guard turns off what presidio does not read from spaCy: the parser always, and by default
+    the tagger and lemmatizer too (lowercased words stand in for lemmas). Every finding on the labelled
+    sets, entity, span and score, is the one the whole pipeline gives, either way."""
+    texts = _texts() + _non_english() + CONTEXT_FORMS
+    enabled: dict[bool, list[str]] = {}
+    original = guards.pii_analyzer._trim_pipeline
 
-    def recording(nlp_engine: Any) -> None:
-        original(nlp_engine)
-        enabled.extend(list(nlp.pipe_names) for nlp in nlp_engine.nlp.values())
+    def recording(nlp_engine: Any, lemmatizer: bool) -> None:
+        original(nlp_engine, lemmatizer)
+        [nlp] = nlp_engine.nlp.values()
+        enabled[lemmatizer] = list(nlp.pipe_names)
 
-    spec = AnalyzerSpec(pii.config.spacy_model, pii.config.language, tuple(pii.config.entities))
-    monkeypatch.setattr(guards.pii_analyzer, "_without_parser", recording)
-    without_parser = build_analyzer(spec)
-    assert enabled
-    assert all("parser" not in names and "ner" in names for names in enabled)
-    monkeypatch.setattr(guards.pii_analyzer, "_without_parser", lambda nlp_engine: None)
+    config = pii.config
+    spec = AnalyzerSpec(config.spacy_model, config.language, tuple(config.entities))
+    monkeypatch.setattr(guards.pii_analyzer, "_trim_pipeline", recording)
+    trimmed = build_analyzer(spec)
+    with_lemmatizer = build_analyzer(msgspec.structs.replace(spec, lemmatizer=True))
+    assert enabled[False] == ["ner", guards.pii_analyzer.LOWERCASE_LEMMAS]
+    assert "parser" not in enabled[True]
+    assert {"ner", "tagger", "lemmatizer"} <= set(enabled[True])
+    monkeypatch.setattr(guards.pii_analyzer, "_trim_pipeline", lambda nlp_engine, lemmatizer: None)
     whole_pipeline = build_analyzer(spec)
-    assert without_parser(texts) == whole_pipeline(texts)
+    expected = whole_pipeline(texts)
+    assert any(expected[-len(CONTEXT_FORMS) :])
+    assert trimmed(texts) == expected
+    assert with_lemmatizer(texts) == expected
+
+
+def _non_english() -> list[str]:
+    lines = (DATA / "non_english_answers.jsonl").read_text().splitlines()
+    return [json.loads(line)["text"] for line in lines]

@@ -1,13 +1,16 @@
-"""Which spaCy pipelines the PII guard can load, and which modules presidio's child process may go
-without (``guards.pii_analyzer``)."""
+"""Which spaCy pipelines the PII guard can load, which of their components it turns off, and which
+modules presidio's child process may go without (``guards.pii_analyzer``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+import spacy
 
-from guards.pii_analyzer import pipeline_installed, unneeded_modules
+from guards.pii_analyzer import LOWERCASE_LEMMAS, _trim_pipeline, pipeline_installed, unneeded_modules
 from guards.policy import GuardSpec, PolicyError
 from guards.registry import GuardResources, build_guards
 from guards.runner import RunnerPool
@@ -48,3 +51,40 @@ def test_installed_pipelines_and_directories_are_found(tmp_path: Path) -> None:
     assert pipeline_installed(str(tmp_path))
     assert not pipeline_installed("en_core_web_nope")
     assert not pipeline_installed(str(tmp_path / "missing"))
+
+
+def _listening_ner_pipeline() -> Any:
+    """A blank pipeline whose NER reads a shared ``tok2vec`` (as a transformer pipeline's does)."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("tok2vec")
+    listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": 96, "upstream": "*"}
+    model = {"@architectures": "spacy.TransitionBasedParser.v2", "state_type": "ner", "tok2vec": listener}
+    nlp.add_pipe("ner", config={"model": model}).add_label("PERSON")
+    nlp.add_pipe("sentencizer")
+    nlp.initialize()
+    return nlp
+
+
+def test_an_embedding_layer_the_ner_listens_to_stays_on() -> None:
+    nlp = _listening_ner_pipeline()
+    _trim_pipeline(SimpleNamespace(nlp={"en": nlp}), lemmatizer=False)
+    assert nlp.pipe_names == ["tok2vec", "ner", "sentencizer", LOWERCASE_LEMMAS]
+    nlp("Jane met Bob.")  # still runs
+
+
+def test_an_embedding_layer_nothing_listens_to_goes_off() -> None:
+    nlp = spacy.blank("en")
+    nlp.add_pipe("tok2vec")
+    nlp.add_pipe("ner").add_label("PERSON")  # its own embedding (spaCy's default NER model)
+    nlp.initialize()
+    _trim_pipeline(SimpleNamespace(nlp={"en": nlp}), lemmatizer=False)
+    assert nlp.pipe_names == ["ner", LOWERCASE_LEMMAS]
+
+
+def test_lowercased_words_stand_in_for_lemmas() -> None:
+    nlp = spacy.blank("en")
+    _trim_pipeline(SimpleNamespace(nlp={"en": nlp}), lemmatizer=False)
+    _trim_pipeline(SimpleNamespace(nlp={"en": nlp}), lemmatizer=False)  # a second build adds none
+    assert nlp.pipe_names == [LOWERCASE_LEMMAS]
+    assert [token.lemma_ for token in nlp("Call my PHONES")] == ["call", "my", "phones"]
+    assert len(nlp("")) == 0
