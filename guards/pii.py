@@ -30,6 +30,7 @@ from guards.child_process import ChildPredictor
 from guards.pii_analyzer import (
     AnalyzerSpec,
     Findings,
+    PiiQuery,
     build_analyzer,
     pipeline_installed,
     unneeded_modules,
@@ -116,12 +117,13 @@ class PiiGuard(GuardBase):
             )
         self.config = config
         self._resources = resources
-        self._runner: BatchingRunner[str, Findings] | None = None
+        self._runner: BatchingRunner[PiiQuery, Findings] | None = None
         self._anonymizer: Any = None
         self._salt = config.hash_salt or secrets.token_hex(16)
         self._allowed = frozenset(_folded(value) for value in config.allow_list)
-        # Per set of categories a rule counts: what a text must contain to be worth analysing.
-        self._trigger_cache: dict[frozenset[str] | None, re.Pattern[str] | None] = {}
+        # Per set of categories a rule counts: the entities to look for, and what a text must contain
+        # to be worth analysing.
+        self._wanted_cache: dict[frozenset[str] | None, _Wanted] = {}
 
     @property
     def categories(self) -> Sequence[str]:
@@ -145,10 +147,10 @@ class PiiGuard(GuardBase):
         key = f"presidio:{spec.spacy_model}:{spec.language}:{','.join(spec.entities)}:{lemmas}:{where}"
         self._runner = await runners.get(key, lambda: self._build_runner(key, spec))
 
-    def _build_runner(self, key: str, spec: AnalyzerSpec) -> BatchingRunner[str, Findings]:
+    def _build_runner(self, key: str, spec: AnalyzerSpec) -> BatchingRunner[PiiQuery, Findings]:
         metrics = self._resources.runners.metrics
         close: Callable[[], None] | None = None
-        predict: Callable[[list[str]], list[Findings]]
+        predict: Callable[[list[PiiQuery]], list[Findings]]
         if self.config.own_process:
             restarted = None if metrics is None else metrics.child_restarts.labels(key).inc
             blocked = unneeded_modules(spec.spacy_model)
@@ -162,7 +164,7 @@ class PiiGuard(GuardBase):
             max_batch=self.config.max_batch,
             max_wait_ms=self.config.max_wait_ms,
             metrics=metrics,
-            warmup=["My name is Jane Doe and my email is jane@example.com."],
+            warmup=[("My name is Jane Doe and my email is jane@example.com.", ())],
             close_predict=close,
         )
 
@@ -179,26 +181,31 @@ class PiiGuard(GuardBase):
         ]
 
     async def _analyse(self, texts: Sequence[str], categories: Sequence[str] | None) -> list[Findings]:
-        """presidio's findings per text; texts in which no entity the rule counts can be found (see
-        ``guards.pii_triggers``) are not sent to the analyzer: nothing would be found there."""
+        """presidio's findings per text, for the entities the rule counts. Texts in which none of them can
+        be found (see ``guards.pii_triggers``) are not sent to the analyzer: nothing would be found
+        there; a rule that counts only pattern entities has the others analysed without the NLP model
+        (``guards.pii_analyzer.build_analyzer``)."""
         assert self._runner is not None
-        triggers = self._triggers(categories)
-        if triggers is None:
-            return await self._runner.run(texts)
-        analysed = [index for index, text in enumerate(texts) if triggers.search(text)]
+        wanted = self._wanted(categories)
         found: list[Findings] = [[] for _ in texts]
+        analysed = [
+            index
+            for index, text in enumerate(texts)
+            if wanted.entities and (wanted.triggers is None or wanted.triggers.search(text))
+        ]
         if analysed:
-            results = await self._runner.run([texts[index] for index in analysed])
+            results = await self._runner.run([(texts[index], wanted.asked) for index in analysed])
             for index, result in zip(analysed, results, strict=True):
                 found[index] = result
         return found
 
-    def _triggers(self, categories: Sequence[str] | None) -> re.Pattern[str] | None:
+    def _wanted(self, categories: Sequence[str] | None) -> _Wanted:
         key = None if categories is None else frozenset(categories)
-        if key not in self._trigger_cache:
-            wanted = [entity for entity in self.config.entities if key is None or entity in key]
-            self._trigger_cache[key] = trigger_pattern(wanted)
-        return self._trigger_cache[key]
+        if key not in self._wanted_cache:
+            entities = tuple(sorted(e for e in self.config.entities if key is None or e in key))
+            asked = () if key is None else entities  # (): every configured entity
+            self._wanted_cache[key] = _Wanted(entities, asked, trigger_pattern(entities))
+        return self._wanted_cache[key]
 
     def _verdict(
         self,
@@ -254,6 +261,14 @@ class PiiGuard(GuardBase):
         )
         replacement: str = result.text
         return replacement
+
+
+class _Wanted(msgspec.Struct, frozen=True):
+    """What a rule's categories ask of the analyzer."""
+
+    entities: tuple[str, ...]  # the configured entities the rule counts (none: nothing to look for)
+    asked: tuple[str, ...]  # as the analyzer is asked: () for all of the configured ones
+    triggers: re.Pattern[str] | None  # what a text must contain to hold one (None: any text may)
 
 
 def _folded(value: str) -> str:

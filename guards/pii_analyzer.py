@@ -16,6 +16,8 @@ from guards.language import LanguageJudge
 
 # (entity, start, end, score) per finding, per text.
 Findings = list[tuple[str, int, int, float]]
+# A text, and the entities to look for in it (empty: every entity of the spec).
+PiiQuery = tuple[str, tuple[str, ...]]
 
 
 class AnalyzerSpec(msgspec.Struct, frozen=True):
@@ -58,8 +60,15 @@ def unneeded_modules(spacy_model: str) -> tuple[str, ...]:
     return ("torch", "transformers")
 
 
-def build_analyzer(spec: AnalyzerSpec) -> Callable[[list[str]], list[Findings]]:
-    """Load the spaCy pipeline and presidio's recognisers (seconds): a function from texts to findings."""
+def build_analyzer(spec: AnalyzerSpec) -> Callable[[list[PiiQuery]], list[Findings]]:
+    """Load the spaCy pipeline and presidio's recognisers (seconds): a function from queries (a text
+    and the entities to look for) to findings.
+
+    A query that looks for no entity the NLP model finds (the default output rule counts only e-mails,
+    phones, cards... whatever the context) is analysed without the model: spaCy only tokenises (and
+    makes lemmas, for context words), and presidio runs the pattern recognisers for those entities.
+    Presidio settles overlapping findings within one entity type, so looking for fewer entities never
+    changes the findings of those looked for."""
     # presidio's e-mail recogniser calls tldextract's module-level extractor, which downloads the
     # public-suffix list on first use (and logs a traceback offline). The snapshot it ships suffices.
     import tldextract.tldextract
@@ -68,7 +77,7 @@ def build_analyzer(spec: AnalyzerSpec) -> Callable[[list[str]], list[Findings]]:
     # Presidio warns at length about recognisers for other languages and unmapped spaCy labels.
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
     from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine
-    from presidio_analyzer.nlp_engine import NlpEngineProvider
+    from presidio_analyzer.nlp_engine import NlpEngineProvider, SpacyNlpEngine
     from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
     provider = NlpEngineProvider(
@@ -78,24 +87,37 @@ def build_analyzer(spec: AnalyzerSpec) -> Callable[[list[str]], list[Findings]]:
         }
     )
     nlp_engine = provider.create_engine()
+    assert isinstance(nlp_engine, SpacyNlpEngine)  # the configuration above asks for spaCy
     _trim_pipeline(nlp_engine, spec.lemmatizer)
     engine = AnalyzerEngine(nlp_engine=nlp_engine, supported_languages=[spec.language])
     batch = BatchAnalyzerEngine(analyzer_engine=engine)
-    entities = list(spec.entities)
     language = spec.language
     judge = LanguageJudge((spec.language,))
     # The recognisers that report the NLP model's own entities (the rest are patterns and lists).
     model_made = {r.id for r in engine.registry.recognizers if isinstance(r, SpacyRecognizer)}
+    assert nlp_engine.nlp is not None  # loaded by create_engine
+    nlp = nlp_engine.nlp[language]
+    model_entities = _model_entities(nlp, nlp_engine.ner_model_configuration)
+    lemma_makers = (*_LEMMAS, *_EMBEDDINGS) if spec.lemmatizer else (LOWERCASE_LEMMAS,)
+    not_for_lemmas = [name for name in nlp.pipe_names if name not in lemma_makers]
 
-    def analyze(texts: list[str]) -> list[Findings]:
-        found = batch.analyze_iterator(texts, language=language, entities=entities, batch_size=len(texts))
-        return [
-            [
-                (r.entity_type, r.start, r.end, float(r.score))
-                for r in _in_language(text, results, model_made, judge)
-            ]
-            for text, results in zip(texts, found, strict=True)
-        ]
+    def analyze_group(texts: list[str], wanted: tuple[str, ...]) -> list[list[Any]]:
+        off = [] if model_entities & set(wanted) else not_for_lemmas  # patterns only: no model entity
+        with nlp.select_pipes(disable=off):
+            size = len(texts)
+            return batch.analyze_iterator(texts, language=language, entities=list(wanted), batch_size=size)
+
+    def analyze(queries: list[PiiQuery]) -> list[Findings]:
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for index, (_, wanted) in enumerate(queries):
+            groups.setdefault(wanted or spec.entities, []).append(index)
+        found: list[Findings] = [[] for _ in queries]
+        for wanted, indexes in groups.items():
+            texts = [queries[index][0] for index in indexes]
+            for index, text, results in zip(indexes, texts, analyze_group(texts, wanted), strict=True):
+                kept = _in_language(text, results, model_made, judge)
+                found[index] = [(r.entity_type, r.start, r.end, float(r.score)) for r in kept]
+        return found
 
     return analyze
 
@@ -104,6 +126,7 @@ def build_analyzer(spec: AnalyzerSpec) -> Callable[[list[str]], list[Findings]]:
 # lemmas) what only makes the lemmas: part-of-speech tags and morphology, then the lemmatizer.
 _PARSE = ("parser", "senter")
 _LEMMAS = ("tagger", "morphologizer", "attribute_ruler", "lemmatizer")
+_EMBEDDINGS = ("tok2vec", "transformer")
 LOWERCASE_LEMMAS = "hhh_lowercase_lemmas"
 
 
@@ -127,12 +150,22 @@ def _trim_pipeline(nlp_engine: Any, lemmatizer: bool) -> None:
             continue
         for name, pipe in list(nlp.pipeline):
             listeners = set(getattr(pipe, "listening_components", None) or ()) & set(nlp.pipe_names)
-            if name in ("tok2vec", "transformer") and not listeners:
+            if name in _EMBEDDINGS and not listeners:
                 nlp.disable_pipe(name)
         if not Language.has_factory(LOWERCASE_LEMMAS):
             Language.component(LOWERCASE_LEMMAS, func=_lowercase_lemmas)
         if LOWERCASE_LEMMAS not in nlp.pipe_names:
             nlp.add_pipe(LOWERCASE_LEMMAS, last=True)
+
+
+def _model_entities(nlp: Any, configuration: Any) -> set[str]:
+    """The presidio entities the pipeline itself can report: its components' labels as presidio maps
+    them (PERSON, LOCATION, NRP...; a label it does not map counts as itself). Not the recogniser's
+    list, which names every entity some pipeline might map to (PHONE_NUMBER and EMAIL among them)."""
+    mapping = configuration.model_to_presidio_entity_mapping or {}
+    tagging = (*_PARSE, *_LEMMAS, *_EMBEDDINGS)  # their labels are tags and arcs, never entities
+    labels = {label for name, labels in nlp.pipe_labels.items() if name not in tagging for label in labels}
+    return {mapping.get(label, label) for label in labels} - set(configuration.labels_to_ignore or ())
 
 
 def _lowercase_lemmas(doc: Any) -> Any:

