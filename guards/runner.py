@@ -9,7 +9,8 @@ is never delayed for company that is not coming.
 One call never holds the model for long: a call bigger than a batch is cut into pieces, and each batch
 takes its texts round robin from every waiting call, so a small call is not queued behind a huge one.
 A call whose caller gave up (a guard's time-out cancels it) is dropped: its pieces not yet started never
-run.
+run. Closing the runner cancels the calls still waiting; a call whose batch is running gets that
+batch's end.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
 from guards.metrics import GuardMetrics
@@ -160,21 +161,42 @@ class BatchingRunner(Generic[In, Out]):
         return pieces
 
     async def _run_batch(self, pieces: list[_Piece[In, Out]]) -> None:
+        """Run one batch on the worker thread. Its callers get their results in the loop callback that
+        the thread's end schedules, not after this task resumes: under load each turn of the event
+        loop waits behind every stream's chunks, and a caller would otherwise wait two more."""
         items = [item for piece in pieces for item in piece.items]
         started = time.perf_counter()
         if self._metrics is not None:
             self._metrics.batch_size.labels(self.name).observe(len(items))
         loop = asyncio.get_running_loop()
-        try:
-            outputs = await loop.run_in_executor(self._executor, self._predict_checked, items)
-        except Exception as exc:  # noqa: BLE001 - every caller of the batch gets the failure
+        batch_over: asyncio.Future[None] = loop.create_future()
+
+        def deliver(outcome: Future[list[Out]]) -> None:  # on the loop
+            self._deliver(pieces, outcome, started)
+            if not batch_over.done():  # the serving task was cancelled (close): nobody waits
+                batch_over.set_result(None)
+
+        def ended(outcome: Future[list[Out]]) -> None:  # on the worker thread (or here, if done)
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(deliver, outcome)
+
+        assert self._executor is not None, "the runner is not started"
+        self._executor.submit(self._predict_checked, items).add_done_callback(ended)
+        await batch_over
+
+    def _deliver(self, pieces: list[_Piece[In, Out]], outcome: Future[list[Out]], started: float) -> None:
+        """Each caller of a finished batch gets its share of the outputs, or the batch's failure."""
+        closed = RuntimeError(f"runner {self.name} is closed")  # its executor dropped the batch
+        failure = closed if outcome.cancelled() else outcome.exception()
+        if failure is not None:  # every caller of the batch gets it
             for piece in pieces:
                 piece.call.handed_out = len(piece.call.items)  # the rest of a failed call never runs
                 if not piece.call.future.done():
-                    piece.call.future.set_exception(exc)
+                    piece.call.future.set_exception(failure)
             return
         if self._metrics is not None:
             self._metrics.batch_seconds.labels(self.name).observe(time.perf_counter() - started)
+        outputs = outcome.result()
         offset = 0
         for piece in pieces:
             call = piece.call

@@ -80,6 +80,27 @@ async def test_a_caller_that_times_out_does_not_break_the_batch() -> None:
         await runner.close()
 
 
+async def test_a_call_in_a_batch_when_the_runner_closes_gets_that_batch_s_end() -> None:
+    """Closing cancels the calls still waiting; one whose batch is running gets what the batch gives
+    when it ends (a caller never hangs on a runner that closed under it)."""
+    started, release = threading.Event(), threading.Event()
+
+    def held(items: list[str]) -> list[str]:
+        started.set()
+        release.wait(5)
+        return items
+
+    runner = BatchingRunner("held", held, max_wait_ms=0)
+    await runner.start()
+    call = asyncio.ensure_future(runner.run(["a"]))
+    await asyncio.to_thread(started.wait, 5)
+    closing = asyncio.ensure_future(runner.close())
+    await asyncio.sleep(0)
+    release.set()
+    await closing
+    assert await asyncio.wait_for(call, 5) == ["a"]
+
+
 async def test_metrics_and_warmup() -> None:
     registry = CollectorRegistry()
     metrics = GuardMetrics(registry)
