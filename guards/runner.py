@@ -172,9 +172,11 @@ class BatchingRunner(Generic[In, Out]):
         batch_over: asyncio.Future[None] = loop.create_future()
 
         def deliver(outcome: Future[list[Out]]) -> None:  # on the loop
-            self._deliver(pieces, outcome, started)
-            if not batch_over.done():  # the serving task was cancelled (close): nobody waits
-                batch_over.set_result(None)
+            try:
+                self._deliver(pieces, outcome, started)
+            finally:  # the next batch may start, whatever happened here
+                if not batch_over.done():  # done: the serving task was cancelled (close)
+                    batch_over.set_result(None)
 
         def ended(outcome: Future[list[Out]]) -> None:  # on the worker thread (or here, if done)
             if not loop.is_closed():
