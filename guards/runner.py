@@ -183,7 +183,12 @@ class BatchingRunner(Generic[In, Out]):
                 loop.call_soon_threadsafe(deliver, outcome)
 
         assert self._executor is not None, "the runner is not started"
-        self._executor.submit(self._predict_checked, items).add_done_callback(ended)
+        try:
+            submitted = self._executor.submit(self._predict_checked, items)
+        except RuntimeError as exc:  # the executor was shut down (the runner is closing)
+            submitted = Future()
+            submitted.set_exception(exc)
+        submitted.add_done_callback(ended)
         await batch_over
 
     def _deliver(self, pieces: list[_Piece[In, Out]], outcome: Future[list[Out]], started: float) -> None:

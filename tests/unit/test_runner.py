@@ -101,6 +101,21 @@ async def test_a_call_in_a_batch_when_the_runner_closes_gets_that_batch_s_end() 
     assert await asyncio.wait_for(call, 5) == ["a"]
 
 
+async def test_a_batch_the_executor_refuses_fails_its_callers_and_the_runner_serves_on() -> None:
+    runner = BatchingRunner("refused", Recorder(), max_wait_ms=0)
+    await runner.start()
+    try:
+        executor = runner._executor
+        assert executor is not None
+        executor.shutdown()
+        with pytest.raises(RuntimeError, match="shutdown"):
+            await asyncio.wait_for(runner.run(["a"]), 5)
+        assert runner._task is not None
+        assert not runner._task.done()
+    finally:
+        await runner.close()
+
+
 async def test_metrics_and_warmup() -> None:
     registry = CollectorRegistry()
     metrics = GuardMetrics(registry)
