@@ -114,6 +114,14 @@ class EventRecorder:
             remaining.append(self._queue.get_nowait())
         if remaining:
             self._to_spool(new_batch_id(), remaining)
+        if self.spool.pending:  # said, never silent: they live only as long as this directory does
+            log.warning(
+                "%d events wait in the spool at %s; the next gateway started with this data_dir "
+                "replays them (a directory deleted with this process, such as a Kubernetes emptyDir, "
+                "loses them)",
+                self.spool.pending,
+                self.spool.directory,
+            )
 
     async def _run(self) -> None:
         while True:

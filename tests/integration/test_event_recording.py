@@ -4,6 +4,7 @@ order when it comes back: none lost, none duplicated."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import time
 from pathlib import Path
@@ -96,7 +97,9 @@ async def test_redis_stopped_under_load_loses_nothing(tmp_path: Path) -> None:
     assert registry.get_sample_value("hhh_events_dropped_total") == 0
 
 
-async def test_events_spooled_at_shutdown_survive_a_restart(tmp_path: Path) -> None:
+async def test_events_spooled_at_shutdown_survive_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     registry = CollectorRegistry()
     dead = redis_client(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.5)
     recorder = EventRecorder(dead, DiskSpool(tmp_path / "spool"), RecorderMetrics(registry), retry_s=0.05)
@@ -104,8 +107,11 @@ async def test_events_spooled_at_shutdown_survive_a_restart(tmp_path: Path) -> N
     for n in range(20):
         recorder.record(_event(n))
     await asyncio.sleep(1.0)
-    await recorder.close()
+    with caplog.at_level(logging.WARNING, logger="hhh.feedback"):
+        await recorder.close()
     assert DiskSpool(tmp_path / "spool").pending == 20  # on disk, for the next process
+    # and said so at exit, with where they are: a directory deleted with the process would lose them
+    assert f"20 events wait in the spool at {tmp_path / 'spool'}" in caplog.text
     async with EmbeddedRedis(tmp_path / "redis") as embedded:
         client = redis_client(embedded.url)
         second = EventRecorder(client, DiskSpool(tmp_path / "spool"), RecorderMetrics(CollectorRegistry()))
