@@ -173,14 +173,17 @@ class PiiGuard(GuardBase):
     ) -> list[Verdict]:
         assert self._runner is not None, "PiiGuard.start() was not awaited"
         started = time.perf_counter()
-        found = await self._analyse(texts, context.categories if context is not None else None)
+        context = context or JudgeContext()
+        found = await self._analyse(texts, context.categories, context.patience_s)
         latency = (time.perf_counter() - started) * 1000
         return [
             self._verdict(text, results, thresholds, latency)
             for text, results in zip(texts, found, strict=True)
         ]
 
-    async def _analyse(self, texts: Sequence[str], categories: Sequence[str] | None) -> list[Findings]:
+    async def _analyse(
+        self, texts: Sequence[str], categories: Sequence[str] | None, patience_s: float = 0.0
+    ) -> list[Findings]:
         """presidio's findings per text, for the entities the rule counts. Texts in which none of them can
         be found (see ``guards.pii_triggers``) are not sent to the analyzer: nothing would be found
         there; a rule that counts only pattern entities has the others analysed without the NLP model
@@ -194,7 +197,8 @@ class PiiGuard(GuardBase):
             if wanted.entities and (wanted.triggers is None or wanted.triggers.search(text))
         ]
         if analysed:
-            results = await self._runner.run([(texts[index], wanted.asked) for index in analysed])
+            queries = [(texts[index], wanted.asked) for index in analysed]
+            results = await self._runner.run(queries, patience_s)
             for index, result in zip(analysed, results, strict=True):
                 found[index] = result
         return found

@@ -154,12 +154,20 @@ class StreamPolicy(_Strict):
     # Characters of context carried from one window into the next, so what crosses a boundary is seen
     # whole; it bounds what a forced cut (no sentence end) can split.
     overlap_chars: int = 64
+    # How long a window after a text's first may wait for other streams' windows to share one model call,
+    # while the guards are ahead of the upstream (none of the answer's next text has come yet). At an
+    # LLM's pace the reader is still reading what came before, and windows checked together cost a
+    # fraction of the CPU each. 0: never wait. A text's first window, its tail (checked once the answer
+    # ended) and input checks never wait.
+    patience_ms: float = 20.0
 
     def __post_init__(self) -> None:
         if not 0 < self.min_chars <= self.max_chars:
             raise ValueError("min_chars must be positive and at most max_chars")
         if not 0 <= self.overlap_chars < self.max_chars:
             raise ValueError("overlap_chars must be below max_chars")
+        if not 0 <= self.patience_ms <= 1000:
+            raise ValueError("patience_ms must be between 0 and 1000")
 
 
 DEFAULT_DISCLAIMER = (

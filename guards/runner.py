@@ -4,7 +4,9 @@ Concurrent calls are collected into micro-batches (up to ``max_batch`` texts) an
 thread, never on the event loop. While a batch runs, new calls queue, so the next batch forms by itself
 under load. A lone call waits up to ``max_wait_ms`` for company only while calls are arriving that
 fast (the one before it came less than twice ``max_wait_ms`` earlier): a lone stream or a quiet gateway
-is never delayed for company that is not coming.
+is never delayed for company that is not coming. A call may also bring patience of its own (a stream's
+later windows, while the guards are ahead of the upstream): then the batch waits for company until the
+first waiting call's patience runs out, the batch is full, or a call without patience comes.
 
 One call never holds the model for long: a call bigger than a batch is cut into pieces, and each batch
 takes its texts round robin from every waiting call, so a small call is not queued behind a huge one.
@@ -16,6 +18,7 @@ batch's end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -34,12 +37,16 @@ Out = TypeVar("Out")
 class _Call(Generic[In, Out]):
     """One caller's items, handed out to batches in order; its results come back in the same order."""
 
-    __slots__ = ("enqueued", "future", "handed_out", "items", "results")
+    __slots__ = ("deadline", "enqueued", "future", "handed_out", "items", "patience_s", "results")
 
-    def __init__(self, items: list[In], future: asyncio.Future[list[Out]]) -> None:
+    def __init__(
+        self, items: list[In], future: asyncio.Future[list[Out]], patience_s: float, now: float
+    ) -> None:
         self.items = items
         self.future = future
         self.enqueued = time.perf_counter()
+        self.patience_s = patience_s
+        self.deadline = now + patience_s  # on the runner's clock: how long it may wait for company
         self.handed_out = 0  # items given to a batch so far
         self.results: list[Out] = []
 
@@ -97,15 +104,16 @@ class BatchingRunner(Generic[In, Out]):
             await self.run(self._warmup)
             log.info("runner %s warmed up in %.0f ms", self.name, (time.perf_counter() - started) * 1000)
 
-    async def run(self, items: Sequence[In]) -> list[Out]:
-        """Predict ``items``, batched with whatever else is asked at the same moment."""
+    async def run(self, items: Sequence[In], patience_s: float = 0.0) -> list[Out]:
+        """Predict ``items``, batched with whatever else is asked at the same moment. ``patience_s``: how
+        long the call may wait for others to join its batch (0: it runs as soon as the model is free)."""
         if not items:
             return []
         if self._wakeup is None:
             raise RuntimeError(f"runner {self.name} is not started")
         future: asyncio.Future[list[Out]] = asyncio.get_running_loop().create_future()
-        call = _Call(list(items), future)
         now = self._clock()
+        call = _Call(list(items), future, max(0.0, patience_s), now)
         self._arrival_gap, self._arrived = now - self._arrived, now
         self._waiting.append(call)
         self._wakeup.set()
@@ -124,7 +132,15 @@ class BatchingRunner(Generic[In, Out]):
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if self._worth_waiting():
+            patience = self._patience_left()
+            if patience > 0:  # until then, or until a call comes that changes that (woken by run)
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), patience)
+                self._drop_abandoned()
+                if self._patience_left() > 0:
+                    continue
+            elif self._worth_waiting():
                 await asyncio.sleep(self.max_wait_s)  # give concurrent callers a moment to join
                 self._drop_abandoned()
             pieces = self._next_batch()
@@ -136,6 +152,18 @@ class BatchingRunner(Generic[In, Out]):
         if not self.max_wait_s or len(self._waiting) != 1 or self._waiting[0].remaining >= self.max_batch:
             return False
         return self._arrival_gap < 2 * self.max_wait_s
+
+    def _patience_left(self) -> float:
+        """How much longer the waiting calls may wait for company: every one of them brought patience and
+        has some left, the batch has room, and calls are coming often enough that another may join."""
+        waiting = self._waiting
+        if not waiting or any(call.patience_s <= 0 for call in waiting):
+            return 0.0
+        if sum(call.remaining for call in waiting) >= self.max_batch:
+            return 0.0
+        if self._arrival_gap >= max(call.patience_s for call in waiting):
+            return 0.0  # the call before came longer ago than they would wait: none is coming
+        return max(0.0, min(call.deadline for call in waiting) - self._clock())
 
     def _drop_abandoned(self) -> None:
         if any(call.future.done() for call in self._waiting):

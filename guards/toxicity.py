@@ -164,7 +164,7 @@ class ToxicityGuard(GuardBase):
         self, texts: Sequence[str], thresholds: Mapping[str, float], context: JudgeContext | None = None
     ) -> list[Verdict]:
         started = time.perf_counter()
-        scores, tiers = await self._score(texts)
+        scores, tiers = await self._score(texts, context.patience_s if context is not None else 0.0)
         latency = (time.perf_counter() - started) * 1000
         verdicts = []
         for text_scores, tier in zip(scores, tiers, strict=True):
@@ -182,19 +182,21 @@ class ToxicityGuard(GuardBase):
             )
         return verdicts
 
-    async def _score(self, texts: Sequence[str]) -> tuple[list[dict[str, float]], list[str]]:
+    async def _score(
+        self, texts: Sequence[str], patience_s: float
+    ) -> tuple[list[dict[str, float]], list[str]]:
         cascade, tier = self.config.cascade, self.config.model_tier or "classic"
         if self._classic is None or (self._model is not None and not cascade.enabled):
             assert self._model is not None
-            return await self._model.run(texts), [tier] * len(texts)
-        classic = await self._classic.run(texts)
+            return await self._model.run(texts, patience_s), [tier] * len(texts)
+        classic = await self._classic.run(texts)  # cheap: never held for company
         scores: list[dict[str, Any]] = [{"toxicity": score} for score in classic]
         tiers = ["classic"] * len(texts)
         if self._model is None:
             return scores, tiers
         unsure = [i for i, score in enumerate(classic) if cascade.clear_below <= score < cascade.flag_above]
         if unsure:
-            refined = await self._model.run([texts[i] for i in unsure])
+            refined = await self._model.run([texts[i] for i in unsure], patience_s)
             for index, model_scores in zip(unsure, refined, strict=True):
                 scores[index] = model_scores
                 tiers[index] = tier

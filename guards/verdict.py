@@ -66,6 +66,9 @@ class JudgeContext(msgspec.Struct):
     categories: list[str] | None = None
     # Who asked (at the input stage): the scope of cached verdicts (``guards.verdict_cache``); "" for none.
     tenant: str = ""
+    # How long a batching runner may hold this check for others to share its model call (a stream's later
+    # windows while the guards are ahead of the upstream, ``StreamPolicy.patience_ms``); 0 for the rest.
+    patience_s: float = 0.0
 
 
 class Verdict(msgspec.Struct):

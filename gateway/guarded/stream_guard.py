@@ -262,7 +262,9 @@ class StreamGuard:
 
     async def _check(self, state: _Choice, channel: Channel, window: Window) -> AsyncIterator[Chunk]:
         context = JudgeContext() if self.context is None else self.context
-        focused = msgspec.structs.replace(context, focus_start=len(window.context))  # shares the cache
+        focused = msgspec.structs.replace(  # shares the cache
+            context, focus_start=len(window.context), patience_s=self._patience(channel, window)
+        )
         where = f"choices[{state.index}]" + ("" if self._is_main(channel) else f".{channel.field}")
         judged = await self.guardrails.judge_output(
             self.resolved, [window.checked], [where], focused, self.windowed
@@ -299,6 +301,15 @@ class StreamGuard:
             if released_text:
                 channel.shown.append(released_text)
                 yield self.write.text(state.index, channel.field, released_text, logprobs)
+
+    def _patience(self, channel: Channel, window: Window) -> float:
+        """How long this window's check may wait to share a model call with other streams' windows: only
+        after the text's first window went out (its reader is reading that), only while nothing more of
+        the answer has come (the guards are ahead of the upstream, so the wait costs the reader nothing
+        it could read sooner), and never for the tail (the answer has ended: its client waits)."""
+        if not channel.shown or window.final or self.ahead is None or self.ahead.ready:
+            return 0.0
+        return self.resolved.policy.stream.patience_ms / 1000
 
     async def _revise(
         self, state: _Choice, channel: Channel, window: Window, judged: Judged, where: str

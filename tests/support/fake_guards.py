@@ -29,6 +29,7 @@ class WordGuard:
         self._name = name
         self.trigger = trigger
         self.calls: list[list[str]] = []
+        self.contexts: list[JudgeContext | None] = []  # each call's context
         self.delay_s = 0.0
         self.fail = False
 
@@ -47,6 +48,7 @@ class WordGuard:
         self, texts: Sequence[str], thresholds: Mapping[str, float], context: JudgeContext | None = None
     ) -> list[Verdict]:
         self.calls.append(list(texts))
+        self.contexts.append(context)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.fail:

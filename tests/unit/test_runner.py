@@ -190,3 +190,85 @@ async def test_calls_arriving_close_together_wait_for_each_other() -> None:
         assert recorder.batches == [["a"], ["b", "c"]]
     finally:
         await runner.close()
+
+
+async def test_patient_calls_wait_for_the_next_call_without_patience_and_share_its_batch() -> None:
+    """Calls that bring patience (a stream's later windows) wait for company while calls keep coming;
+    the first call without patience (a prompt, a first window) runs at once, with them in its batch."""
+    recorder, clock = Recorder(), Clock()
+    runner = BatchingRunner("patient", recorder, max_wait_ms=0, clock=clock)
+    await runner.start()
+    try:
+        assert await runner.run(["a"]) == ["A"]
+        clock.now += 0.001
+        second = asyncio.ensure_future(runner.run(["b"], patience_s=3600))
+        await asyncio.sleep(0.01)
+        clock.now += 0.001
+        third = asyncio.ensure_future(runner.run(["c"], patience_s=3600))
+        await asyncio.sleep(0.01)
+        assert recorder.batches == [["a"]]  # both still waiting for company
+        clock.now += 0.001
+        fourth = runner.run(["d"])
+        results = await asyncio.wait_for(asyncio.gather(second, third, fourth), 30)
+        assert list(results) == [["B"], ["C"], ["D"]]
+        assert recorder.batches == [["a"], ["b", "c", "d"]]
+    finally:
+        await runner.close()
+
+
+async def test_a_patient_call_runs_at_once_when_no_company_is_coming() -> None:
+    """A lone stream's later window: the call before came longer ago than it would wait."""
+    recorder, clock = Recorder(), Clock()
+    runner = BatchingRunner("alone", recorder, max_wait_ms=0, clock=clock)
+    await runner.start()
+    try:
+        assert await runner.run(["a"]) == ["A"]
+        clock.now += 7200
+        assert await asyncio.wait_for(runner.run(["b"], patience_s=3600), 30) == ["B"]
+    finally:
+        await runner.close()
+
+
+async def test_patient_calls_that_fill_a_batch_run_at_once() -> None:
+    recorder, clock = Recorder(), Clock()
+    runner = BatchingRunner("full", recorder, max_batch=2, max_wait_ms=0, clock=clock)
+    await runner.start()
+    try:
+        assert await runner.run(["a"]) == ["A"]
+        clock.now += 0.001
+        first = asyncio.ensure_future(runner.run(["b"], patience_s=3600))
+        await asyncio.sleep(0.01)
+        clock.now += 0.001
+        second = runner.run(["c"], patience_s=3600)
+        assert list(await asyncio.wait_for(asyncio.gather(first, second), 30)) == [["B"], ["C"]]
+        assert recorder.batches == [["a"], ["b", "c"]]
+    finally:
+        await runner.close()
+
+
+async def test_a_patient_call_runs_when_its_patience_runs_out() -> None:
+    recorder = Recorder()
+    runner = BatchingRunner("out", recorder, max_wait_ms=0)
+    await runner.start()
+    try:
+        assert await runner.run(["a"]) == ["A"]
+        assert await asyncio.wait_for(runner.run(["b"], patience_s=0.05), 30) == ["B"]
+        assert recorder.batches == [["a"], ["b"]]
+    finally:
+        await runner.close()
+
+
+async def test_a_patient_call_given_up_on_is_dropped_while_it_waits() -> None:
+    recorder, clock = Recorder(), Clock()
+    runner = BatchingRunner("dropped", recorder, max_wait_ms=0, clock=clock)
+    await runner.start()
+    try:
+        assert await runner.run(["a"]) == ["A"]
+        clock.now += 0.001
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(runner.run(["b"], patience_s=3600), 0.05)
+        clock.now += 0.001
+        assert await asyncio.wait_for(runner.run(["c"]), 30) == ["C"]
+        assert recorder.batches == [["a"], ["c"]]
+    finally:
+        await runner.close()

@@ -1,6 +1,8 @@
 """Windows coalesce under load: in ``buffer`` mode, while the guards are busy with other checks, text that
 arrived during a check is judged as one larger window. Unloaded, a window stays a sentence. Either way
-no character reaches the client before a window holding it passed, and every character is judged.
+no character reaches the client before a window holding it passed, and every character is judged. And
+a text's later windows may wait to share a model call (``patience_ms``) only while the guards are ahead
+of the upstream.
 
 Real ``StreamGuard``s and ``GuardEngine``; the guard is the suite's word guard, slowed to a few
 milliseconds per check, blocking a marker word and keeping every text it judged.
@@ -147,3 +149,52 @@ async def test_two_choices_coalesced_under_load_each_get_their_own_text_whole() 
     assert all([t in ANSWER, t in other, t in third].count(True) == 1 for t in judged), judged
     assert _covered(ANSWER, judged) == set(range(len(ANSWER)))
     assert _covered(other, judged) == set(range(len(other)))
+
+
+async def _paced(text: str, pause_s: float) -> AsyncIterator[dict[str, Any]]:
+    """An upstream at an LLM's pace: a word a chunk, ``pause_s`` apart."""
+    for i, word in enumerate(text.split(" ")):
+        yield {"id": "c", "choices": [{"index": 0, "delta": {"content": word if i == 0 else " " + word}}]}
+        await asyncio.sleep(pause_s)
+    yield {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+
+
+async def _all_at_once(text: str) -> AsyncIterator[dict[str, Any]]:
+    """An upstream far ahead of the guards: every chunk is there before the first check."""
+    for i, word in enumerate(text.split(" ")):
+        yield {"id": "c", "choices": [{"index": 0, "delta": {"content": word if i == 0 else " " + word}}]}
+    yield {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+
+
+async def _patience_seen(upstream: AsyncIterator[dict[str, Any]], patience_ms: float) -> list[float]:
+    guard = WordGuard("marker", trigger=FORBIDDEN)
+    windows = StreamPolicy(min_chars=24, max_chars=400, overlap_chars=16, patience_ms=patience_ms)
+    policy = Policy(output=[Rule(guard="marker", action=Action.BLOCK)], stream=windows)
+    guardrails = Guardrails(GuardEngine({"marker": guard}), PolicyBook(default=policy), {})
+    stream = StreamGuard(guardrails, ResolvedPolicy("p", policy), "chat")
+    text = "".join(
+        (choice.get("delta") or {}).get("content") or ""
+        for chunk in [c async for c in stream.run(upstream)]
+        for choice in chunk.get("choices") or ()
+    )
+    assert text == " ".join(SENTENCES[:4])
+    return [context.patience_s if context is not None else -1.0 for context in guard.contexts]
+
+
+async def test_at_an_llms_pace_a_texts_later_windows_may_wait_to_share_a_model_call() -> None:
+    seen = await _patience_seen(_paced(" ".join(SENTENCES[:4]), 0.005), patience_ms=20)
+    assert len(seen) == 4
+    assert seen[0] == 0.0  # the first window: the first token comes first
+    assert seen[1:3] == [0.02] * 2  # the reader is reading the sentence before; no more text is here
+    assert seen[3] == 0.0  # the tail, checked when the answer ended: the client waits for its end
+
+
+async def test_guards_behind_the_upstream_never_wait() -> None:
+    seen = await _patience_seen(_all_at_once(" ".join(SENTENCES[:4])), patience_ms=20)
+    assert seen
+    assert set(seen) == {0.0}
+
+
+async def test_patience_zero_never_waits() -> None:
+    seen = await _patience_seen(_paced(" ".join(SENTENCES[:4]), 0.005), patience_ms=0)
+    assert set(seen) == {0.0}
