@@ -195,10 +195,13 @@ def _all_judged(verdicts: list[Verdict | None]) -> list[Verdict]:
 
 
 def _for_rule(context: JudgeContext, rule: Rule) -> JudgeContext:
-    """The context as one rule's guard sees it: with the categories the rule counts."""
-    if rule.categories is None:
+    """The context as one rule's guard sees it: with the categories the rule counts, and patience for
+    company that leaves at least half of the rule's time-out to the check itself."""
+    patience_s = min(context.patience_s, rule.timeout_ms / 2000)
+    if rule.categories is None and patience_s == context.patience_s:
         return context
-    return msgspec.structs.replace(context, categories=rule.categories)
+    categories = context.categories if rule.categories is None else rule.categories
+    return msgspec.structs.replace(context, categories=categories, patience_s=patience_s)
 
 
 class GuardEngine:

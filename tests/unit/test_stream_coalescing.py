@@ -20,6 +20,7 @@ from gateway.guarded.guardrails import Guardrails, ResolvedPolicy
 from gateway.guarded.stream_guard import StreamGuard
 from guards.pipeline import GuardEngine
 from guards.policy import Action, GuardSpec, Policy, PolicyBook, Rule, StreamPolicy
+from guards.verdict import JudgeContext, Stage
 from tests.support.fake_guards import WordGuard
 
 pytestmark = pytest.mark.asyncio
@@ -198,3 +199,14 @@ async def test_guards_behind_the_upstream_never_wait() -> None:
 async def test_patience_zero_never_waits() -> None:
     seen = await _patience_seen(_paced(" ".join(SENTENCES[:4]), 0.005), patience_ms=0)
     assert set(seen) == {0.0}
+
+
+async def test_patience_leaves_half_of_a_rules_time_out_to_the_check() -> None:
+    """A rule whose time-out is short is never made to time out waiting for company."""
+    guard = WordGuard("marker", trigger=FORBIDDEN)
+    engine = GuardEngine({"marker": guard})
+    rule = Rule(guard="marker", action=Action.BLOCK, timeout_ms=30)
+    await engine.run(Stage.OUTPUT, [rule], ["Some text."], JudgeContext(patience_s=1.0))
+    [context] = guard.contexts
+    assert context is not None
+    assert context.patience_s == 0.015
