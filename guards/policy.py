@@ -159,7 +159,7 @@ class StreamPolicy(_Strict):
     # LLM's pace the reader is still reading what came before, and windows checked together cost a
     # fraction of the CPU each. 0: never wait. A text's first window, its tail (checked once the answer
     # ended) and input checks never wait.
-    patience_ms: float = 20.0
+    patience_ms: float = 50.0
 
     def __post_init__(self) -> None:
         if not 0 < self.min_chars <= self.max_chars:
