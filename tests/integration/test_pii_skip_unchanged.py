@@ -57,9 +57,9 @@ async def test_default_output_rule_decides_as_if_every_text_were_analysed(pii: P
     analysed: list[PiiQuery] = []
     original_run = runner.run
 
-    async def counting_run(items: Sequence[PiiQuery]) -> list[Findings]:
+    async def counting_run(items: Sequence[PiiQuery], patience_s: float = 0.0) -> list[Findings]:
         analysed.extend(items)
-        return await original_run(items)
+        return await original_run(items, patience_s)
 
     runner.run = counting_run  # type: ignore[method-assign]
     try:
