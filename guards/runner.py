@@ -221,8 +221,10 @@ class BatchingRunner(Generic[In, Out]):
 
     def _deliver(self, pieces: list[_Piece[In, Out]], outcome: Future[list[Out]], started: float) -> None:
         """Each caller of a finished batch gets its share of the outputs, or the batch's failure."""
-        closed = RuntimeError(f"runner {self.name} is closed")  # its executor dropped the batch
-        failure = closed if outcome.cancelled() else outcome.exception()
+        if outcome.cancelled():  # the executor dropped the batch: the runner is closing
+            failure: BaseException | None = RuntimeError(f"runner {self.name} is closed")
+        else:
+            failure = outcome.exception()
         if failure is not None:  # every caller of the batch gets it
             for piece in pieces:
                 piece.call.handed_out = len(piece.call.items)  # the rest of a failed call never runs

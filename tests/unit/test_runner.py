@@ -272,3 +272,19 @@ async def test_a_patient_call_given_up_on_is_dropped_while_it_waits() -> None:
         assert recorder.batches == [["a"], ["c"]]
     finally:
         await runner.close()
+
+
+async def test_one_policys_long_patience_never_holds_anothers_window_past_its_own() -> None:
+    """Tenants' policies may set different ``patience_ms``: a batch runs at the earliest deadline of the
+    calls waiting in it, so a long-patience stream cannot stretch a short-patience stream's wait."""
+    recorder = Recorder()
+    runner = BatchingRunner("tenants", recorder, max_wait_ms=0)
+    await runner.start()
+    try:
+        assert await runner.run(["a"]) == ["A"]
+        patient = asyncio.ensure_future(runner.run(["b"], patience_s=3600))
+        hasty = runner.run(["c"], patience_s=0.05)
+        assert list(await asyncio.wait_for(asyncio.gather(patient, hasty), 30)) == [["B"], ["C"]]
+        assert recorder.batches == [["a"], ["b", "c"]]
+    finally:
+        await runner.close()
